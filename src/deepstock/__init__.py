@@ -1,0 +1,2 @@
+"""DeepStock replication workbench."""
+__version__ = "0.1.0"

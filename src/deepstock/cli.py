@@ -1,0 +1,55 @@
+"""``deepstock`` command line: one subcommand per stage of the workflow.
+
+Each stage lives in ``deepstock.commands.<name>`` with a ``register(subparsers)`` function. User
+errors (:class:`~deepstock.errors.DeepstockError`) print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from deepstock import __version__
+from deepstock.errors import DeepstockError
+
+COMMANDS = ("data", "benchmark", "train", "tune", "report")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deepstock",
+        description="DeepStock replication workbench: datasets, benchmarks, training, tuning, reports.",
+    )
+    parser.add_argument("--version", action="version", version=f"deepstock {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"deepstock.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"deepstock.commands.{name}":
+                continue  # stage not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 1
+    try:
+        rc = args.func(args)
+    except DeepstockError as exc:
+        print(f"deepstock {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"deepstock {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return int(rc or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

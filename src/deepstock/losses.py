@@ -1,0 +1,66 @@
+"""Losses and metrics of spec §3, on a :class:`~deepstock.dynamics.Rollout` (numpy or torch)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from deepstock.dynamics import Array, Rollout, counted_days
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Underage/overage weights: h = ``loss_alpha`` (0.1) and b = 1 - h (0.9) by default [C]."""
+
+    h: float = 0.1
+    b: float | None = None  # None -> 1 - h
+
+    @property
+    def underage(self) -> float:
+        return 1.0 - self.h if self.b is None else self.b
+
+
+DEFAULT_LOSS = LossConfig()
+
+
+def daily_cost(rollout: Rollout, loss: LossConfig = DEFAULT_LOSS, lost_sales: bool = False) -> Array:
+    """c(E_t) = b·max(-E_t, 0) + h·max(E_t, 0) per day [n, T]; b·λ_t replaces underage under lost sales."""
+    e = rollout.ending
+    under = rollout.lost if lost_sales else (-e).clip(min=0)
+    return loss.underage * under + loss.h * e.clip(min=0)
+
+
+def trajectory_loss(
+    rollout: Rollout, loss: LossConfig = DEFAULT_LOSS, lost_sales: bool = False
+) -> Array:
+    """ℓ(π; τ): mean daily cost over counted days t >= R + L, one value per trajectory [n]."""
+    T = rollout.ending.shape[1]
+    first = rollout.R + rollout.L
+    return daily_cost(rollout, loss, lost_sales)[:, first:T].mean(1)
+
+
+def dataset_loss(per_trajectory: Array) -> float:
+    """L(π; D): plain mean over trajectories of the per-trajectory losses."""
+    return float(per_trajectory.mean())
+
+
+def stockout_rate(rollout: Rollout) -> np.ndarray:
+    """Share of counted days with E_t <= 0, per trajectory (a day ending at 0 is a stockout)."""
+    T = rollout.ending.shape[1]
+    c = counted_days(T, rollout.R, rollout.L)
+    return np.asarray(rollout.ending)[:, c].__le__(0).mean(1)
+
+
+def turnover_time(rollout: Rollout, cap: float = 28.0) -> np.ndarray:
+    """min(mean(E_t) / (mean(s_t) + 1e-6), cap) over counted days, per trajectory (no lower clip)."""
+    T = rollout.ending.shape[1]
+    c = counted_days(T, rollout.R, rollout.L)
+    e = np.asarray(rollout.ending)[:, c].mean(1)
+    s = np.asarray(rollout.sales)[:, c].mean(1)
+    return np.minimum(e / (s + 1e-6), cap)
+
+
+def loss_gap(loss_value: float, benchmark: float) -> float:
+    """Gap(%) = 100 (L - L*) / L*; L* is the benchmark's test-set loss."""
+    return 100.0 * (loss_value - benchmark) / benchmark
