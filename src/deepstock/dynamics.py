@@ -53,6 +53,7 @@ class Observation:
     pipeline: Array  # [n, L+1]
     phi: Array | None = None  # [n, 4]
     index: np.ndarray | None = None  # [n] dataset rows
+    z: Array | None = None  # [n, k] per-trajectory min-max normalized context (Coeff/Both input)
 
     @property
     def state(self) -> Array:
@@ -96,12 +97,14 @@ def simulate(
     lost_sales: bool = False,
     initial: Array | None = None,
     index: np.ndarray | None = None,
+    z: Array | None = None,
 ) -> Rollout:
     """Roll ``policy`` through ``demand`` [n, T] with review period R and lead time L.
 
     ``policy`` is called once per useful order day with an :class:`Observation` and returns the
     order batch [n]; it is responsible for clipping (the regularizations clip to [0, M]).
-    ``initial`` is the pipeline I_0 [n, L+1] (default zeros). Works on numpy and torch inputs.
+    ``initial`` is the pipeline I_0 [n, L+1] (default zeros); ``x`` [n, T], ``phi`` [n, T, 4] and
+    ``z`` [n, T, k] are the context passed through to the policy. Works on numpy and torch inputs.
     """
     if R < 1 or L < 0:
         raise ValueError(f"need R >= 1 and L >= 0, got R={R}, L={L}")
@@ -125,6 +128,7 @@ def simulate(
                 pipeline=xp.stack(pipe, 1),
                 phi=None if phi is None else phi[:, t],
                 index=index,
+                z=None if z is None else z[:, t],
             )
             q = policy(obs)
             pipe = pipe[:L] + [pipe[L] + q]
