@@ -1,0 +1,113 @@
+"""Helpers shared by every trainer: seeding, device choice and run output (spec §7.5, §8).
+
+Run folder layout written by :func:`save_run`:
+
+- ``metrics.json``  losses of the selected policy on train/val/test, ``best_val``, iterations,
+  wall seconds, device, seed, the full resolved config and the package version (no gaps);
+- ``curve.csv``     per-epoch (DS) or per-evaluation (RL) history;
+- ``model.pt``      torch ``state_dict`` (DS), or ``model.zip`` (an SB3 model's own format);
+- ``<key>.csv``     one file per pandas DataFrame found in ``extras`` (e.g. a critic-loss log).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from deepstock.errors import ConfigError
+from deepstock.io import write_bytes, write_csv, write_json
+
+if TYPE_CHECKING:  # pragma: no cover
+    from deepstock.trainers import TrainResult
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def seed_everything(seed: int, *, threads: int | None = 1) -> None:
+    """Seed Python, numpy and torch with the run seed; deterministic torch kernels (spec §7.5).
+
+    ``threads`` sets ``torch.set_num_threads`` (one thread by default, spec §7.5); None leaves it.
+    Deterministic algorithms are requested with ``warn_only`` so an op without a deterministic
+    kernel warns instead of failing; cuBLAS gets the workspace setting it needs for determinism.
+    """
+    import torch
+
+    seed = int(seed)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    if threads is not None and torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
+def resolve_device(device: str = "auto") -> str:
+    """'auto' -> 'cuda' when available else 'cpu'; 'cuda' without a GPU is a ConfigError."""
+    import torch
+
+    if device not in DEVICES:
+        raise ConfigError(f"device {device!r} is not one of {list(DEVICES)}")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device 'cuda' was asked for, but no CUDA GPU is available")
+    return device
+
+
+def metrics_dict(result: TrainResult) -> dict[str, Any]:
+    """The content of ``metrics.json`` (JSON-ready; gaps are computed by the report, not here)."""
+    from deepstock import __version__
+
+    plain_extras = {
+        k: v for k, v in result.extras.items() if not hasattr(v, "to_csv") and _jsonable(v)
+    }
+    return {
+        "setting": result.setting,
+        "method": result.method,
+        "reg": result.reg,
+        "seed": int(result.seed),
+        "train_loss": float(result.train_loss),
+        "val_loss": float(result.val_loss),
+        "test_loss": float(result.test_loss),
+        "best_val": float(result.best_val),
+        "iterations": int(result.iterations),
+        "wall_s": float(result.wall_s),
+        "device": result.device,
+        "config": result.config,
+        "extras": plain_extras,
+        "version": __version__,
+    }
+
+
+def _jsonable(v: Any) -> bool:
+    return isinstance(v, (str, int, float, bool, list, dict, tuple, type(None), np.generic))
+
+
+def save_run(result: TrainResult, out_dir: str | os.PathLike) -> Path:
+    """Write metrics.json, curve.csv, the weights and DataFrame extras into ``out_dir`` (atomic)."""
+    out = Path(out_dir)
+    write_csv(out / "curve.csv", result.curve)
+    for key, value in result.extras.items():
+        if hasattr(value, "to_csv"):
+            write_csv(out / f"{key}.csv", value)
+    state = result.model_state
+    if state is not None:
+        buf = io.BytesIO()
+        if hasattr(state, "save") and not isinstance(state, dict):  # SB3 model
+            state.save(buf)
+            write_bytes(out / "model.zip", buf.getvalue())
+        else:
+            import torch
+
+            torch.save(state, buf)
+            write_bytes(out / "model.pt", buf.getvalue())
+    write_json(out / "metrics.json", metrics_dict(result))  # last: marks a complete run
+    return out
