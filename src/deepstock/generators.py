@@ -62,6 +62,8 @@ def coeff_features(series: np.ndarray, noise3: np.ndarray, noise4: np.ndarray) -
 
     φ_1 = mean d[t-28..t-1], φ_2 = mean d[t-7..t-1], φ_3 = mean d[t-5..t+1] + η,
     φ_4 = mean d[t-26..t+1] + η′; windows truncated at the ends (pandas ``min_periods=1``).
+    φ_3, φ_4 roll over the series shifted by -1 as the authors do, so d_0 never enters them: near
+    the start their windows begin at day 1, not day 0.
     """
     frame = pd.DataFrame(np.asarray(series, dtype=np.float64).T)  # days x SKUs
     lead = frame.shift(-1)
