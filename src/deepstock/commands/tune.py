@@ -1,0 +1,72 @@
+"""``deepstock tune``: two-stage TPE tuning of one cell on Ray Tune (spec §8).
+
+Examples::
+
+    deepstock tune s1 --method ds --reg base --repetition 0 --scale quick \\
+        --data results/data/s1.npz --out results/s1/ds/base/rep0
+    deepstock tune s2 --method ppo --reg none --scale paper --address auto   # on a Ray cluster
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from deepstock.hparams import METHODS, SCALES
+from deepstock.regularizations import REGULARIZATIONS
+from deepstock.tuning import EXECUTORS, FAULTS, TuneOptions, tune_cell
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "tune",
+        help="tune one cell: TPE stage 1 + top-k x seeds stage 2 (Ray Tune)",
+        description="Tune one (setting, method, regularization, repetition) cell; writes "
+        "stage1.csv, stage2.csv, winner.json and final/ into --out. Re-running resumes.",
+    )
+    p.add_argument("setting", help="setting id, e.g. s1 or s4_n5_t7")
+    p.add_argument("--method", required=True, choices=METHODS)
+    p.add_argument("--reg", required=True, choices=sorted(REGULARIZATIONS))
+    p.add_argument("--repetition", type=int, default=0,
+                   help="repetition r >= 0; seeds the TPE sampler with r (spec §8)")
+    p.add_argument("--scale", default="quick", choices=SCALES, help="budget profile")
+    p.add_argument("--data", required=True, help="dataset .npz of the setting")
+    p.add_argument("--out", required=True, help="cell output folder")
+    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"],
+                   help="device of DS trials (cuda trials request 0.25 GPU each)")
+    p.add_argument("--executor", default="ray", choices=EXECUTORS,
+                   help="ray (default) or local: same searcher, trials in this process")
+    p.add_argument("--address", default=None, help="address of an existing Ray cluster")
+    p.add_argument("--max-concurrent", type=int, default=None,
+                   help="trials at a time (default min(cpus, configs)); 1 = reproducible TPE")
+    p.add_argument("--num-samples", type=int, default=None,
+                   help="stage-1 configurations (default: the scale's)")
+    p.add_argument("--space", default=None, help="search-space YAML (default: Tables 3-5)")
+    p.add_argument("--hparams", default=None, help="YAML of fixed hyper-parameter overrides")
+    p.add_argument("--stage2-winner", default="mean", choices=["mean", "median"])
+    p.add_argument("--fit-on", default="train", choices=["train", "test"],
+                   help="test: train and validate on the test split (the AR(1) DS benchmark)")
+    p.add_argument("--inject-fault", default="none", choices=FAULTS,
+                   help=argparse.SUPPRESS)  # testing hook: make trials fail on purpose
+    p.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    train_options = {}
+    if args.fit_on == "test":
+        train_options = {"train_split": "test", "val_split": "test"}
+    opts = TuneOptions(
+        scale=args.scale, repetition=args.repetition, device=args.device, address=args.address,
+        max_concurrent=args.max_concurrent, stage2_winner=args.stage2_winner,
+        space_path=args.space, hparams_path=args.hparams, train_options=train_options,
+        fault=args.inject_fault, quiet=args.quiet, num_samples=args.num_samples,
+        executor=args.executor,
+    )
+    winner = tune_cell(args.setting, args.method, args.reg, args.data, args.out, opts)
+    print(
+        f"{args.setting}/{args.method}/{args.reg} rep{args.repetition}: winner config "
+        f"{winner['winner_index']} (stage-1 trial {winner['stage1_trial']}), seed "
+        f"{winner['reported_seed']}: val {winner['val_loss']:.4f} test {winner['test_loss']:.4f} "
+        f"({winner['wall_s']:.1f}s)"
+    )
+    return 0

@@ -1,0 +1,159 @@
+"""Two-stage tuning: winner rules, resume after a kill, fault tolerance, executors agree."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from deepstock.cli import main
+from deepstock.generators import generate_dataset
+from deepstock.tuning import TuneOptions, config_seed, median_seed_row, pick_winner, tune_cell
+
+
+@pytest.fixture(scope="module")
+def s1_path(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "s1.npz"
+    generate_dataset("s1").save(path)
+    return path
+
+
+def _s2(rows):
+    return pd.DataFrame(
+        [
+            {"config_index": c, "stage1_trial": c + 1, "config": json.dumps({"lr": c}),
+             "seed": s, "val_loss": v, "status": "ok" if math.isfinite(v) else "failed"}
+            for c, s, v in rows
+        ]
+    )
+
+
+def test_config_seed_is_md5_of_canonical_json():
+    import hashlib
+
+    cfg = {"b": 2, "a": 0.5}
+    text = '{"a":0.5,"b":2}'
+    assert config_seed(cfg) == int(hashlib.md5(text.encode()).hexdigest()[:8], 16) % 10_000
+    assert config_seed({"a": 0.5, "b": 2}) == config_seed({"b": 2, "a": 0.5})
+    assert 0 <= config_seed(cfg) < 10_000
+
+
+def test_median_seed_is_index_floor_n_over_2_of_sorted_vals():
+    runs = _s2([(0, 42, 3.0), (0, 43, 1.0), (0, 44, 2.0), (0, 45, 5.0), (0, 46, 4.0)])
+    assert median_seed_row(runs)["seed"] == 42  # sorted vals 1,2,3,4,5 -> index 2 -> 3.0
+    runs4 = _s2([(0, 42, 3.0), (0, 43, 1.0), (0, 44, 2.0), (0, 45, 5.0)])
+    assert median_seed_row(runs4)["seed"] == 42  # 1,2,3,5 -> index 2 -> 3.0
+
+
+def test_winner_is_lowest_mean_and_failures_are_excluded():
+    s2 = _s2([
+        (0, 42, 1.0), (0, 43, 9.0),          # mean 5.0, median 5.0
+        (1, 42, 4.0), (1, 43, 4.5),          # mean 4.25
+        (2, 42, 0.5), (2, 43, float("inf")),  # one failure: mean of successes 0.5
+    ])
+    idx, summaries = pick_winner(s2, "mean")
+    assert idx == 2
+    assert summaries[2]["n_failed"] == 1 and summaries[2]["val_losses"] == [0.5]
+    s2b = _s2([(0, 42, 1.0), (0, 43, 2.0), (0, 44, 30.0), (1, 42, 3.0), (1, 43, 3.0), (1, 44, 3.0)])
+    assert pick_winner(s2b, "mean")[0] == 1  # means 11 vs 3
+    assert pick_winner(s2b, "median")[0] == 0  # medians 2 vs 3
+
+
+def test_tiny_cell_outputs_and_determinism(s1_path, tmp_path):
+    opts = TuneOptions(scale="tiny", executor="local", quiet=True, num_samples=3)
+    w1 = tune_cell("s1", "ds", "base", s1_path, tmp_path / "a", opts)
+    w2 = tune_cell("s1", "ds", "base", s1_path, tmp_path / "b", opts)
+    for name in ("stage1.csv", "stage2.csv", "winner.json", "final/metrics.json", "final/curve.csv"):
+        assert (tmp_path / "a" / name).is_file(), name
+    s1a = pd.read_csv(tmp_path / "a" / "stage1.csv")
+    s1b = pd.read_csv(tmp_path / "b" / "stage1.csv")
+    assert list(s1a["trial"]) == [1, 2, 3]
+    assert list(s1a["config"]) == list(s1b["config"])
+    assert list(s1a["val_loss"]) == list(s1b["val_loss"])
+    assert (s1a["best_so_far"].diff().fillna(0) <= 0).all()
+    assert w1["test_loss"] == w2["test_loss"]
+    final = json.loads((tmp_path / "a" / "final" / "metrics.json").read_text())
+    assert final["seed"] == w1["reported_seed"]
+    assert final["test_loss"] == pytest.approx(w1["test_loss"])
+    # a different repetition seeds TPE differently
+    w3 = tune_cell("s1", "ds", "base", s1_path, tmp_path / "c",
+                   TuneOptions(scale="tiny", executor="local", quiet=True, num_samples=3, repetition=1))
+    s1c = pd.read_csv(tmp_path / "c" / "stage1.csv")
+    assert list(s1c["config"]) != list(s1a["config"])
+    assert w3["repetition"] == 1
+
+
+def test_failed_trial_is_recorded_and_cell_completes(s1_path, tmp_path):
+    w = tune_cell("s1", "ds", "base", s1_path, tmp_path,
+                  TuneOptions(scale="tiny", executor="local", quiet=True, num_samples=3,
+                              fault="first_nan"))
+    s1 = pd.read_csv(tmp_path / "stage1.csv")
+    assert list(s1["status"]) == ["failed", "ok", "ok"]
+    assert "NaN" in s1["error"].iloc[0]
+    assert w["stage1_failed"] == 1 and math.isfinite(w["val_loss"])
+
+
+def test_all_trials_failing_exits_nonzero_with_message(s1_path, tmp_path, capsys):
+    rc = main(["tune", "s1", "--method", "ds", "--reg", "base", "--scale", "tiny", "--executor",
+               "local", "--data", str(s1_path), "--out", str(tmp_path), "--inject-fault", "all",
+               "--quiet"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "all 2 stage-1 trials failed" in err and "injected" in err
+
+
+def test_bad_config_fails_before_compute(s1_path, tmp_path, capsys):
+    space = tmp_path / "space.yaml"
+    space.write_text("ds:\n  '*':\n    learning_rte: {loguniform: [0.001, 0.1]}\n")
+    rc = main(["tune", "s1", "--method", "ds", "--reg", "base", "--scale", "tiny", "--data",
+               str(s1_path), "--out", str(tmp_path / "o"), "--space", str(space)])
+    assert rc == 2
+    assert "learning_rte" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_resume_after_kill_does_not_rerun_finished_trials(s1_path, tmp_path):
+    hp = tmp_path / "slow.yaml"
+    hp.write_text("epochs: 150\npatience: 150\n")  # ~1 s per trial
+    out = tmp_path / "cell"
+    cmd = [sys.executable, "-m", "deepstock.cli", "tune", "s1", "--method", "ds", "--reg", "base",
+           "--scale", "tiny", "--executor", "local", "--num-samples", "6", "--hparams", str(hp),
+           "--data", str(s1_path), "--out", str(out), "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    journal = out / "stage1.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if journal.exists() and len(journal.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = [json.loads(x) for x in journal.read_text().splitlines()]
+    assert 2 <= len(before) < 6, "the kill must land mid-stage"
+    assert not (out / "winner.json").exists()
+    rc = subprocess.run(cmd, capture_output=True, env={**os.environ}).returncode
+    assert rc == 0
+    after = [json.loads(x) for x in journal.read_text().splitlines()]
+    assert [r["trial"] for r in after] == list(range(1, 7))
+    assert after[: len(before)] == before  # finished trials kept, not re-run
+    assert (out / "winner.json").is_file()
+
+
+@pytest.mark.slow
+def test_ray_executor_matches_local_with_concurrency_one(s1_path, tmp_path):
+    base = dict(scale="tiny", quiet=True, num_samples=3, max_concurrent=1)
+    wl = tune_cell("s1", "ds", "base", s1_path, tmp_path / "l", TuneOptions(executor="local", **base))
+    wr = tune_cell("s1", "ds", "base", s1_path, tmp_path / "r", TuneOptions(executor="ray", **base))
+    a = pd.read_csv(tmp_path / "l" / "stage1.csv")
+    b = pd.read_csv(tmp_path / "r" / "stage1.csv")
+    assert list(a["config"]) == list(b["config"])
+    assert list(a["val_loss"]) == pytest.approx(list(b["val_loss"]))
+    assert wl["test_loss"] == pytest.approx(wr["test_loss"])
