@@ -1,0 +1,95 @@
+"""``deepstock train``: one training run of DS, DDPG or PPO (spec §7), saved to a run folder.
+
+Examples::
+
+    deepstock train s1 --method ds --reg base --seed 45 --data data/s1.npz --out runs/s1/ds-base
+    deepstock train s1 --method ds --reg none --hparams my.yaml --set epochs=50 --data ... --out ...
+    deepstock train s1 --method ddpg --reg base --log-critic --data ... --out ...
+
+Hyper-parameters: the spec defaults of the cell (``deepstock/conf/hparams.yaml``), then the
+``--hparams`` YAML file, then ``--set key=value`` (values parsed as YAML: ``--set
+neurons_per_hidden_layer=[32,32]``). The run folder gets metrics.json, curve.csv and the weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import yaml
+
+from deepstock.errors import ConfigError
+from deepstock.regularizations import REGULARIZATIONS
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train one policy (ds, ddpg, ppo) and save the run",
+        description="Train one policy (spec §7) and write metrics.json, curve.csv and weights.",
+    )
+    p.add_argument("setting", help="setting id, e.g. s1, s2, s3, s4_n5_t7")
+    p.add_argument("--method", required=True, choices=["ds", "ddpg", "ppo"])
+    p.add_argument("--reg", required=True, choices=sorted(REGULARIZATIONS))
+    p.add_argument("--seed", type=int, default=45, help="run seed (default 45, spec §7.5)")
+    p.add_argument("--hparams", metavar="FILE.yaml", help="YAML mapping of hyper-parameters")
+    p.add_argument("--data", required=True, metavar="PATH", help="dataset .npz of the setting")
+    p.add_argument("--out", required=True, metavar="DIR", help="run folder to write")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override one hyper-parameter (repeatable)")
+    p.add_argument("--log-critic", action="store_true",
+                   help="DDPG: store every critic loss (Figure 3)")
+    p.add_argument("--train-split", default=None, choices=["train", "val", "test"],
+                   help="DS: split to train on (e.g. test for the AR(1) benchmark)")
+    p.add_argument("--val-split", default=None, choices=["train", "val", "test"],
+                   help="DS: split used for early stopping and selection")
+    p.set_defaults(func=run)
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """``["k=v", ...]`` -> ``{k: yaml(v)}``; a malformed item is a ConfigError naming it."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {key.strip()}: cannot parse value {value!r}") from None
+    return out
+
+
+def show_progress() -> bool:
+    """Progress bar only on an interactive terminal, never under Snakemake or CI."""
+    return sys.stderr.isatty() and not os.environ.get("SNAKEMAKE") and not os.environ.get("CI")
+
+
+def run(args: argparse.Namespace) -> int:
+    from deepstock.data import load_dataset
+    from deepstock.hparams import resolve_hparams
+    from deepstock.trainers import save_run, train
+
+    hparams = resolve_hparams(args.method, args.setting, args.reg,
+                              overrides=parse_overrides(args.overrides), path=args.hparams)
+    options: dict = {}
+    if args.log_critic:
+        if args.method != "ddpg":
+            raise ConfigError("--log-critic applies to --method ddpg only")
+        options["log_critic"] = True
+    for name in ("train_split", "val_split"):
+        if getattr(args, name) is not None:
+            if args.method != "ds":
+                raise ConfigError(f"--{name.replace('_', '-')} applies to --method ds only")
+            options[name] = getattr(args, name)
+    dataset = load_dataset(args.data, expect_setting=args.setting)
+    result = train(dataset, args.method, args.reg, hparams, args.seed, device=args.device,
+                   progress=show_progress(), **options)
+    save_run(result, args.out)
+    print(f"{args.setting} {args.method}-{args.reg} seed {args.seed}: train {result.train_loss:.4f} "
+          f"val {result.val_loss:.4f} test {result.test_loss:.4f} ({result.iterations} "
+          f"{'epochs' if args.method == 'ds' else 'steps'}, {result.wall_s:.1f} s, "
+          f"{result.device}) -> {args.out}")
+    return 0

@@ -1,0 +1,109 @@
+"""Policy networks of DS and their adapters to the shared simulator (spec §4, §7.5).
+
+- :class:`DSNetwork`: Linear → ELU → Linear → ELU → Linear → ReLU with hidden sizes
+  ``neurons_per_hidden_layer``; PyTorch default init, then every bias of the last Linear layer
+  is set to b₀·M (``initial_action_bias``, spec §4), so the initial output is ≈ b₀·M.
+- :class:`TorchPolicy`: Observation (torch tensors) → regularization input → network → decoded
+  order, differentiable; used inside :func:`deepstock.dynamics.simulate` during DS training.
+- :class:`NumpyPolicy`: the same mapping for numpy observations (evaluation, benchmarks). The
+  network runs in float32 without gradients on a CPU copy; inputs and decoding are float64.
+
+Coeff/Both read ``obs.z``: the 4 Coeff features min-max normalized per trajectory over the
+horizon (spec §4), built by :func:`normalized_coeff` from the dataset's ``coeff`` array.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import replace
+
+import numpy as np
+import torch
+from torch import nn
+
+from deepstock.dynamics import Observation
+from deepstock.regularizations import Regularization, RegularizationParams, minmax_normalize
+
+
+class DSNetwork(nn.Module):
+    """μ_θ: ELU hidden layers and a ReLU output; last-layer biases = ``bias`` (b₀·M)."""
+
+    def __init__(
+        self, input_dim: int, output_dim: int, hidden: Sequence[int], *, bias: float | None = None
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = input_dim
+        for h in hidden:
+            layers += [nn.Linear(width, int(h)), nn.ELU()]
+            width = int(h)
+        self.last = nn.Linear(width, output_dim)
+        self.body = nn.Sequential(*layers, self.last)
+        if bias is not None:
+            with torch.no_grad():
+                self.last.bias.fill_(float(bias))
+
+    def forward(self, inp: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(inp))
+
+
+def initial_action_bias(b0: float, M: float) -> float:
+    """The value every last-layer bias starts at: b₀·M (spec §4, DS row)."""
+    return float(b0) * float(M)
+
+
+def build_ds_network(
+    reg: Regularization, L: int, hidden: Sequence[int], *, b0: float, M: float
+) -> DSNetwork:
+    """The DS network for ``reg`` (input size from the regularization, spec §4)."""
+    return DSNetwork(
+        reg.input_dim(L, rl=False), reg.output_dim, hidden, bias=initial_action_bias(b0, M)
+    )
+
+
+def normalized_coeff(coeff: np.ndarray) -> np.ndarray:
+    """Per-trajectory min-max normalized Coeff features [n, T, 4] (spec §4, DS input)."""
+    return minmax_normalize(np.asarray(coeff, dtype=np.float64), axis=1)
+
+
+class TorchPolicy:
+    """Differentiable policy: ``decode(net(network_input(obs)))`` on torch observations."""
+
+    def __init__(self, net: nn.Module, reg: Regularization, params: RegularizationParams) -> None:
+        self.net, self.reg, self.params = net, reg, params
+
+    def __call__(self, obs: Observation) -> torch.Tensor:
+        out = self.net(self.reg.network_input(obs, self.params))
+        return self.reg.decode(out, obs, self.params)
+
+
+class NumpyPolicy:
+    """No-grad numpy adapter of a trained network (float32 net, float64 in/out).
+
+    ``z_table`` [n_dataset, T, 4] (normalized Coeff features of the whole dataset) lets Coeff/Both
+    policies run under :func:`deepstock.evaluation.evaluate_policy`, which passes ``obs.index``
+    but no ``z``.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        reg: Regularization,
+        params: RegularizationParams,
+        z_table: np.ndarray | None = None,
+    ) -> None:
+        self.net = copy.deepcopy(net).to("cpu").float().eval()
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+        self.reg, self.params, self.z_table = reg, params, z_table
+
+    def __call__(self, obs: Observation) -> np.ndarray:
+        if self.reg.uses_coeff and obs.z is None and self.z_table is not None:
+            if obs.index is None:
+                raise ValueError("Coeff/Both evaluation needs obs.z or obs.index")
+            obs = replace(obs, z=self.z_table[obs.index, obs.t])
+        inp = np.asarray(self.reg.network_input(obs, self.params), dtype=np.float32)
+        with torch.no_grad():
+            out = self.net(torch.from_numpy(inp)).numpy().astype(np.float64)
+        return self.reg.decode(out, obs, self.params)

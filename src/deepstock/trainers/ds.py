@@ -1,0 +1,179 @@
+"""DS: policy learning through the differentiable simulator (spec §7.5).
+
+Per epoch: one pass over the training trajectories in shuffled mini-batches (torch generator
+seeded with the run seed, partial last batch kept), each batch rolled out through
+:func:`deepstock.dynamics.simulate` on torch tensors, objective = batch mean of
+:func:`deepstock.losses.trajectory_loss`, one Adam step per batch with grad-norm clip
+(``grad_clip``, 5.0) and a skipped step on a non-finite loss; then the train loss and val loss of
+the whole splits (no grad, one batched rollout each); ReduceLROnPlateau(min, ``plateau_patience``,
+``scheduler_factor``) steps on the val loss; stop after ``patience`` epochs without strict val
+improvement or at ``epochs``; restore the best-val state (``checkpoint: best``) or keep the last.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from deepstock.data import Dataset
+from deepstock.dynamics import simulate
+from deepstock.errors import ConfigError
+from deepstock.evaluation import evaluate_policy
+from deepstock.hparams import resolve_hparams
+from deepstock.losses import LossConfig, trajectory_loss
+from deepstock.policies import NumpyPolicy, TorchPolicy, build_ds_network, normalized_coeff
+from deepstock.regularizations import RegularizationParams, get_regularization
+from deepstock.trainers import TrainResult
+from deepstock.trainers.common import resolve_device, seed_everything
+
+OPTIONS = {"train_split": "train", "val_split": "val", "lost_sales": False}
+
+
+class _SplitTensors:
+    """One split as float32 tensors on the training device, built once."""
+
+    def __init__(self, dataset: Dataset, name: str, z_table: np.ndarray | None, dev: str):
+        s = dataset.split(name)
+
+        def f(a: np.ndarray | None) -> torch.Tensor | None:
+            return None if a is None else torch.as_tensor(a, dtype=torch.float32, device=dev)
+
+        self.n = len(s)
+        self.demand, self.x = f(s.demand), f(s.x)
+        coeff = z_table is not None
+        self.phi = f(s.phi) if coeff else None
+        self.z = f(z_table[s.index]) if coeff else None
+
+    def rows(self, b: torch.Tensor | None = None) -> dict[str, torch.Tensor | None]:
+        pick = (lambda a: a) if b is None else (lambda a: None if a is None else a[b])
+        return {"demand": pick(self.demand), "x": pick(self.x), "phi": pick(self.phi),
+                "z": pick(self.z)}
+
+
+def _config(dataset: Dataset, reg: str, hparams: dict, options: dict) -> dict:
+    """Spec defaults of the cell overridden by ``hparams`` (validated), plus the run options."""
+    unknown = set(options) - set(OPTIONS)
+    if unknown:
+        raise ConfigError(f"unknown DS option(s) {sorted(unknown)}; expected {sorted(OPTIONS)}")
+    cfg = {**resolve_hparams("ds", dataset.setting.id, reg, overrides=hparams), **OPTIONS, **options}
+    for key in ("batch_size", "epochs", "patience"):
+        if cfg[key] < 1:
+            raise ConfigError(f"hyper-parameter {key!r}={cfg[key]!r} must be >= 1")
+    return cfg
+
+
+def train_ds(
+    dataset: Dataset,
+    reg: str,
+    hparams: dict,
+    seed: int,
+    *,
+    device: str = "auto",
+    progress: bool = False,
+    **options: Any,
+) -> TrainResult:
+    """Train a DS policy (spec §7.5); see the module docstring for the exact loop."""
+    t0 = time.perf_counter()
+    regz = get_regularization(reg)
+    cfg = _config(dataset, reg, hparams, options)
+    dev = resolve_device(device)
+    seed_everything(seed, threads=1 if dev == "cpu" else None)
+    st = dataset.setting
+    params = RegularizationParams(
+        M=float(cfg["M"]), coeff_scale=float(cfg["coeff_scale"]),
+        coeff_clip=tuple(float(c) for c in cfg["coeff_clip"]),
+    )
+    loss_cfg = LossConfig(h=float(cfg["loss_h"]))
+    lost_sales = bool(cfg["lost_sales"])
+    z_table = normalized_coeff(dataset.coeff) if regz.uses_coeff else None
+    train_t = _SplitTensors(dataset, cfg["train_split"], z_table, dev)
+    val_t = _SplitTensors(dataset, cfg["val_split"], z_table, dev)
+
+    net = build_ds_network(
+        regz, st.L, cfg["neurons_per_hidden_layer"], b0=float(cfg["initial_action_bias"]),
+        M=params.M,
+    ).to(dev)
+    policy = TorchPolicy(net, regz, params)
+    opt = torch.optim.Adam(net.parameters(), lr=float(cfg["learning_rate"]))
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, mode="min", factor=float(cfg["scheduler_factor"]),
+        patience=int(cfg["plateau_patience"]),
+    )
+    gen = torch.Generator().manual_seed(int(seed))
+
+    def rollout_loss(rows: dict) -> torch.Tensor:
+        ro = simulate(rows["demand"], policy, R=st.R, L=st.L, x=rows["x"], phi=rows["phi"],
+                      z=rows["z"], lost_sales=lost_sales)
+        return trajectory_loss(ro, loss_cfg, lost_sales).mean()
+
+    def full_loss(split: _SplitTensors) -> float:
+        with torch.no_grad():
+            return float(rollout_loss(split.rows()))
+
+    bs, grad_clip = int(cfg["batch_size"]), float(cfg["grad_clip"])
+    best_val, best_state, bad, skipped = math.inf, None, 0, 0
+    history: list[dict] = []
+    epochs = range(1, int(cfg["epochs"]) + 1)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        epochs = bar = tqdm(epochs, desc=f"ds-{reg} {st.id}", leave=False)
+    for epoch in epochs:
+        net.train()
+        batch_losses = []
+        for b in torch.randperm(train_t.n, generator=gen).split(bs):
+            loss = rollout_loss(train_t.rows(b.to(dev)))
+            if not torch.isfinite(loss):
+                skipped += 1
+                continue
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
+            opt.step()
+            batch_losses.append(float(loss.detach()))
+        net.eval()
+        train_loss, val_loss = full_loss(train_t), full_loss(val_t)
+        lr = opt.param_groups[0]["lr"]
+        sched.step(val_loss)
+        if val_loss < best_val:  # strict improvement; NaN never improves
+            best_val, bad = val_loss, 0
+            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        else:
+            bad += 1
+        history.append({
+            "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr,
+            "batch_loss": float(np.mean(batch_losses)) if batch_losses else math.nan,
+            "skipped_steps": skipped,
+        })
+        if bar is not None:
+            bar.set_postfix(val=f"{val_loss:.4f}", best=f"{best_val:.4f}")
+        if bad >= int(cfg["patience"]):
+            break
+    if bar is not None:
+        bar.close()
+
+    if cfg["checkpoint"] == "best" and best_state is not None:
+        net.load_state_dict(best_state)
+    net.eval()
+    np_policy = NumpyPolicy(net, regz, params, z_table)
+    losses = {}
+    for name, split in (("train", cfg["train_split"]), ("val", cfg["val_split"]), ("test", "test")):
+        losses[name] = evaluate_policy(np_policy, dataset, split, loss=loss_cfg,
+                                       lost_sales=lost_sales).loss
+    curve = pd.DataFrame(history)
+    return TrainResult(
+        setting=st.id, method="ds", reg=reg, seed=int(seed),
+        train_loss=losses["train"], val_loss=losses["val"], test_loss=losses["test"],
+        best_val=losses["val"] if cfg["checkpoint"] == "best" else float(curve["val_loss"].min()),
+        iterations=len(history), wall_s=time.perf_counter() - t0, device=dev, curve=curve,
+        config=cfg, policy=np_policy,
+        extras={"best_epoch": int(curve["val_loss"].idxmin()) + 1 if curve["val_loss"].notna().any() else 0,
+                "skipped_steps": skipped},
+        model_state={k: v.detach().cpu() for k, v in net.state_dict().items()},
+    )
