@@ -11,16 +11,32 @@ import pytest
 import torch
 
 from deepstock.cli import main
+from deepstock.data import Dataset
 from deepstock.dynamics import simulate
 from deepstock.errors import ConfigError
 from deepstock.losses import trajectory_loss
 from deepstock.policies import TorchPolicy, build_ds_network
 from deepstock.regularizations import RegularizationParams, get_regularization
+from deepstock.settings import get_setting
 from deepstock.trainers import TrainResult, save_run, train
 from deepstock.trainers.common import metrics_dict
-from tests.test_regularizations import tiny_dataset
 
 torch.set_num_threads(1)
+
+
+
+def tiny_dataset(demand: np.ndarray) -> Dataset:
+    """A hand-made Setting 1 shaped dataset: equal thirds train/val/test, x_t = t // 2."""
+    n, T = demand.shape
+    k = n // 3
+    coeff = np.random.default_rng(0).uniform(0, 20, size=(n, T, 4))
+    return Dataset(
+        setting=get_setting("s1"), demand=demand,
+        features=np.broadcast_to((np.arange(T) // 2)[None, :, None], (n, T, 1)).astype(float),
+        coeff=coeff, ids=np.arange(1, n + 1), meta={"setting": "s1"},
+        split_idx={"train": np.arange(k), "val": np.arange(k, 2 * k), "test": np.arange(2 * k, n)},
+    )
+
 
 FAST = {"batch_size": 1, "neurons_per_hidden_layer": [16, 16], "scheduler_factor": 0.5,
         "initial_action_bias": 0.6}
