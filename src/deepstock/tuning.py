@@ -278,6 +278,7 @@ class TuneOptions:
     quiet: bool = False
     num_samples: int | None = None  # override of the scale's budget
     executor: str = "ray"  # ray: Ray Tune Tuner; local: same searcher, trials in this process
+    cpus: int | None = None  # CPUs of a local Ray instance (None: all)
 
 
 def _concurrency(opts: TuneOptions, n: int) -> int:
@@ -448,6 +449,8 @@ def tune_cell(
     opts = opts or TuneOptions()
     if opts.executor not in EXECUTORS:
         raise ConfigError(f"executor must be one of {EXECUTORS}, got {opts.executor!r}")
+    if opts.cpus is not None and opts.cpus < 1:
+        raise ConfigError(f"cpus must be >= 1, got {opts.cpus}")
     if opts.fault not in FAULTS:
         raise ConfigError(f"fault must be one of {FAULTS}")
     scale = get_scale(opts.scale)
@@ -473,7 +476,7 @@ def tune_cell(
     )
     t0 = time.perf_counter()
     if opts.executor == "ray":
-        _ray_init(opts.address, None if opts.address else os.cpu_count())
+        _ray_init(opts.address, opts.cpus or os.cpu_count())
     s1 = stage1(spec, scale, opts, dims, out)
     write_csv(out / "stage1.csv", s1)
     n_ok = int((s1["status"] == "ok").sum())

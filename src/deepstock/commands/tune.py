@@ -36,6 +36,8 @@ def register(subparsers) -> None:
     p.add_argument("--executor", default="ray", choices=EXECUTORS,
                    help="ray (default) or local: same searcher, trials in this process")
     p.add_argument("--address", default=None, help="address of an existing Ray cluster")
+    p.add_argument("--cpus", type=int, default=None,
+                   help="CPUs for a local Ray instance (default: all); ignored with --address")
     p.add_argument("--max-concurrent", type=int, default=None,
                    help="trials at a time (default min(cpus, configs)); 1 = reproducible TPE")
     p.add_argument("--num-samples", type=int, default=None,
@@ -60,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         max_concurrent=args.max_concurrent, stage2_winner=args.stage2_winner,
         space_path=args.space, hparams_path=args.hparams, train_options=train_options,
         fault=args.inject_fault, quiet=args.quiet, num_samples=args.num_samples,
-        executor=args.executor,
+        executor=args.executor, cpus=args.cpus,
     )
     winner = tune_cell(args.setting, args.method, args.reg, args.data, args.out, opts)
     print(

@@ -1,0 +1,45 @@
+# deepstock: replication workflow of "DeepStock: RL with policy regularizations for inventory
+# management". Every rule is a thin call of the `deepstock` CLI; the logic lives in src/deepstock.
+#
+#   snakemake                                   # quick scale, every table, figure and the report
+#   snakemake --config scale=paper              # the paper's full protocol (see README for cost)
+#   snakemake --config settings=[s2]            # rerun Setting 2 only
+#   snakemake results/s1/ppo/base/rep0/winner.json   # one cell by path
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+report: "workflow/report/workflow.rst"
+
+
+wildcard_constraints:
+    setting=r"s1|s2|s3|s4_n\d+_t\d+",
+    method="ddpg|ppo|ds",
+    reg="none|base|coeff|both",
+    rep=r"\d+",
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/datasets.smk"
+include: "workflow/rules/benchmarks.smk"
+include: "workflow/rules/tuning.smk"
+include: "workflow/rules/tables.smk"
+include: "workflow/rules/figures.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        "results/summary.csv",
+        TABLE_FILES,
+        FIGURE_FILES,
+        REPORT_FILES,
+    default_target: True

@@ -1,0 +1,52 @@
+# 2. Benchmarks pi* (spec §6): exact DP (INDEP), critical fractile (IID), exact AR(1) DP, and the
+#    paper's AR(1) approximation: DS-Base tuned on the test set.
+
+
+def benchmark_method(setting):
+    if setting == "s1":
+        return f"dp_{config['benchmarks']['indep_benchmark']}"
+    if setting in ("s2", "s3"):
+        return "ar1_dp"
+    return "critical_fractile"
+
+
+rule benchmark:
+    input:
+        data="results/data/{setting}.npz",
+    output:
+        "results/benchmarks/{setting}.json",
+    params:
+        method=lambda wc: benchmark_method(wc.setting),
+        z=config["benchmarks"]["iid_z"],
+        delta=config["benchmarks"]["ar1_dp_delta"],
+    log:
+        log_path("benchmark", "{setting}"),
+    benchmark:
+        bench_path("benchmark", "{setting}")
+    shell:
+        "deepstock benchmark {wildcards.setting} --data {input.data} --out {output} "
+        "--method {params.method} --iid-z {params.z} --delta {params.delta} > {log} 2>&1"
+
+
+rule ar1_ds_on_test:
+    input:
+        data="results/data/{setting}.npz",
+    output:
+        "results/benchmarks/ds_on_test/{setting}/winner.json",
+    wildcard_constraints:
+        setting="s2|s3",
+    params:
+        out=lambda wc, output: os.path.dirname(output[0]),
+        flags=tune_flags(),
+        device=config["tuning"]["device"],
+    threads: config["tuning"]["threads"]
+    resources:
+        gpu=1 if config["tuning"]["device"] == "cuda" else 0,
+    log:
+        log_path("ar1_ds_on_test", "{setting}"),
+    benchmark:
+        bench_path("ar1_ds_on_test", "{setting}")
+    shell:
+        "deepstock tune {wildcards.setting} --method ds --reg base --repetition 0 --fit-on test "
+        "--data {input.data} --out {params.out} --device {params.device} --cpus {threads} "
+        "{params.flags} > {log} 2>&1"

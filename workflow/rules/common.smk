@@ -1,0 +1,62 @@
+# Shared helpers: which cells the configuration selects, and the expected output files.
+import shlex
+
+from deepstock.hparams import get_scale
+from deepstock.settings import IID_N, IID_T, iid_setting_id
+
+SCALE = get_scale(config["scale"])
+REPS = config.get("repetitions") or list(range(SCALE.repetitions))
+S4_ALL = [iid_setting_id(n, t) for n in IID_N for t in IID_T]
+
+
+def selected_settings():
+    out = []
+    for s in config["settings"]:
+        for sid in S4_ALL if s == "s4" else [s]:
+            if sid not in out:
+                out.append(sid)
+    return out
+
+
+SETTINGS = selected_settings()
+
+
+def cells():
+    """(setting, method, reg, rep) tuples selected by the configuration."""
+    out = []
+    for sid in SETTINGS:
+        iid = sid.startswith("s4")
+        methods = config["s4_methods"] if iid else config["methods"]
+        regs = config["s4_regs"] if iid else config["regs"]
+        out += [(sid, m, r, rep) for m in methods for r in regs for rep in REPS]
+    return out
+
+
+CELLS = cells()
+CELL_FILES = [f"results/{s}/{m}/{r}/rep{k}/winner.json" for s, m, r, k in CELLS]
+BENCHMARK_FILES = [f"results/benchmarks/{s}.json" for s in SETTINGS]
+DS_ON_TEST_FILES = (
+    [f"results/benchmarks/ds_on_test/{s}/winner.json" for s in SETTINGS if s in ("s2", "s3")]
+    if config["benchmarks"].get("ar1_ds_on_test", True)
+    else []
+)
+FIG3_REGS = [r for r in ("none", "base") if "s1" in SETTINGS and "ddpg" in config["methods"]]
+
+
+def tune_flags():
+    t = config["tuning"]
+    flags = [f"--scale {config['scale']}", f"--executor {t.get('executor', 'ray')}",
+             f"--stage2-winner {t.get('stage2_winner', 'mean')}", "--quiet"]
+    if t.get("max_concurrent"):
+        flags.append(f"--max-concurrent {t['max_concurrent']}")
+    if t.get("address"):
+        flags.append(f"--address {shlex.quote(str(t['address']))}")
+    return " ".join(flags)
+
+
+def log_path(rule_name, name):
+    return f"logs/{rule_name}/{name}.log"
+
+
+def bench_path(rule_name, name):
+    return f"logs/benchmarks/{rule_name}/{name}.tsv"

@@ -1,0 +1,49 @@
+# 3-4. Training and tuning: one job per cell (setting x method x regularization x repetition):
+#      TPE stage 1, top-k x seeds stage 2, winner and its median-seed run (spec §8).
+
+
+rule tune:
+    input:
+        data="results/data/{setting}.npz",
+    output:
+        winner="results/{setting}/{method}/{reg}/rep{rep}/winner.json",
+        stage1="results/{setting}/{method}/{reg}/rep{rep}/stage1.csv",
+        stage2="results/{setting}/{method}/{reg}/rep{rep}/stage2.csv",
+    params:
+        out=lambda wc, output: os.path.dirname(output.winner),
+        flags=tune_flags(),
+        device=lambda wc: config["tuning"]["device"] if wc.method == "ds" else "cpu",
+    threads: config["tuning"]["threads"]
+    resources:
+        gpu=lambda wc: 1 if wc.method == "ds" and config["tuning"]["device"] == "cuda" else 0,
+    log:
+        log_path("tune", "{setting}_{method}_{reg}_rep{rep}"),
+    benchmark:
+        bench_path("tune", "{setting}_{method}_{reg}_rep{rep}")
+    shell:
+        "deepstock tune {wildcards.setting} --method {wildcards.method} --reg {wildcards.reg} "
+        "--repetition {wildcards.rep} --data {input.data} --out {params.out} "
+        "--device {params.device} --cpus {threads} {params.flags} > {log} 2>&1"
+
+
+rule figure3_run:
+    # Figure 3: DDPG on Setting 1 re-trained at the winner's reported seed with the critic log.
+    input:
+        data="results/data/s1.npz",
+        winner=lambda wc: (
+            f"results/s1/ddpg/{'base' if config['figure3']['config'] == 'shared' else wc.reg}"
+            f"/rep{config['figure3'].get('repetition', 0)}/winner.json"
+        ),
+    output:
+        "results/figure3/{reg}/metrics.json",
+    wildcard_constraints:
+        reg="none|base",
+    params:
+        out=lambda wc, output: os.path.dirname(output[0]),
+    log:
+        log_path("figure3_run", "{reg}"),
+    benchmark:
+        bench_path("figure3_run", "{reg}")
+    shell:
+        "deepstock train s1 --method ddpg --reg {wildcards.reg} --from-winner {input.winner} "
+        "--log-critic --device cpu --data {input.data} --out {params.out} > {log} 2>&1"
