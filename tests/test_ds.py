@@ -156,7 +156,7 @@ def test_same_seed_same_run_folder(noisy, tmp_path):
     other = train(noisy, "ds", "base", hp, 8, device="cpu")
     assert other.val_loss != ma["val_loss"]
     state = torch.load(tmp_path / "a" / "model.pt")
-    assert state["last.bias"].shape == (1,)
+    assert state["body.4.bias"].shape == (1,)
 
 
 @pytest.mark.parametrize("reg", ["coeff", "both"])
@@ -165,7 +165,7 @@ def test_coeff_regularizations_train(noisy, reg):
     ds = dataclasses.replace(noisy, coeff=noisy.coeff / 28)
     r = train(ds, "ds", reg, {**FAST, "initial_action_bias": 0.0, "learning_rate": 0.01,
                                  "epochs": 3}, 0, device="cpu")
-    assert r.model_state["last.bias"].shape == (5,)
+    assert r.model_state["body.4.bias"].shape == (5,)
     assert np.isfinite([r.train_loss, r.val_loss, r.test_loss]).all()
     assert r.curve["val_loss"].nunique() > 1  # the policy moved
 

@@ -112,7 +112,7 @@ def train_ds(
         return trajectory_loss(ro, loss_cfg, lost_sales).mean()
 
     def full_loss(split: _SplitTensors) -> float:
-        with torch.no_grad():
+        with torch.inference_mode():
             return float(rollout_loss(split.rows()))
 
     bs, grad_clip = int(cfg["batch_size"]), float(cfg["grad_clip"])
