@@ -1,0 +1,286 @@
+"""Gymnasium inventory environment for DDPG/PPO (spec §7.1) and batched SB3-policy evaluation.
+
+One ``step`` is one ordering decision. The environment keeps a per-episode scalar state (the
+pipeline I_t as a Python list) for speed; each day follows spec §2 exactly (order -> demand ->
+record -> shift), the same convention as :func:`deepstock.dynamics.simulate`, and a parity test
+holds the two to 1e-9. Actions are decoded by the shared mapping
+:meth:`deepstock.regularizations.Regularization.decode` (spec §4).
+
+- reset: pick a trajectory (train mode: uniform with the env RNG; eval mode: cycle in id order,
+  restarted by ``reset(seed=...)``), I_0 = 0, simulate days 0..R-1 with q = 0, observe at t = R.
+- step(a): decode q, simulate R days (q on the first), reward = -mean c(E_u) over
+  W = [t+L, t+L+R) ∩ [R+L, T) (0 if empty); the last L days of W come from a q = 0 look-ahead
+  that is rewound (exact: the next order arrives at t+R+L). When the new t has t >= T or
+  t + L >= T, the remaining days are simulated with q = 0 and the episode terminates.
+  ``truncated`` is always False. The return is -Σ_windows mean cost = -((T-R-L)/R)·ℓ for T = 31.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from deepstock.data import Dataset
+from deepstock.dynamics import Observation, Rollout, order_days, simulate
+from deepstock.errors import ConfigError
+from deepstock.losses import DEFAULT_LOSS, LossConfig, daily_cost
+from deepstock.regularizations import (
+    RegularizationParams,
+    get_regularization,
+    minmax_normalize,
+)
+
+ENV_ID = "deepstock/Inventory-v0"
+MODES = ("train", "eval")
+
+
+def rl_context(dataset: Dataset) -> np.ndarray:
+    """Normalized RL context z [n, T, 1]: x_t min-max normalized per trajectory (spec §4)."""
+    return minmax_normalize(np.asarray(dataset.x, dtype=np.float64), axis=1)[..., None]
+
+
+def n_decisions(T: int, R: int, L: int) -> int:
+    """Episode length: the number of useful order days (14 for T = 31, R = 2, L = 1)."""
+    return int(order_days(T, R, L).sum())
+
+
+class InventoryEnv(gym.Env):
+    """One SKU trajectory per episode; one decision per order day (spec §7.1).
+
+    ``dataset`` and ``split`` give the trajectories; ``reg`` one of none/base/coeff/both;
+    ``mode`` "train" (uniform choice, seeded) or "eval" (cycle in id order; default for val/test).
+    ``options={"index": k}`` in :meth:`reset` selects the k-th trajectory of the split.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": []}
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        split: str = "train",
+        reg: str = "none",
+        *,
+        mode: str | None = None,
+        params: RegularizationParams | None = None,
+        loss: LossConfig = DEFAULT_LOSS,
+        lost_sales: bool = False,
+    ) -> None:
+        super().__init__()
+        mode = mode or ("train" if split == "train" else "eval")
+        if mode not in MODES:
+            raise ConfigError(f"env mode {mode!r} is not one of {list(MODES)}")
+        st = dataset.setting
+        self.setting = st
+        self.split_name = split
+        self.mode = mode
+        self.reg = get_regularization(reg)
+        self.params = params or RegularizationParams(M=st.M)
+        self.loss = loss
+        self.lost_sales = bool(lost_sales)
+        self.T, self.R, self.L = st.T, st.R, st.L
+        s = dataset.split(split)
+        if len(s) == 0:
+            raise ConfigError(f"split {split!r} of {st.id} is empty")
+        self.index = np.asarray(s.index)
+        self._demand: list[list[float]] = np.asarray(s.demand, dtype=np.float64).tolist()
+        self._x: list[list[float]] = np.asarray(s.x, dtype=np.float64).tolist()
+        self._phi = np.asarray(s.phi, dtype=np.float64)
+        self._z = rl_context(dataset)[s.index] if self.reg.uses_coeff else None
+        self._b = loss.underage
+        self._h = loss.h
+        self.episode_length = n_decisions(self.T, self.R, self.L)
+        dim = self.reg.input_dim(self.L, rl=True)
+        self.observation_space = spaces.Box(-np.inf, np.inf, shape=(dim,), dtype=np.float32)
+        if self.reg.uses_coeff:
+            self.action_space = spaces.Box(0.0, 1.0, shape=(self.reg.output_dim,), dtype=np.float32)
+        else:
+            self.action_space = spaces.Box(0.0, float(self.params.M), shape=(1,), dtype=np.float32)
+        self._cursor = 0
+        self._row = 0
+        self._t = 0
+        self._pipe: list[float] = [0.0] * (self.L + 1)
+        self._cost_total = 0.0
+
+    # ------------------------------------------------------------------ dynamics (spec §2)
+    def _day(self, pipe: list[float], q: float, d: float) -> float:
+        """One day on ``pipe`` in place; returns the day's cost c(E_t) (λ_t-based under lost sales)."""
+        L = self.L
+        if q:
+            pipe[L] += q
+        i0 = pipe[0]
+        if self.lost_sales:
+            e = i0 - d if i0 > d else 0.0
+            under = d - i0 if d > i0 else 0.0
+        else:
+            e = i0 - d
+            under = -e if e < 0 else 0.0
+        if L == 0:
+            pipe[0] = e
+        else:
+            pipe[0] = e + pipe[1]
+            for ell in range(1, L):
+                pipe[ell] = pipe[ell + 1]
+            pipe[L] = 0.0
+        return self._b * under + self._h * (e if e > 0 else 0.0)
+
+    # ------------------------------------------------------------------ observation / decoding
+    def _observation(self, t: int) -> Observation:
+        """Observation of the current state; day index clamped to T-1 for the terminal state."""
+        tt = min(t, self.T - 1)
+        r = self._row
+        if self._z is None:  # None/Base read only x_t and the pipeline
+            return Observation(tt, np.array([self._x[r][tt]]), np.array([self._pipe]))
+        return Observation(
+            t=tt,
+            x=np.array([self._x[r][tt]]),
+            pipeline=np.array([self._pipe]),
+            phi=self._phi[r, tt][None, :],
+            index=self.index[r : r + 1],
+            z=self._z[r, tt][None, :],
+        )
+
+    def _obs_vector(self, t: int) -> np.ndarray:
+        """Network input (spec §4, RL): (x_t, I_t) or (z_t, I_t / M); tested equal to
+        ``Regularization.network_input(..., rl=True)``."""
+        tt = min(t, self.T - 1)
+        if self._z is None:
+            return np.array([self._x[self._row][tt], *self._pipe], dtype=np.float32)
+        m = self.params.M
+        return np.array([self._z[self._row, tt, 0], *(p / m for p in self._pipe)], dtype=np.float32)
+
+    def decode(self, action: np.ndarray) -> float:
+        """Order q_t for the current state through the shared regularization mapping (spec §4)."""
+        out = np.asarray(action, dtype=np.float64).reshape(1, -1)
+        return float(self.reg.decode(out, self._observation(self._t), self.params)[0])
+
+    # ------------------------------------------------------------------ gymnasium API
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        n = len(self._demand)
+        if options and "index" in options:
+            row = int(options["index"])
+            if not 0 <= row < n:
+                raise ConfigError(f"trajectory index {row} outside split of size {n}")
+        elif self.mode == "train":
+            row = int(self.np_random.integers(n))
+        else:
+            if seed is not None:
+                self._cursor = 0
+            row = self._cursor % n
+            self._cursor += 1
+        self._row = row
+        self._pipe = [0.0] * (self.L + 1)
+        self._cost_total = 0.0
+        dem = self._demand[row]
+        for u in range(min(self.R, self.T)):  # warm-up: no orders (days < R+L are not counted)
+            self._day(self._pipe, 0.0, dem[u])
+        self._t = self.R
+        return self._obs_vector(self._t), {"trajectory": int(self.index[row]), "t": self._t}
+
+    def step(self, action):
+        t, R, L, T = self._t, self.R, self.L, self.T
+        q = self.decode(action)
+        dem = self._demand[self._row]
+        pipe = self._pipe
+        w_lo, w_hi = t + L, min(t + L + R, T)  # reward window W (t >= R, so t + L >= R + L)
+        cost, days = 0.0, 0
+        for u in range(t, min(t + R, T)):
+            c = self._day(pipe, q if u == t else 0.0, dem[u])
+            if u >= w_lo:
+                cost += c
+                days += 1
+        t_new = t + R
+        terminated = t_new >= T or t_new + L >= T
+        if terminated:  # the remaining days with q = 0 all fall inside W
+            for u in range(t_new, T):
+                c = self._day(pipe, 0.0, dem[u])
+                if w_lo <= u < w_hi:
+                    cost += c
+                    days += 1
+        else:  # look-ahead: L days with q = 0 on a copy, then rewound
+            ahead = list(pipe)
+            for u in range(t_new, min(t_new + L, T)):
+                c = self._day(ahead, 0.0, dem[u])
+                if w_lo <= u < w_hi:
+                    cost += c
+                    days += 1
+        reward = -cost / days if days else 0.0
+        self._cost_total += cost
+        self._t = t_new
+        info: dict[str, Any] = {"order": q, "cost": cost, "days": days, "t": t,
+                                "trajectory": int(self.index[self._row])}
+        if terminated:
+            info["episode_loss"] = self._cost_total / (T - R - L)
+        return self._obs_vector(t_new), reward, terminated, False, info
+
+
+def _register() -> None:
+    if ENV_ID not in gym.registry:
+        gym.register(id=ENV_ID, entry_point="deepstock.envs:InventoryEnv")
+
+
+_register()
+
+
+# ---------------------------------------------------------------------- batched evaluation
+def network_policy(
+    predict: Callable[[np.ndarray], np.ndarray],
+    reg: str,
+    params: RegularizationParams,
+    *,
+    z: np.ndarray | None = None,
+) -> Callable[[Observation], np.ndarray]:
+    """Observation -> orders [n] from a batched action function (e.g. an SB3 deterministic predict).
+
+    ``predict`` maps the float32 network inputs [n, d] (spec §4, RL version) to actions [n, k];
+    the orders come from the shared decoder. For Coeff/Both without ``obs.z`` the normalized
+    context ``z`` [n_dataset, T, 1] (see :func:`rl_context`) is looked up by ``obs.index``.
+    """
+    regularization = get_regularization(reg)
+
+    def policy(obs: Observation) -> np.ndarray:
+        if regularization.uses_coeff and obs.z is None:
+            if z is None or obs.index is None:
+                raise ConfigError(f"regularization {reg!r} needs the normalized context z")
+            obs = Observation(obs.t, obs.x, obs.pipeline, obs.phi, obs.index, z[obs.index, obs.t])
+        inp = np.asarray(regularization.network_input(obs, params, rl=True), dtype=np.float32)
+        actions = np.asarray(predict(inp), dtype=np.float64).reshape(inp.shape[0], -1)
+        return np.asarray(regularization.decode(actions, obs, params), dtype=np.float64)
+
+    return policy
+
+
+def window_returns(rollout: Rollout, loss: LossConfig = DEFAULT_LOSS, lost_sales: bool = False) -> np.ndarray:
+    """Per-trajectory episode return of the env (spec §7.1) computed from a batched rollout.
+
+    Sum over useful order days t of -mean_{u in W_t} c(E_u); equals -((T-R-L)/R)·ℓ when the
+    windows are full.
+    """
+    cost = np.asarray(daily_cost(rollout, loss, lost_sales))
+    n, T = cost.shape
+    R, L = rollout.R, rollout.L
+    total = np.zeros(n)
+    for t in np.flatnonzero(order_days(T, R, L)):
+        lo, hi = max(t + L, R + L), min(t + L + R, T)
+        if hi > lo:
+            total -= cost[:, lo:hi].mean(1)
+    return total
+
+
+def simulate_split(
+    policy: Callable[[Observation], np.ndarray],
+    dataset: Dataset,
+    split: str,
+    *,
+    lost_sales: bool = False,
+) -> Rollout:
+    """One vectorized rollout of ``policy`` over every trajectory of ``split`` (shared simulator)."""
+    s = dataset.split(split)
+    st = dataset.setting
+    return simulate(
+        s.demand, policy, R=st.R, L=st.L, x=s.x, phi=s.phi, lost_sales=lost_sales, index=s.index
+    )
