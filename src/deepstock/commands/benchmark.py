@@ -1,0 +1,80 @@
+"""``deepstock benchmark``: compute the benchmark π* of a setting and its losses (spec §6).
+
+Examples::
+
+    deepstock benchmark s1 --data data/s1.npz --out results/benchmarks/s1.json
+    deepstock benchmark s1 --data data/s1.npz --out s1_true.json --method dp_true
+    deepstock benchmark s4_n5_t7 --data data/s4_n5_t7.npz --out b.json --iid-z exact
+    deepstock benchmark s2 --data data/s2.npz --out s2.json --method ar1_dp --delta 0.25
+
+``auto`` = dp_empirical (INDEP), critical_fractile (IID), ar1_dp (AR(1)). The AR(1) DP writes its
+full S_t(d) tables to the .npz next to the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from deepstock.errors import ConfigError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "benchmark",
+        help="compute the benchmark policy π* and its train/val/test losses",
+        description="Benchmark π* of a setting (spec §6); losses via the shared simulator.",
+    )
+    p.add_argument("setting", help="setting id, e.g. s1, s2, s3, s4_n5_t7")
+    p.add_argument("--data", required=True, help="dataset .npz of that setting")
+    p.add_argument("--out", required=True, help="output .json (AR(1) DP tables go to .npz beside)")
+    p.add_argument("--method", default="auto",
+                   choices=["auto", "dp_empirical", "dp_true", "critical_fractile", "ar1_dp",
+                            "ds_on_test"])
+    p.add_argument("--iid-z", default="1.282", choices=["1.282", "exact"],
+                   help="IID critical-fractile z: the authors' 1.282 or Φ⁻¹(0.9)")
+    p.add_argument("--delta", type=float, default=0.25, help="AR(1) DP grid step δ")
+    p.add_argument("--nsd", type=float, default=6.0,
+                   help="AR(1) DP demand grid range in stationary standard deviations")
+    p.add_argument("--loss-h", type=float, default=0.1, help="overage weight h (b = 1 - h)")
+    p.add_argument("--ds-hparams", default=None,
+                   help="ds_on_test: JSON object of DS hyper-parameter overrides")
+    p.add_argument("--seed", type=int, default=45, help="ds_on_test: run seed")
+    p.add_argument("--device", default="auto", help="ds_on_test: auto, cpu or cuda")
+    p.add_argument("--quiet", action="store_true", help="do not print the summary line")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from deepstock.benchmarks import run_benchmark, write_benchmark
+    from deepstock.data import load_dataset
+    from deepstock.losses import LossConfig
+    from deepstock.settings import get_setting
+
+    setting = get_setting(args.setting)
+    if not args.out.endswith(".json"):
+        raise ConfigError(f"--out must name a .json file, got {args.out!r}")
+    if not 0.0 < args.loss_h < 1.0:
+        raise ConfigError(f"--loss-h must be in (0, 1), got {args.loss_h}")
+    hparams = None
+    if args.ds_hparams:
+        try:
+            hparams = json.loads(args.ds_hparams)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--ds-hparams is not valid JSON: {exc.msg}") from None
+        if not isinstance(hparams, dict):
+            raise ConfigError("--ds-hparams must be a JSON object")
+    dataset = load_dataset(args.data, expect_setting=setting.id)
+    result = run_benchmark(
+        dataset, args.method, iid_z=args.iid_z, delta=args.delta, nsd=args.nsd,
+        loss=LossConfig(h=args.loss_h), ds_hparams=hparams, seed=args.seed, device=args.device,
+    )
+    write_benchmark(result, args.out)
+    if not args.quiet:
+        ev = "" if result.expected_value is None else f" expected={result.expected_value:.4f}"
+        print(
+            f"{setting.id} {result.method}: train={result.losses['train']:.4f} "
+            f"val={result.losses['val']:.4f} test={result.losses['test']:.4f}{ev} "
+            f"({result.wall_s:.2f}s) -> {args.out}"
+        )
+    return 0
