@@ -157,3 +157,16 @@ def test_ray_executor_matches_local_with_concurrency_one(s1_path, tmp_path):
     assert list(a["config"]) == list(b["config"])
     assert list(a["val_loss"]) == pytest.approx(list(b["val_loss"]))
     assert wl["test_loss"] == pytest.approx(wr["test_loss"])
+
+
+def test_retraining_the_winner_reproduces_the_reported_run(s1_path, tmp_path):
+    """`deepstock train --from-winner` re-runs the median-seed run bit for bit (CPU)."""
+    w = tune_cell("s1", "ds", "base", s1_path, tmp_path / "cell",
+                  TuneOptions(scale="tiny", executor="local", quiet=True))
+    rc = main(["train", "s1", "--method", "ds", "--reg", "base", "--device", "cpu",
+               "--from-winner", str(tmp_path / "cell" / "winner.json"), "--data", str(s1_path),
+               "--out", str(tmp_path / "again")])
+    assert rc == 0
+    again = json.loads((tmp_path / "again" / "metrics.json").read_text())
+    assert again["seed"] == w["reported_seed"]
+    assert again["test_loss"] == w["test_loss"] and again["val_loss"] == w["val_loss"]

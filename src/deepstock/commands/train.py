@@ -32,8 +32,11 @@ def register(subparsers) -> None:
     p.add_argument("setting", help="setting id, e.g. s1, s2, s3, s4_n5_t7")
     p.add_argument("--method", required=True, choices=["ds", "ddpg", "ppo"])
     p.add_argument("--reg", required=True, choices=sorted(REGULARIZATIONS))
-    p.add_argument("--seed", type=int, default=45, help="run seed (default 45, spec §7.5)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="run seed (default 45, spec §7.5; with --from-winner its reported seed)")
     p.add_argument("--hparams", metavar="FILE.yaml", help="YAML mapping of hyper-parameters")
+    p.add_argument("--from-winner", metavar="winner.json", default=None,
+                   help="retrain a tuned cell's winner: its hyper-parameters and reported seed")
     p.add_argument("--data", required=True, metavar="PATH", help="dataset .npz of the setting")
     p.add_argument("--out", required=True, metavar="DIR", help="run folder to write")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -72,8 +75,21 @@ def run(args: argparse.Namespace) -> int:
     from deepstock.hparams import resolve_hparams
     from deepstock.trainers import save_run, train
 
+    seed = 45 if args.seed is None else args.seed
+    overrides = parse_overrides(args.overrides)
+    if args.from_winner:
+        from deepstock.io import read_json
+
+        winner = read_json(args.from_winner)
+        if winner.get("method") != args.method or "hparams" not in winner:
+            raise ConfigError(
+                f"--from-winner {args.from_winner}: not a {args.method} winner.json of deepstock tune"
+            )
+        overrides = {**winner["hparams"], **overrides}
+        if args.seed is None:
+            seed = int(winner["reported_seed"])
     hparams = resolve_hparams(args.method, args.setting, args.reg,
-                              overrides=parse_overrides(args.overrides), path=args.hparams)
+                              overrides=overrides, path=args.hparams)
     options: dict = {}
     if args.log_critic:
         if args.method != "ddpg":
@@ -85,10 +101,10 @@ def run(args: argparse.Namespace) -> int:
                 raise ConfigError(f"--{name.replace('_', '-')} applies to --method ds only")
             options[name] = getattr(args, name)
     dataset = load_dataset(args.data, expect_setting=args.setting)
-    result = train(dataset, args.method, args.reg, hparams, args.seed, device=args.device,
+    result = train(dataset, args.method, args.reg, hparams, seed, device=args.device,
                    progress=show_progress(), **options)
     save_run(result, args.out)
-    print(f"{args.setting} {args.method}-{args.reg} seed {args.seed}: train {result.train_loss:.4f} "
+    print(f"{args.setting} {args.method}-{args.reg} seed {seed}: train {result.train_loss:.4f} "
           f"val {result.val_loss:.4f} test {result.test_loss:.4f} ({result.iterations} "
           f"{'epochs' if args.method == 'ds' else 'steps'}, {result.wall_s:.1f} s, "
           f"{result.device}) -> {args.out}")
