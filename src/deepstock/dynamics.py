@@ -4,6 +4,8 @@ The same code runs on numpy arrays (evaluation, environments, benchmarks) and on
 (the differentiable simulator of DS): every operation used here (``clip``, ``stack``,
 ``zeros_like``, arithmetic) has the same meaning in both libraries, so there is no second copy of
 the dynamics. The Python loop is over days only; every day is one vectorized step over the batch.
+Only the bookkeeping differs (``_Record``): numpy writes each day into one preallocated buffer,
+torch keeps lists for autograd. See ``benchmarks/bench_simulator.py`` for the speed.
 
 Within-day order of events (spec §2): order -> demand -> record -> shift the pipeline.
 """
@@ -26,6 +28,47 @@ Array = Any  # numpy.ndarray or torch.Tensor
 
 def _xp(a: Array):
     return torch if torch is not None and isinstance(a, torch.Tensor) else np
+
+
+def _pos(a: Array) -> Array:
+    """max(a, 0) elementwise (``clip(min=0)`` in both libraries)."""
+    return a.clip(min=0)
+
+
+class _Record:
+    """Collects the per-day columns [n] of a rollout and returns them as [n, T] arrays.
+
+    torch: lists + ``torch.stack(..., 1)`` and s = D - λ at the end (fewest autograd nodes).
+    numpy: every column is copied into one preallocated day-major buffer [5, T, n] and the results
+    are its transposed views (values and shape as ``np.stack(columns, 1)``): no list of T
+    temporaries per quantity, no strided copy at the end, one allocation for the whole record.
+    """
+
+    def __init__(self, demand: Array, initial: Array | None) -> None:
+        self.torch = _xp(demand) is not np
+        n, T = demand.shape
+        if self.torch:
+            self.cols: list[list[Array]] = [[], [], [], []]
+        else:  # float dtype of demand and initial state (float64 for integer demand)
+            dtype = np.result_type(demand, 1.0, *(() if initial is None else (initial,)))
+            self.buf = np.empty((5, T, n), dtype=dtype)
+
+    def put(self, t: int, q: Array, i0: Array, e: Array, lam: Array, d: Array) -> None:
+        """Record day t: order q_t, on-hand I_{t,0}, ending E_t, lost λ_t and demand D_t."""
+        if self.torch:
+            for store, c in zip(self.cols, (q, i0, e, lam), strict=True):
+                store.append(c)
+        else:
+            buf = self.buf
+            buf[0, t], buf[1, t], buf[2, t], buf[3, t] = q, i0, e, lam
+            np.subtract(d, lam, out=buf[4, t])  # sales s_t = D_t - λ_t
+
+    def result(self, demand: Array) -> list[Array]:
+        """orders, onhand, ending, lost, sales, each [n, T]."""
+        if self.torch:
+            out = [torch.stack(c, 1) for c in self.cols]
+            return [*out, demand - out[3]]
+        return [b.T for b in self.buf]
 
 
 def order_days(T: int, R: int, L: int) -> np.ndarray:
@@ -66,7 +109,13 @@ class Observation:
     @property
     def position(self) -> Array:
         """Inventory position tot(I_t) = sum over the pipeline, shape [n]."""
-        return self.pipeline.sum(1)
+        p = self.pipeline
+        if _xp(p) is not np:
+            return p.sum(1)
+        total = p[:, 0]
+        for ell in range(1, p.shape[1]):  # column adds: numpy's .sum(1) over a short axis is slow
+            total = total + p[:, ell]
+        return total
 
 
 Policy = Callable[[Observation], Array]
@@ -74,7 +123,11 @@ Policy = Callable[[Observation], Array]
 
 @dataclass
 class Rollout:
-    """Per-day record of a simulation, each array [n, T]."""
+    """Per-day record of a simulation, each array [n, T].
+
+    numpy results are views of one day-major buffer (Fortran-ordered [n, T]; use
+    ``np.ascontiguousarray`` where C order matters); torch results are stacked tensors.
+    """
 
     demand: Array
     orders: Array
@@ -112,51 +165,41 @@ def simulate(
     n, T = demand.shape
     zeros = xp.zeros_like(demand[:, 0])
     if initial is None:
-        pipe = [zeros for _ in range(L + 1)]
+        pipe = [zeros] * (L + 1)
     else:
         pipe = [initial[:, ell] for ell in range(L + 1)]
-    if x is None:
-        x = xp.zeros_like(demand)
-    mask = order_days(T, R, L)
-    orders, onhand, ending, lost = [], [], [], []
+    is_order_day = order_days(T, R, L).tolist()
+    rec = _Record(demand, initial)
     for t in range(T):
         q = zeros
-        if mask[t]:
+        if is_order_day[t]:
             obs = Observation(
                 t=t,
-                x=x[:, t],
+                x=zeros if x is None else x[:, t],
                 pipeline=xp.stack(pipe, 1),
                 phi=None if phi is None else phi[:, t],
                 index=index,
                 z=None if z is None else z[:, t],
             )
             q = policy(obs)
-            pipe = pipe[:L] + [pipe[L] + q]
+            pipe[L] = pipe[L] + q
         d = demand[:, t]
         i0 = pipe[0]
         if lost_sales:
-            e = (i0 - d).clip(min=0)
-            lam = (d - i0).clip(min=0)
+            e, lam = _pos(i0 - d), _pos(d - i0)
         else:
-            e = i0 - d
-            lam = zeros
-        orders.append(q)
-        onhand.append(i0)
-        ending.append(e)
-        lost.append(lam)
-        if L == 0:
-            pipe = [e]
-        else:
-            pipe = [e + pipe[1]] + pipe[2:] + [zeros]
-    st = xp.stack
-    lost_arr = st(lost, 1)
+            e, lam = i0 - d, zeros
+        rec.put(t, q, i0, e, lam, d)
+        # shift: I_{t+1,0} = E_t + I_{t,1}, I_{t+1,l} = I_{t,l+1}, I_{t+1,L} = 0 (spec §2 step 4)
+        pipe = [e] if L == 0 else [e + pipe[1], *pipe[2:], zeros]
+    orders, onhand, ending, lost, sales = rec.result(demand)
     return Rollout(
         demand=demand,
-        orders=st(orders, 1),
-        onhand=st(onhand, 1),
-        ending=st(ending, 1),
-        lost=lost_arr,
-        sales=demand - lost_arr,
+        orders=orders,
+        onhand=onhand,
+        ending=ending,
+        lost=lost,
+        sales=sales,
         R=R,
         L=L,
     )

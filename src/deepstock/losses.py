@@ -24,20 +24,31 @@ class LossConfig:
 DEFAULT_LOSS = LossConfig()
 
 
+def _cost(e: Array, lost: Array, loss: LossConfig, lost_sales: bool) -> Array:
+    """c(E) elementwise; numpy backlog uses max(h·E, -b·E), equal to b·max(-E,0) + h·max(E,0)
+    for h, b >= 0 (one of the two terms is zero) with fewer temporaries. torch keeps the clip form
+    so its subgradient at E = 0 stays h - b."""
+    b, h = loss.underage, loss.h
+    if not lost_sales and isinstance(e, np.ndarray) and b >= 0 and h >= 0:
+        return np.maximum(h * e, -b * e)
+    under = lost if lost_sales else (-e).clip(min=0)
+    return b * under + h * e.clip(min=0)
+
+
 def daily_cost(rollout: Rollout, loss: LossConfig = DEFAULT_LOSS, lost_sales: bool = False) -> Array:
-    """c(E_t) = b·max(-E_t, 0) + h·max(E_t, 0) per day [n, T]; b·λ_t replaces underage under lost sales."""
-    e = rollout.ending
-    under = rollout.lost if lost_sales else (-e).clip(min=0)
-    return loss.underage * under + loss.h * e.clip(min=0)
+    """c(E_t) = b·max(-E_t, 0) + h·max(E_t, 0) per day [n, T]; b·λ_t replaces underage under lost
+    sales (spec §3)."""
+    return _cost(rollout.ending, rollout.lost, loss, lost_sales)
 
 
 def trajectory_loss(
     rollout: Rollout, loss: LossConfig = DEFAULT_LOSS, lost_sales: bool = False
 ) -> Array:
-    """ℓ(π; τ): mean daily cost over counted days t >= R + L, one value per trajectory [n]."""
-    T = rollout.ending.shape[1]
+    """ℓ(π; τ): mean daily cost over counted days t >= R + L, one value per trajectory [n]
+    (spec §3)."""
     first = rollout.R + rollout.L
-    return daily_cost(rollout, loss, lost_sales)[:, first:T].mean(1)
+    e, lost = rollout.ending[:, first:], rollout.lost[:, first:]
+    return _cost(e, lost, loss, lost_sales).mean(1)
 
 
 def dataset_loss(per_trajectory: Array) -> float:
