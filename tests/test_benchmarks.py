@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
-import dataclasses
-import itertools
-import json
-import math
-import sys
+import os
 
-import numpy as np
-import pytest
-import torch
-from scipy import integrate
-from scipy.stats import norm
+# one BLAS thread: the AR(1) DP is matrix products, and spinning BLAS threads on the 2 shared
+# cores are many times slower than one (effective when this file is the first to load numpy)
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
-from deepstock.benchmarks import (
+import dataclasses  # noqa: E402
+import itertools  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import sys  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from scipy import integrate  # noqa: E402
+from scipy.stats import norm  # noqa: E402
+
+from deepstock.benchmarks import (  # noqa: E402
     ar1_refinement,
     expected_newsvendor_cost,
     fractile_z,
@@ -25,14 +32,14 @@ from deepstock.benchmarks import (
     solve_ar1_sku,
     solve_indep_dp,
 )
-from deepstock.benchmarks.ar1_dp import Ar1DPSolution, ar1_kernel, rows_loss
-from deepstock.benchmarks.critical_fractile import row_level_policy
-from deepstock.cli import main
-from deepstock.dynamics import simulate
-from deepstock.errors import DeepstockError
-from deepstock.evaluation import evaluate_policy
-from deepstock.generators import generate_dataset
-from deepstock.losses import LossConfig, trajectory_loss
+from deepstock.benchmarks.ar1_dp import Ar1DPSolution, ar1_kernel, rows_loss  # noqa: E402
+from deepstock.benchmarks.critical_fractile import row_level_policy  # noqa: E402
+from deepstock.cli import main  # noqa: E402
+from deepstock.dynamics import simulate  # noqa: E402
+from deepstock.errors import DeepstockError  # noqa: E402
+from deepstock.evaluation import evaluate_policy  # noqa: E402
+from deepstock.generators import generate_dataset  # noqa: E402
+from deepstock.losses import LossConfig, trajectory_loss  # noqa: E402
 
 torch.set_num_threads(1)
 
