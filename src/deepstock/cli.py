@@ -6,12 +6,20 @@ errors (:class:`~deepstock.errors.DeepstockError`) print one line and exit with 
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import sys
+import os
 
-from deepstock import __version__
-from deepstock.errors import DeepstockError
+# One BLAS/OpenMP thread per process before numpy loads: the workloads here are many small
+# matrix products, and a multi-threaded BLAS on a shared machine is up to 20x slower (measured on
+# the AR(1) DP). Parallelism comes from Snakemake jobs and Ray trials instead.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import importlib  # noqa: E402
+import sys  # noqa: E402
+
+from deepstock import __version__  # noqa: E402
+from deepstock.errors import DeepstockError  # noqa: E402
 
 COMMANDS = ("data", "benchmark", "train", "tune", "report")
 
