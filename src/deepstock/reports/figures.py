@@ -1,0 +1,513 @@
+"""Figures 1–4 of the paper from a results tree (spec §9.3), as PNG (150 dpi) and PDF.
+
+Every figure draws what exists and writes "not run" where an input is missing, so a subset run
+still renders. Paper values are drawn as black markers (Figure 1) or dashed lines (Figure 4).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from deepstock.io import write_bytes, write_csv  # noqa: E402
+from deepstock.reports.reported import METHODS, REGS, paper_surpass  # noqa: E402
+from deepstock.reports.tables import METHOD_LABELS, REG_LABELS, TABLE9_N, TABLE9_T  # noqa: E402
+
+DPI = 150
+REG_COLORS = {"none": "#4C72B0", "base": "#DD8452"}
+METHOD_COLORS = {"ddpg": "#4C72B0", "ppo": "#55A868", "ds": "#C44E52"}
+N_COLORS = {5: "#4C72B0", 10: "#DD8452", 20: "#55A868"}
+SETTING_TITLES = {"s1": "Setting 1 (INDEP)", "s2": "Setting 2 (AR(1), 10 SKUs)",
+                  "s3": "Setting 3 (AR(1), 5 SKUs)"}
+FIG3_STEPS = 10_000
+FIG3_EVERY = 500
+SYMLOG_ABOVE = 150.0  # Figure 1 switches to a symlog gap axis beyond this many %
+
+
+def _style() -> None:
+    sns.set_theme(style="whitegrid", context="paper", font_scale=1.15)
+
+
+def _not_run(ax, text: str = "not run") -> None:
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=13,
+            color="0.45", bbox={"boxstyle": "round", "fc": "white", "ec": "0.7"})
+
+
+def _gap_axis(ax, label: str) -> None:
+    """Label a gap axis; beyond ±150 % (reduced-scale runs) switch to a symlog scale."""
+    ax.set_ylabel(label)
+    lo, hi = ax.get_ylim()
+    if max(abs(lo), abs(hi)) > SYMLOG_ABOVE:
+        ax.set_yscale("symlog", linthresh=10)
+        ax.set_ylim(min(lo, 0.0) * 2, max(hi, 0.0) * 2)
+        ax.set_ylabel(label.replace("(%)", "(%, symlog axis)"))
+
+
+def _save(fig, out: Path, name: str) -> list[Path]:
+    import io
+
+    paths = []
+    for ext in ("png", "pdf"):
+        buf = io.BytesIO()
+        fig.savefig(buf, format=ext, dpi=DPI, bbox_inches="tight")
+        path = out / f"{name}.{ext}"
+        write_bytes(path, buf.getvalue())
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+# ----------------------------------------------------------------------------- Figure 1
+def figure1(summary: pd.DataFrame, reported: dict | None, out: Path) -> list[Path]:
+    """Grouped bars of val and test gap per setting for {DDPG, PPO, DS} × {None, Base} (§9.3).
+
+    Bars: repetition means (Tables 6–8); dots: single repetitions; black diamonds: the paper.
+    """
+    _style()
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.8), sharey=False)
+    paper = {}
+    if reported is not None:
+        for table in reported["tables_6_8"].values():
+            for m, regs in table["cells"].items():
+                for r, v in regs.items():
+                    paper[(table["setting"], m, r)] = v
+    width = 0.2
+    slots = [(r, k) for r in REGS for k in ("val_gap", "test_gap")]
+    for ax, setting in zip(axes, ("s1", "s2", "s3"), strict=True):
+        sub = summary[summary["setting"] == setting] if len(summary) else summary
+        for j, (reg, key) in enumerate(slots):
+            xs = np.arange(len(METHODS)) + (j - 1.5) * width
+            for i, m in enumerate(METHODS):
+                cell = sub[(sub["method"] == m) & (sub["reg"] == reg)] if len(sub) else sub
+                vals = pd.to_numeric(cell[key], errors="coerce").dropna() if len(cell) else []
+                if len(vals):
+                    ax.bar(xs[i], float(np.mean(vals)), width * 0.92, color=REG_COLORS[reg],
+                           alpha=0.45 if key == "val_gap" else 0.95,
+                           hatch="//" if key == "val_gap" else None, edgecolor="0.25", lw=0.6)
+                    jitter = np.linspace(-0.05, 0.05, len(vals)) if len(vals) > 1 else [0.0]
+                    ax.scatter(xs[i] + np.asarray(jitter), vals, s=10, color="0.15", zorder=3)
+                p = paper.get((setting, m, reg))
+                if p is not None:
+                    ax.scatter(xs[i], p[key], marker="D", s=28, facecolor="black",
+                               edgecolor="white", lw=0.6, zorder=4)
+        ax.axhline(0, color="0.3", lw=0.8)
+        ax.set_xticks(np.arange(len(METHODS)), [METHOD_LABELS[m] for m in METHODS])
+        ax.set_xlabel("DRL method")
+        _gap_axis(ax, "loss gap to L* (%)")
+        title = SETTING_TITLES[setting]
+        if len(sub):
+            lstar = pd.to_numeric(sub["benchmark"], errors="coerce").dropna()
+            kind = sub["benchmark_method"].dropna()
+            if len(lstar):
+                title += f"\nL* = {lstar.iloc[0]:.4f} ({kind.iloc[0] if len(kind) else '?'})"
+        ax.set_title(title)
+        if not len(sub):
+            _not_run(ax, "not run (black: paper)")
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles = [
+        Patch(facecolor=REG_COLORS["none"], edgecolor="0.25", label="None"),
+        Patch(facecolor=REG_COLORS["base"], edgecolor="0.25", label="Base"),
+        Patch(facecolor="white", edgecolor="0.25", hatch="//", label="validation gap"),
+        Patch(facecolor="0.5", edgecolor="0.25", label="test gap"),
+        Line2D([], [], marker="o", ls="", color="0.15", ms=4, label="single repetition"),
+        Line2D([], [], marker="D", ls="", color="black", ms=5, label="paper (Tables 6–8)"),
+    ]
+    fig.legend(handles=handles, loc="lower center", ncol=6, frameon=False,
+               bbox_to_anchor=(0.5, -0.06))
+    fig.suptitle("Figure 1: validation and test loss gaps (mean over repetitions)", y=1.02)
+    fig.tight_layout()
+    return _save(fig, out, "figure1")
+
+
+# ----------------------------------------------------------------------------- Figure 2
+def best_so_far(stage1: pd.DataFrame) -> np.ndarray:
+    """Best-so-far val loss in suggestion order; failed trials count as +inf (spec §8, §9.3)."""
+    s = stage1.sort_values("trial")
+    vals = pd.to_numeric(s["val_loss"], errors="coerce").to_numpy(float)
+    if "status" in s:
+        vals = np.where(s["status"].astype(str).to_numpy() == "ok", vals, np.inf)
+    vals = np.where(np.isfinite(vals), vals, np.inf)
+    return np.minimum.accumulate(vals) if len(vals) else vals
+
+
+def mean_curve(curves: list[np.ndarray]) -> np.ndarray:
+    """Pointwise mean over repetitions, up to the longest curve; +inf entries are ignored."""
+    if not curves:
+        return np.array([])
+    n = max(len(c) for c in curves)
+    mat = np.full((len(curves), n), np.nan)
+    for i, c in enumerate(curves):
+        mat[i, : len(c)] = np.where(np.isfinite(c), c, np.nan)
+    with np.errstate(all="ignore"):
+        out = np.nanmean(mat, axis=0) if len(curves) > 1 else mat[0]
+    return np.where(np.isnan(out), np.inf, out)
+
+
+def configs_to_surpass(curve: np.ndarray, threshold: float) -> int | None:
+    """First 1-based trial index with best-so-far val loss strictly below ``threshold``, or None.
+
+    PROJECT definition of "configurations to surpass DS" (spec §9.3).
+    """
+    if not math.isfinite(threshold):
+        return None
+    hits = np.flatnonzero(np.asarray(curve, float) < threshold)
+    return int(hits[0]) + 1 if hits.size else None
+
+
+def surpass_label(k: int | None, n_trials: int) -> str:
+    return str(k) if k is not None else f"> {n_trials}"
+
+
+def stage1_curves(results: Path, setting: str, method: str, reg: str) -> dict[int, np.ndarray]:
+    """{repetition: best-so-far curve} from ``{results}/{setting}/{method}/{reg}/rep*/stage1.csv``."""
+    out = {}
+    for path in sorted((results / setting / method / reg).glob("rep*/stage1.csv")):
+        try:
+            rep = int(path.parent.name.removeprefix("rep"))
+            df = pd.read_csv(path)
+        except (ValueError, OSError, pd.errors.EmptyDataError):
+            continue
+        if {"trial", "val_loss"} <= set(df.columns) and len(df):
+            out[rep] = best_so_far(df)
+    return out
+
+
+def surpass_table(results: Path, summary: pd.DataFrame, reported: dict | None,
+                  setting: str = "s1") -> pd.DataFrame:
+    """Configs-to-surpass-DS per (DRL, reg): the mean curve vs the mean DS value, and per repetition.
+
+    Per repetition, rep r's curve is compared with rep r's DS value (the DS mean when absent).
+    """
+    paper = paper_surpass(reported) if reported is not None else {}
+    rows = []
+    ds = summary[(summary["setting"] == setting) & (summary["method"] == "ds")] if len(summary) \
+        else summary
+    for reg in REGS:
+        ds_reg = ds[ds["reg"] == reg] if len(ds) else ds
+        ds_mean = float(pd.to_numeric(ds_reg["val_loss"], errors="coerce").mean()) \
+            if len(ds_reg) else math.nan
+        ds_by_rep = {int(r): float(v) for r, v in zip(ds_reg.get("repetition", []),
+                                                       ds_reg.get("val_loss", []), strict=True)}
+        for method in ("ddpg", "ppo"):
+            curves = stage1_curves(results, setting, method, reg)
+            base = dict(setting=setting, method=method, reg=reg, paper=paper.get((method, reg)))
+            if curves:
+                mc = mean_curve(list(curves.values()))
+                k = configs_to_surpass(mc, ds_mean)
+                rows.append({**base, "kind": "mean", "repetition": None, "n_trials": len(mc),
+                             "ds_val_loss": ds_mean, "configs_to_surpass": k,
+                             "label": surpass_label(k, len(mc)) if math.isfinite(ds_mean)
+                             else "no DS"})
+            for rep, c in sorted(curves.items()):
+                ref = ds_by_rep.get(rep, ds_mean)
+                k = configs_to_surpass(c, ref)
+                rows.append({**base, "kind": "repetition", "repetition": rep, "n_trials": len(c),
+                             "ds_val_loss": ref, "configs_to_surpass": k,
+                             "label": surpass_label(k, len(c)) if math.isfinite(ref) else "no DS"})
+            if not curves:
+                rows.append({**base, "kind": "mean", "repetition": None, "n_trials": 0,
+                             "ds_val_loss": ds_mean, "configs_to_surpass": None,
+                             "label": "not run"})
+    df = pd.DataFrame(rows, columns=["setting", "method", "reg", "kind", "repetition", "n_trials",
+                                     "ds_val_loss", "configs_to_surpass", "label", "paper"])
+    for col in ("repetition", "configs_to_surpass", "paper", "n_trials"):
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype("Int64")
+    return df
+
+
+def _steps(ax, curve: np.ndarray, **kw) -> None:
+    """Best-so-far curve as a step line over trials 1..n (the last step drawn to n + 0.5)."""
+    y = np.where(np.isfinite(curve), curve, np.nan)
+    x = np.arange(1, len(y) + 2) - 0.5
+    ax.step(x, np.append(y, y[-1:]), where="post", **kw)
+
+
+def _plain_log(ax) -> None:
+    """Log y-axis with plain tick labels at 1, 2, 5 × 10^k."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+
+
+def _loss_axis(ax, lo: float, hi: float) -> None:
+    """Log axis (plain tick labels) when the losses span more than a factor 3, else linear."""
+    if hi / max(lo, 1e-9) > 3:
+        _plain_log(ax)
+        ax.set_ylim(lo * 0.93, hi * 1.07)
+    else:
+        pad = 0.06 * (hi - lo) if hi > lo else 0.05 * abs(hi) + 1e-3
+        ax.set_ylim(lo - pad, hi + pad)
+
+
+def figure2(results: Path, summary: pd.DataFrame, reported: dict | None, out: Path,
+            surpass: pd.DataFrame | None = None) -> list[Path]:
+    """Best-so-far stage-1 val loss vs trial index in Setting 1, one panel per regularization.
+
+    Thick lines: pointwise means over repetitions; thin: single repetitions; dashed: DS's final
+    tuned val loss (the "surpass" threshold, spec §9.3). The y-range follows the mean curves.
+    """
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
+    _style()
+    surpass = surpass if surpass is not None else surpass_table(results, summary, reported)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    for ax, reg in zip(axes, REGS, strict=True):
+        drawn, vals, n_max = False, [], 0
+        for method in METHODS:
+            curves = stage1_curves(results, "s1", method, reg)
+            if not curves:
+                continue
+            drawn = True
+            color = METHOD_COLORS[method]
+            for c in curves.values():
+                _steps(ax, c, color=color, alpha=0.25, lw=0.8)
+                vals.append(float(np.nanmin(np.where(np.isfinite(c), c, np.nan))))
+            mc = mean_curve(list(curves.values()))
+            n_max = max(n_max, len(mc))
+            vals.extend(mc[np.isfinite(mc)].tolist())
+            _steps(ax, mc, color=color, lw=2,
+                   label=f"{METHOD_LABELS[method]}-{REG_LABELS[reg]} (mean of {len(curves)})")
+        ds = summary[(summary["setting"] == "s1") & (summary["method"] == "ds")
+                     & (summary["reg"] == reg)] if len(summary) else summary
+        if len(ds):
+            v = float(pd.to_numeric(ds["val_loss"], errors="coerce").mean())
+            if math.isfinite(v):
+                vals.append(v)
+                ax.axhline(v, color=METHOD_COLORS["ds"], ls="--", lw=1.4,
+                           label=f"DS-{REG_LABELS[reg]} final tuned val loss ({v:.4f})")
+        lines = []
+        for method in ("ddpg", "ppo"):
+            r = surpass[(surpass["method"] == method) & (surpass["reg"] == reg)
+                        & (surpass["kind"] == "mean")]
+            ours = r["label"].iloc[0] if len(r) else "not run"
+            p = r["paper"].iloc[0] if len(r) else None
+            p = "?" if p is None or pd.isna(p) else int(p)
+            lines.append(f"{METHOD_LABELS[method]}: {ours} (paper {p})")
+        ax.text(0.98, 0.97, "configs to surpass DS\n" + "\n".join(lines), transform=ax.transAxes,
+                ha="right", va="top", fontsize=10,
+                bbox={"boxstyle": "round", "fc": "white", "ec": "0.7", "alpha": 0.9})
+        ax.set_title(f"Setting 1, regularization {REG_LABELS[reg]}")
+        ax.set_xlabel("stage-1 trial (suggestion order)")
+        ax.set_ylabel("best-so-far validation loss")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if n_max:
+            ax.set_xlim(0.5, n_max + 0.5)
+        vals = [v for v in vals if math.isfinite(v)]
+        if vals:
+            _loss_axis(ax, min(vals), max(vals))
+        if drawn:
+            handles, _ = ax.get_legend_handles_labels()
+            handles.append(Line2D([], [], color="0.5", lw=0.8, alpha=0.6,
+                                  label="single repetitions (thin)"))
+            ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2,
+                      fontsize=9, frameon=False)
+        else:
+            _not_run(ax)
+    fig.suptitle("Figure 2: best-so-far validation loss during stage-1 tuning (Setting 1)", y=1.02)
+    fig.tight_layout()
+    return _save(fig, out, "figure2")
+
+
+# ----------------------------------------------------------------------------- Figure 3
+def _read_csv(path: Path) -> pd.DataFrame | None:
+    try:
+        df = pd.read_csv(path)
+    except (OSError, pd.errors.EmptyDataError, ValueError):
+        return None
+    return df if len(df) else None
+
+
+def critic_checkpoints(critic: pd.DataFrame, every: int = FIG3_EVERY, last: int = FIG3_STEPS,
+                       end_step: int | None = None) -> pd.DataFrame:
+    """Latest critic loss at each multiple of ``every`` env steps up to ``last`` (spec §9.3).
+
+    NaN where no gradient update happened yet (before ``learning_starts``) and after the run's
+    last step ``end_step`` (default: the last logged step), so a short run is not extrapolated.
+    """
+    c = critic.sort_values(["step", "update"] if "update" in critic else ["step"])
+    steps = c["step"].to_numpy(float)
+    losses = pd.to_numeric(c["critic_loss"], errors="coerce").to_numpy(float)
+    grid = np.arange(every, last + 1, every)
+    idx = np.searchsorted(steps, grid, side="right") - 1
+    vals = np.where(idx >= 0, losses[np.clip(idx, 0, None)] if len(losses) else np.nan, np.nan)
+    end = end_step if end_step is not None else (steps.max() if len(steps) else 0)
+    vals = np.where(grid <= end, vals, np.nan)
+    return pd.DataFrame({"step": grid, "critic_loss": vals})
+
+
+def figure3_data(results: Path) -> dict[str, dict]:
+    """{reg: {"critic": checkpoints, "replay": first 10 000 transitions, "steps": run length}}.
+
+    Missing inputs are None. The run length is ``iterations`` (env steps) of ``metrics.json``.
+    """
+    out = {}
+    for reg in REGS:
+        d = results / "figure3" / reg
+        critic = _read_csv(d / "critic_log.csv")
+        replay = _read_csv(d / "replay_log.csv")
+        if replay is not None:
+            replay = replay.sort_values("step").head(FIG3_STEPS)
+        steps = None
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            steps = int(json.loads((d / "metrics.json").read_text())["iterations"])
+        out[reg] = {"critic": None if critic is None else critic_checkpoints(critic,
+                                                                             end_step=steps),
+                    "replay": replay, "steps": steps}
+    return out
+
+
+def figure3_stats(results: Path) -> dict:
+    """Numbers behind the Figure 3 claims: checkpoints with Base < None; on-hand 5–95% ranges."""
+    data = figure3_data(results)
+    out: dict = {}
+    cn, cb = data["none"]["critic"], data["base"]["critic"]
+    if cn is not None and cb is not None:
+        both = np.isfinite(cn["critic_loss"]) & np.isfinite(cb["critic_loss"])
+        out["checkpoints"] = int(both.sum())
+        out["base_lower"] = int((cb["critic_loss"][both] < cn["critic_loss"][both]).sum())
+    for reg in REGS:
+        r = data[reg]["replay"]
+        if r is not None:
+            q = np.nanquantile(r["onhand"].to_numpy(float), [0.05, 0.95])
+            out[f"onhand_p05_{reg}"], out[f"onhand_p95_{reg}"] = float(q[0]), float(q[1])
+            out[f"onhand_range_{reg}"] = float(q[1] - q[0])
+    return out
+
+
+def figure3(results: Path, out: Path) -> list[Path]:
+    """Top: critic loss every 500 steps, None vs Base; bottom: replay-buffer on-hand vs step."""
+    _style()
+    data = figure3_data(results)
+    fig = plt.figure(figsize=(13, 8.5))
+    gs = fig.add_gridspec(2, 2, height_ratios=[1, 1.1], hspace=0.38, wspace=0.12)
+    top = fig.add_subplot(gs[0, :])
+    drawn = False
+    for reg in REGS:
+        c = data[reg]["critic"]
+        if c is None:
+            continue
+        drawn = True
+        steps = data[reg]["steps"]
+        top.plot(c["step"], c["critic_loss"], marker="o", ms=4, color=REG_COLORS[reg],
+                 label=f"DDPG-{REG_LABELS[reg]}"
+                 + (f" (run of {steps:,} steps)" if steps is not None else ""))
+    if drawn:
+        _plain_log(top)
+        top.legend()
+    missing = [REG_LABELS[r] for r in REGS if data[r]["critic"] is None]
+    if missing:
+        _not_run(top, f"not run: {', '.join(missing)}" if drawn else "not run")
+    top.set_xlabel("environment step")
+    top.set_ylabel("critic loss (MSE Bellman error)")
+    top.set_title("Critic loss, latest value at every 500 steps (first 10,000 steps)")
+    top.set_xlim(0, FIG3_STEPS + 250)
+    replays = [data[r]["replay"] for r in REGS if data[r]["replay"] is not None]
+    ylim = None
+    vmin = vmax = None
+    if replays:
+        allv = np.concatenate([r["onhand"].to_numpy(float) for r in replays])
+        allx = np.concatenate([r["x"].to_numpy(float) for r in replays])
+        ylim = (np.nanmin(allv) - 5, np.nanmax(allv) + 5)
+        vmin, vmax = float(np.nanmin(allx)), float(np.nanmax(allx))
+    sc = None
+    for j, reg in enumerate(REGS):
+        ax = fig.add_subplot(gs[1, j])
+        r = data[reg]["replay"]
+        if r is None:
+            _not_run(ax)
+        else:
+            sc = ax.scatter(r["step"], r["onhand"], c=r["x"], s=3, cmap="viridis", vmin=vmin,
+                            vmax=vmax, rasterized=True)
+            q = np.nanquantile(r["onhand"].to_numpy(float), [0.05, 0.95])
+            ax.text(0.02, 0.97, f"5–95% range: [{q[0]:.0f}, {q[1]:.0f}]", transform=ax.transAxes,
+                    va="top", fontsize=10,
+                    bbox={"boxstyle": "round", "fc": "white", "ec": "0.7", "alpha": 0.9})
+        if ylim is not None:
+            ax.set_ylim(*ylim)
+        ax.set_xlim(0, FIG3_STEPS + 250)
+        ax.set_xlabel("environment step (transition)")
+        ax.set_ylabel("next on-hand inventory $I_{t,0}$ (units)" if j == 0 else "")
+        ax.set_title(f"Replay-buffer states, DDPG-{REG_LABELS[reg]}")
+    if sc is not None:
+        cbar = fig.colorbar(sc, ax=fig.axes[1:], shrink=0.9, pad=0.01)
+        cbar.set_label("feature $x_t = \\lfloor t/2 \\rfloor$")
+    fig.suptitle("Figure 3: DDPG in Setting 1, None vs Base", y=0.97)
+    return _save(fig, out, "figure3")
+
+
+# ----------------------------------------------------------------------------- Figure 4
+def figure4(summary: pd.DataFrame, reported: dict | None, out: Path) -> list[Path]:
+    """DS-Base test gap and val gap vs T (H on the top axis), one line per N; paper dashed."""
+    _style()
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    xs = np.arange(len(TABLE9_T))
+    paper = reported["table9"]["N"] if reported is not None else {}
+    any_ours = False
+    for ax, key, name in ((axes[0], "test_gap", "Test"), (axes[1], "val_gap", "Validation")):
+        for n in TABLE9_N:
+            color = N_COLORS[n]
+            mean, lo, hi = [], [], []
+            for t in TABLE9_T:
+                sub = summary[(summary["setting"] == f"s4_n{n}_t{t}") & (summary["method"] == "ds")
+                              & (summary["reg"] == "base")] if len(summary) else summary
+                v = pd.to_numeric(sub[key], errors="coerce").dropna() if len(sub) else pd.Series()
+                mean.append(v.mean() if len(v) else np.nan)
+                lo.append(v.min() if len(v) else np.nan)
+                hi.append(v.max() if len(v) else np.nan)
+            mean, lo, hi = (np.asarray(a, float) for a in (mean, lo, hi))
+            if np.isfinite(mean).any():
+                any_ours = True
+                ax.errorbar(xs, mean, yerr=[mean - lo, hi - mean], color=color, marker="o",
+                            lw=2, capsize=3, label=f"N = {n}, ours (mean, min–max bars)")
+            p = paper.get(n) or paper.get(str(n))
+            if p is not None:
+                ax.plot(xs, p[key], color=color, ls="--", marker="x", lw=1.2, alpha=0.8,
+                        label=f"N = {n} (paper)")
+        ax.axhline(0, color="0.3", lw=0.8)
+        ax.set_xticks(xs, [str(t) for t in TABLE9_T])
+        ax.set_xlabel("horizon T (days)")
+        _gap_axis(ax, f"{name.lower()} loss gap to L* (%)")
+        sec = ax.secondary_xaxis("top")
+        sec.set_xticks(xs, [f"H={h}" for h in reported["table9"]["H"]] if reported else
+                       [str((t - 3) // 2) for t in TABLE9_T])
+        sec.set_xlabel("review cycles H")
+        ax.set_title(f"{name} gap, DS-Base (Setting 4)")
+        if not any_ours:
+            _not_run(ax, "not run (dashed: paper)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    order = sorted(range(len(labels)),
+                   key=lambda i: ("paper" in labels[i], int(labels[i].split()[2].rstrip(","))))
+    fig.legend([handles[i] for i in order], [labels[i] for i in order], loc="lower center",
+               ncol=3, frameon=False, bbox_to_anchor=(0.5, -0.12))
+    fig.suptitle("Figure 4: DS-Base loss gap vs horizon and number of SKUs N (Setting 4)", y=1.03)
+    fig.tight_layout()
+    return _save(fig, out, "figure4")
+
+
+def write_figures(results: str | Path, summary: pd.DataFrame, reported: dict | None,
+                  out: str | Path, tables_out: str | Path) -> list[Path]:
+    """Figures 1–4 (PNG + PDF) into ``out`` and ``surpass.csv`` into ``tables_out``."""
+    results, out = Path(results), Path(out)
+    surpass = surpass_table(results, summary, reported)
+    paths = [write_csv(Path(tables_out) / "surpass.csv", surpass)]
+    paths += figure1(summary, reported, out)
+    paths += figure2(results, summary, reported, out, surpass)
+    paths += figure3(results, out)
+    paths += figure4(summary, reported, out)
+    return paths

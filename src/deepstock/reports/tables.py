@@ -1,0 +1,227 @@
+"""Tables 6–9 in the paper's layout and the reproduced-vs-paper comparison (spec §9.1, §9.2).
+
+Every value is the mean over the repetitions present in ``summary.csv``. Gaps are linear in the
+loss with one L* per setting, so the mean gap equals the gap of the mean loss. Missing cells are
+NaN in the CSV and "—" in Markdown/LaTeX.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from deepstock.io import write_csv, write_text
+from deepstock.reports.reported import METHODS, REGS, TABLE_SETTINGS, paper_cells
+
+ROW_LABELS = {
+    "val_loss": "Validation Loss",
+    "val_gap": "Validation Loss Gap (%)",
+    "test_loss": "Testing Loss",
+    "test_gap": "Testing Loss Gap (%)",
+    "benchmark": "Benchmark Loss",
+}
+METHOD_LABELS = {"ddpg": "DDPG", "ppo": "PPO", "ds": "DS"}
+REG_LABELS = {"none": "None", "base": "Base", "coeff": "Coeff", "both": "Both"}
+TABLE9_T = (7, 19, 35, 67, 131)
+TABLE9_N = (5, 10, 20)
+DASH = "—"
+
+
+def cell_label(method: str, reg: str) -> str:
+    return f"{METHOD_LABELS.get(method, method)}-{REG_LABELS.get(reg, reg)}"
+
+
+def cell_stats(summary: pd.DataFrame) -> pd.DataFrame:
+    """Mean, std, min, max and count over repetitions per (setting, method, reg) and metric."""
+    metrics = ["val_loss", "val_gap", "test_loss", "test_gap", "benchmark"]
+    if summary.empty:
+        return pd.DataFrame(columns=["setting", "method", "reg", "metric", "mean", "std", "min",
+                                     "max", "n_reps"])
+    long = summary.melt(id_vars=["setting", "method", "reg", "repetition"], value_vars=metrics,
+                        var_name="metric", value_name="value")
+    long["value"] = pd.to_numeric(long["value"], errors="coerce")
+    g = long.groupby(["setting", "method", "reg", "metric"])["value"]
+    out = g.agg(["mean", "std", "min", "max", "count"]).reset_index()
+    return out.rename(columns={"count": "n_reps"})
+
+
+def _lookup(stats: pd.DataFrame, setting: str, method: str, reg: str, metric: str) -> float:
+    r = stats[(stats["setting"] == setting) & (stats["method"] == method)
+              & (stats["reg"] == reg) & (stats["metric"] == metric)]
+    return float(r["mean"].iloc[0]) if len(r) else math.nan
+
+
+def table_6_8(stats: pd.DataFrame, setting: str) -> pd.DataFrame:
+    """Rows val loss/gap, test loss/gap; columns DDPG-None … DS-Base (spec §9.1)."""
+    data = {
+        cell_label(m, r): [_lookup(stats, setting, m, r, k) for k in
+                           ("val_loss", "val_gap", "test_loss", "test_gap")]
+        for m in METHODS for r in REGS
+    }
+    df = pd.DataFrame(data, index=[ROW_LABELS[k] for k in
+                                   ("val_loss", "val_gap", "test_loss", "test_gap")])
+    df.index.name = "row"
+    return df
+
+
+def table_9(stats: pd.DataFrame, benchmarks: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Rows per N (benchmark, val loss/gap, test loss/gap); columns T (spec §9.2).
+
+    The benchmark row uses the summary's L* and, for (N, T) without a tuned cell, the reference
+    row of ``benchmarks.csv`` when given.
+    """
+    rows = []
+    for n in TABLE9_N:
+        for metric in ("benchmark", "val_loss", "val_gap", "test_loss", "test_gap"):
+            values = []
+            for t in TABLE9_T:
+                setting = f"s4_n{n}_t{t}"
+                v = _lookup(stats, setting, "ds", "base", metric)
+                if metric == "benchmark" and not math.isfinite(v) and benchmarks is not None:
+                    b = benchmarks[(benchmarks["setting"] == setting) & benchmarks["reference"]]
+                    if len(b):
+                        v = float(b["test_loss"].iloc[0])
+                values.append(v)
+            rows.append({"N": n, "row": ROW_LABELS[metric],
+                         **{f"T={t}": v for t, v in zip(TABLE9_T, values, strict=True)}})
+    return pd.DataFrame(rows)
+
+
+def _fmt(v, metric_label: str) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return DASH
+    return f"{v:.2f}" if "Gap" in metric_label else f"{v:.4f}"
+
+
+def _formatted(df: pd.DataFrame) -> pd.DataFrame:
+    """Format every value column (all but ``N``/``row``) by its row label: gaps 2 dp, losses 4."""
+    out = df.copy().astype(object)
+    value_cols = [c for c in out.columns if c not in ("N", "row")]
+    for i in range(len(out)):
+        label = str(out["row"].iloc[i])
+        for c in value_cols:
+            out.iloc[i, out.columns.get_loc(c)] = _fmt(df[c].iloc[i], label)
+    return out
+
+
+def to_markdown(df: pd.DataFrame, title: str) -> str:
+    """Markdown (GitHub pipe table) with the paper's number formatting."""
+    flat = df.reset_index() if df.index.name else df
+    fmt = _formatted(flat)
+    return f"**{title}**\n\n" + fmt.to_markdown(index=False, disable_numparse=True) + "\n"
+
+
+def _tex_escape(s: str) -> str:
+    return str(s).replace("%", r"\%").replace("_", r"\_").replace("—", "--")
+
+
+def to_latex(df: pd.DataFrame, title: str, kind: str) -> str:
+    """A booktabs tabular; Tables 6–8 get the paper's two header rows (method, regularization)."""
+    flat = df.reset_index() if df.index.name else df
+    fmt = _formatted(flat)
+    lines = [f"% {title}", r"\begin{tabular}{l" + "r" * (len(fmt.columns) - 1) + "}", r"\toprule"]
+    if kind == "6-8":
+        lines.append("DRL Method & " + " & ".join(
+            rf"\multicolumn{{2}}{{c}}{{{METHOD_LABELS[m]}}}" for m in METHODS) + r" \\")
+        lines.append(r"\cmidrule(lr){2-3}\cmidrule(lr){4-5}\cmidrule(lr){6-7}")
+        lines.append("Policy Regularization & " + " & ".join(
+            REG_LABELS[r] for _ in METHODS for r in REGS) + r" \\")
+        body_cols = list(fmt.columns[1:])
+        lines.append(r"\midrule")
+        for i in range(len(fmt)):
+            cells = [_tex_escape(fmt["row"].iloc[i])] + [_tex_escape(fmt[c].iloc[i]) for c in body_cols]
+            lines.append(" & ".join(cells) + r" \\")
+    else:
+        t_cols = [c for c in fmt.columns if c.startswith("T=")]
+        lines.append(" & ".join(["$N$", ""] + [f"$T={c[2:]}$" for c in t_cols]) + r" \\")
+        lines.append(r"\midrule")
+        last_n = None
+        for i in range(len(fmt)):
+            n = fmt["N"].iloc[i]
+            if last_n is not None and n != last_n:
+                lines.append(r"\midrule")
+            cells = [str(n) if n != last_n else "", _tex_escape(fmt["row"].iloc[i])]
+            cells += [_tex_escape(fmt[c].iloc[i]) for c in t_cols]
+            lines.append(" & ".join(cells) + r" \\")
+            last_n = n
+    lines += [r"\bottomrule", r"\end{tabular}", ""]
+    if kind != "6-8":
+        lines[1] = r"\begin{tabular}{rl" + "r" * len(TABLE9_T) + "}"
+    return "\n".join(lines)
+
+
+def comparison(stats: pd.DataFrame, reported: dict) -> pd.DataFrame:
+    """Every reported number beside the reproduced repetition mean: diff = reproduced − paper."""
+    paper = paper_cells(reported)
+    keyed = stats.set_index(["setting", "method", "reg", "metric"])
+    rep, std, lo, hi, n = [], [], [], [], []
+    for row in paper.itertuples(index=False):
+        key = (row.setting, row.method, row.reg, row.metric)
+        if key in keyed.index:
+            s = keyed.loc[key]
+            rep.append(float(s["mean"]))
+            std.append(float(s["std"]))
+            lo.append(float(s["min"]))
+            hi.append(float(s["max"]))
+            n.append(int(s["n_reps"]))
+        else:
+            rep.append(math.nan)
+            std.append(math.nan)
+            lo.append(math.nan)
+            hi.append(math.nan)
+            n.append(0)
+    out = paper.copy()
+    out["reproduced"] = rep
+    out["diff"] = out["reproduced"] - out["paper"]
+    out["rep_std"], out["rep_min"], out["rep_max"], out["n_reps"] = std, lo, hi, n
+    for col in ("N", "T", "H"):
+        out[col] = out[col].astype("Int64")
+    return out
+
+
+def write_tables(summary: pd.DataFrame, reported: dict, out: str | Path,
+                 benchmarks: pd.DataFrame | None = None) -> list[Path]:
+    """Write table6..table9 (.csv/.md/.tex) and comparison.csv into ``out``; return the paths."""
+    out = Path(out)
+    stats = cell_stats(summary)
+    written = []
+    titles = {name: t.get("title", name) for name, t in reported["tables_6_8"].items()}
+    for name, setting in TABLE_SETTINGS.items():
+        df = table_6_8(stats, setting)
+        title = titles.get(name, name) + " (reproduced, mean over repetitions)"
+        written.append(write_csv(out / f"{name}.csv", df.reset_index()))
+        written.append(write_text(out / f"{name}.md", to_markdown(df, title)))
+        written.append(write_text(out / f"{name}.tex", to_latex(df, title, "6-8")))
+    t9 = table_9(stats, benchmarks)
+    title = reported["table9"].get("title", "Table 9") + " (reproduced, mean over repetitions)"
+    written.append(write_csv(out / "table9.csv", t9))
+    written.append(write_text(out / "table9.md", to_markdown(t9, title)))
+    written.append(write_text(out / "table9.tex", to_latex(t9, title, "9")))
+    comp = comparison(stats, reported)
+    written.append(write_csv(out / "comparison.csv", comp))
+    return written
+
+
+def read_summary(path: str | Path) -> pd.DataFrame:
+    """Read ``summary.csv``; a missing file is a one-line DataError."""
+    from deepstock.errors import DataError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"summary not found: {path} (run `deepstock report summary` first)")
+    df = pd.read_csv(path)
+    for col in ("setting", "method", "reg"):
+        if col not in df.columns:
+            raise DataError(f"{path}: missing column {col!r}")
+    return df
+
+
+def mean_by_cell(summary: pd.DataFrame, metric: str) -> dict[tuple[str, str, str], float]:
+    """{(setting, method, reg): repetition mean of ``metric``} (used by figures and takeaways)."""
+    if summary.empty:
+        return {}
+    g = summary.groupby(["setting", "method", "reg"])[metric].mean()
+    return {k: float(v) for k, v in g.items() if np.isfinite(v)}

@@ -1,0 +1,185 @@
+"""The paper's takeaways, checked against reproduced numbers (spec §9.1–§9.3).
+
+Each check returns a :class:`Claim` with ``reproduced`` = True / False, or None when the data to
+decide is missing, and the evidence as text. Thresholds that the paper leaves vague are PROJECT
+choices, stated in the evidence.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from deepstock.reports.tables import METHOD_LABELS, TABLE9_N, TABLE9_T, mean_by_cell
+
+LARGE_GAP = 5.0  # PROJECT: a test gap above 5% is "still large" (the paper: "about 8%")
+CONVERGED_GAP = 1.0  # PROJECT: a test gap below 1% at the largest T would count as convergence
+
+
+@dataclass
+class Claim:
+    key: str
+    claim: str
+    paper: str
+    ours: str
+    reproduced: bool | None
+    evidence: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _verdict(v: bool | None) -> str:
+    return {True: "reproduced", False: "NOT reproduced", None: "not decidable (missing runs)"}[v]
+
+
+def claims_frame(claims: list[Claim]) -> pd.DataFrame:
+    df = pd.DataFrame([c.as_dict() for c in claims])
+    if len(df):
+        df["verdict"] = [_verdict(c.reproduced) for c in claims]
+    return df
+
+
+def base_improves_test(summary: pd.DataFrame) -> Claim:
+    """Takeaway (1): Base lowers the mean test loss in k of the 9 (method, setting 1–3) cells."""
+    test = mean_by_cell(summary, "test_loss")
+    better, done, worse = [], 0, []
+    for s in ("s1", "s2", "s3"):
+        for m in ("ddpg", "ppo", "ds"):
+            a, b = test.get((s, m, "none")), test.get((s, m, "base"))
+            if a is None or b is None:
+                continue
+            done += 1
+            (better if b < a else worse).append(f"{METHOD_LABELS[m]} {s.upper()}")
+    ours = f"{len(better)} of {done}" + (f" (not improved: {', '.join(worse)})" if worse else "")
+    if done == 9:
+        ok: bool | None = len(better) >= 8
+    else:
+        ok = None
+    return Claim("base_improves_test", "Base improves the test loss in 8 of 9 cells",
+                 "8 of 9 (exception: DS S3, 2.5017 -> 2.5060)", ours, ok,
+                 f"mean test loss None vs Base over the {done} complete cells; reproduced if "
+                 f">= 8 of 9 improve")
+
+
+def surpass_counts(surpass: pd.DataFrame) -> Claim:
+    """Takeaway (2): Base reduces the configurations DDPG and PPO need to surpass DS (Figure 2)."""
+    mean = surpass[surpass["kind"] == "mean"] if len(surpass) else surpass
+    parts, verdicts = [], []
+    for m in ("ddpg", "ppo"):
+        got = {}
+        for reg in ("none", "base"):
+            r = mean[(mean["method"] == m) & (mean["reg"] == reg)] if len(mean) else mean
+            if len(r) and r["label"].iloc[0] not in ("not run", "no DS"):
+                k = r["configs_to_surpass"].iloc[0]
+                n = int(r["n_trials"].iloc[0])
+                got[reg] = (n + 1 if pd.isna(k) else int(k), r["label"].iloc[0])
+        if len(got) == 2:
+            verdicts.append(got["base"][0] <= got["none"][0])
+        parts.append(f"{METHOD_LABELS[m]}: None {got.get('none', (0, 'not run'))[1]}, "
+                     f"Base {got.get('base', (0, 'not run'))[1]}")
+    ok = None if len(verdicts) < 2 else all(verdicts)
+    return Claim("surpass_ds", "With Base, DDPG and PPO need fewer configurations to surpass DS",
+                 "DDPG 17 -> 11, PPO 32 -> 7", "; ".join(parts), ok,
+                 "first stage-1 trial where the repetition-mean best-so-far val loss is below "
+                 "DS's final tuned val loss with the same regularization ('> n' = never); "
+                 "reproduced if Base <= None for both methods")
+
+
+def setting3_ds(summary: pd.DataFrame) -> list[Claim]:
+    """Takeaway (3): in Setting 3 DS overfits (val gap < 0 < test gap) and DDPG-Base beats DS."""
+    val = mean_by_cell(summary, "val_gap")
+    test = mean_by_cell(summary, "test_gap")
+    out = []
+    ds = [(r, val.get(("s3", "ds", r)), test.get(("s3", "ds", r))) for r in ("none", "base")]
+    have = [(r, v, t) for r, v, t in ds if v is not None and t is not None]
+    ours = ", ".join(f"DS-{r.title()} val {v:.2f}% / test {t:.2f}%" for r, v, t in have) or "not run"
+    ok = None if len(have) < 2 else all(v < t and t > 0 for _, v, t in have)
+    out.append(Claim("s3_ds_val_test", "Setting 3: DS's validation gap is far below its test gap",
+                     "DS-None val -5.23% / test 9.54%, DS-Base val -3.05% / test 9.73%", ours, ok,
+                     "reproduced if val gap < test gap and test gap > 0 for both DS cells"))
+    cells = {(m, r): test.get(("s3", m, r)) for m in ("ddpg", "ppo", "ds") for r in ("none", "base")}
+    have = {k: v for k, v in cells.items() if v is not None}
+    if len(have) == 6:
+        best = min(have, key=have.get)
+        best_none = min((k for k in have if k[1] == "none"), key=have.get)
+        ok = best == ("ddpg", "base") and best_none[0] == "ds"
+        ours = (f"best overall {METHOD_LABELS[best[0]]}-{best[1].title()} ({have[best]:.2f}%), "
+                f"best without regularization {METHOD_LABELS[best_none[0]]} "
+                f"({have[best_none]:.2f}%)")
+    else:
+        ok, ours = None, f"{len(have)} of 6 cells run"
+    out.append(Claim("s3_ranking", "Setting 3: regularization makes DDPG beat DS",
+                     "best without reg: DS (9.54%); best overall: DDPG-Base (8.27%)", ours, ok,
+                     "ranking of the mean test gaps of the six Setting 3 cells"))
+    return out
+
+
+def _t9(summary: pd.DataFrame, metric: str) -> dict[int, np.ndarray]:
+    vals = mean_by_cell(summary, metric)
+    return {n: np.array([vals.get((f"s4_n{n}_t{t}", "ds", "base"), np.nan) for t in TABLE9_T])
+            for n in TABLE9_N}
+
+
+def figure4_trends(summary: pd.DataFrame) -> list[Claim]:
+    """Takeaway (4): Table 9 / Figure 4 trends (spec §9.2)."""
+    gap, val, loss = _t9(summary, "test_gap"), _t9(summary, "val_gap"), _t9(summary, "test_loss")
+    out = []
+    g = gap[5][-1]
+    out.append(Claim("n5_gap_t131", "N = 5: the test gap is still large at T = 131", "8.33%",
+                     "not run" if math.isnan(g) else f"{g:.2f}%",
+                     None if math.isnan(g) else bool(g > LARGE_GAP),
+                     f"reproduced if the N = 5, T = 131 test gap exceeds {LARGE_GAP:.0f}%"))
+    cols = [j for j in range(len(TABLE9_T)) if all(np.isfinite(loss[n][j]) for n in TABLE9_N)]
+    mono = [j for j in cols if loss[5][j] > loss[10][j] > loss[20][j]]
+    means = {n: float(np.nanmean(loss[n][cols])) if cols else math.nan for n in TABLE9_N}
+    ok = None if not cols else bool(means[5] > means[10] > means[20])
+    out.append(Claim("larger_n_lower_loss", "Larger N lowers the test loss overall",
+                     "5 of 5 horizons: N=5 > N=10 > N=20",
+                     f"{len(mono)} of {len(cols)} horizons strictly decreasing in N; mean over "
+                     f"those horizons " + ", ".join(f"N={n}: {means[n]:.4f}" for n in TABLE9_N),
+                     ok, "reproduced if the mean test loss over complete horizons decreases in N"))
+    last = {n: gap[n][-1] for n in TABLE9_N}
+    have = {n: v for n, v in last.items() if np.isfinite(v)}
+    ok = None if len(have) < 3 else bool(all(v > CONVERGED_GAP for v in have.values()))
+    out.append(Claim("no_convergence", "No convergence in T: gaps stay positive at T = 131",
+                     "T=131 test gaps 8.33 / 3.31 / 1.79% for N = 5 / 10 / 20",
+                     ", ".join(f"N={n}: {v:.2f}%" for n, v in have.items()) or "not run", ok,
+                     f"reproduced if every N's test gap at T = 131 exceeds {CONVERGED_GAP:.0f}%"))
+    diff = {n: float(np.nanmean(gap[n] - val[n])) if np.isfinite(gap[n] - val[n]).any()
+            else math.nan for n in TABLE9_N}
+    have = {n: v for n, v in diff.items() if math.isfinite(v)}
+    ok = None if len(have) < 3 else bool(have[5] == max(have.values()))
+    out.append(Claim("few_samples_overfit", "Few samples: large validation-test gap",
+                     "mean (test gap - val gap) over T: N=5: 24.5, N=10: 12.7, N=20: 13.6",
+                     ", ".join(f"N={n}: {v:.1f}" for n, v in have.items()) or "not run", ok,
+                     "reproduced if N = 5 has the largest mean (test gap - val gap) over T"))
+    return out
+
+
+def figure3_claims(stats: dict) -> list[Claim]:
+    """Figure 3: Base lowers the critic loss and narrows the on-hand states in the buffer."""
+    out = []
+    if "checkpoints" in stats and stats["checkpoints"]:
+        k, n = stats["base_lower"], stats["checkpoints"]
+        out.append(Claim("critic_lower", "Base gives a consistently lower critic loss",
+                         "consistently lower", f"Base lower at {k} of {n} checkpoints",
+                         bool(k >= 0.8 * n),
+                         "latest critic loss at each multiple of 500 steps; reproduced if Base is "
+                         "lower at >= 80% of the checkpoints where both have updated"))
+    else:
+        out.append(Claim("critic_lower", "Base gives a consistently lower critic loss",
+                         "consistently lower", "not run", None, "needs results/figure3/{none,base}"))
+    if "onhand_range_none" in stats and "onhand_range_base" in stats:
+        a, b = stats["onhand_range_none"], stats["onhand_range_base"]
+        out.append(Claim("narrow_states", "Base keeps replay-buffer states in a narrower band",
+                         "narrower band", f"5-95% on-hand range None {a:.1f}, Base {b:.1f}",
+                         bool(b < a), "width of the 5-95% quantile band of the next on-hand "
+                                      "inventory over the first 10,000 transitions"))
+    else:
+        out.append(Claim("narrow_states", "Base keeps replay-buffer states in a narrower band",
+                         "narrower band", "not run", None, "needs results/figure3/{none,base}"))
+    return out
