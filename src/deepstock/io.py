@@ -10,6 +10,9 @@ from typing import Any
 
 from deepstock.errors import DataError
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
@@ -19,6 +22,7 @@ def write_bytes(path: Path, data: bytes) -> None:
     except OSError as exc:
         raise DataError(f"cannot write {path}: {exc.strerror}") from None
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual permissions
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)
