@@ -12,21 +12,20 @@ Within-day order of events (spec §2): order -> demand -> record -> shift the pi
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-try:  # torch is a hard dependency, but keep numpy-only use importable and fast.
-    import torch
-except ImportError:  # pragma: no cover
-    torch = None  # type: ignore[assignment]
-
 Array = Any  # numpy.ndarray or torch.Tensor
 
 
 def _xp(a: Array):
+    # torch is only looked up if already imported: numpy-only users never pay its import time,
+    # and a torch tensor cannot exist unless torch was imported.
+    torch = sys.modules.get("torch")
     return torch if torch is not None and isinstance(a, torch.Tensor) else np
 
 
@@ -66,7 +65,7 @@ class _Record:
     def result(self, demand: Array) -> list[Array]:
         """orders, onhand, ending, lost, sales, each [n, T]."""
         if self.torch:
-            out = [torch.stack(c, 1) for c in self.cols]
+            out = [_xp(c[0]).stack(c, 1) for c in self.cols]
             return [*out, demand - out[3]]
         return [b.T for b in self.buf]
 
@@ -102,7 +101,7 @@ class Observation:
     def state(self) -> Array:
         """The policy state s_t = (x_t, I_{t,0}, ..., I_{t,L}), shape [n, 2 + L]."""
         xp = _xp(self.pipeline)
-        return xp.concatenate([self.x[:, None], self.pipeline], 1) if xp is np else torch.cat(
+        return xp.concatenate([self.x[:, None], self.pipeline], 1) if xp is np else xp.cat(
             [self.x[:, None], self.pipeline], 1
         )
 

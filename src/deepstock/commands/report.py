@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from deepstock.reports.collect import AR1_REFERENCES
+AR1_REFERENCES = ("ds_on_test", "paper", "dp")  # = reports.collect.AR1_REFERENCES (pandas: lazy)
 
 DEFAULT_REPORTED = "paper/reported.yaml"
 

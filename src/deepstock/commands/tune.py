@@ -13,7 +13,9 @@ import argparse
 
 from deepstock.hparams import METHODS, SCALES
 from deepstock.regularizations import REGULARIZATIONS
-from deepstock.tuning import EXECUTORS, FAULTS, TuneOptions, tune_cell
+
+EXECUTORS = ("ray", "local")  # validated again in deepstock.tuning (imported lazily: pandas)
+FAULTS = ("none", "first", "first_nan", "all")
 
 
 def register(subparsers) -> None:
@@ -54,6 +56,8 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from deepstock.tuning import TuneOptions, tune_cell
+
     train_options = {}
     if args.fit_on == "test":
         train_options = {"train_split": "test", "val_split": "test"}
