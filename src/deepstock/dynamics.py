@@ -29,9 +29,30 @@ def _xp(a: Array):
     return torch if torch is not None and isinstance(a, torch.Tensor) else np
 
 
-def _pos(a: Array) -> Array:
-    """max(a, 0) elementwise (``clip(min=0)`` in both libraries)."""
-    return a.clip(min=0)
+def positive_part(a: Array) -> Array:
+    """max(a, 0) for numpy arrays, torch tensors (``clip(min=0)``) and Python floats."""
+    return a.clip(min=0) if hasattr(a, "clip") else (a if a > 0 else 0.0)
+
+
+def advance_day(pipe: list, q: Array | None, d: Array, lost_sales: bool, zero: Array):
+    """One day of spec §2 on the pipeline ``pipe`` = [I_{t,0}, ..., I_{t,L}].
+
+    The entries are batches ([n] arrays or tensors) or Python floats (the gymnasium environment);
+    ``zero`` is the matching zero. Events: 1. the order ``q`` (None = no order) joins I_{t,L}
+    (on-hand when L = 0); 2. demand: E_t = I_{t,0} - D_t (backlog) or max(I_{t,0} - D_t, 0) with
+    λ_t = max(D_t - I_{t,0}, 0) (lost sales); 4. shift: I_{t+1,0} = E_t + I_{t,1},
+    I_{t+1,l} = I_{t,l+1}, I_{t+1,L} = 0. Returns (I_{t,0}, E_t, λ_t, next pipeline).
+    """
+    L = len(pipe) - 1
+    if q is not None:
+        pipe = [*pipe[:L], pipe[L] + q]
+    i0 = pipe[0]
+    if lost_sales:
+        e, lam = positive_part(i0 - d), positive_part(d - i0)
+    else:
+        e, lam = i0 - d, zero
+    nxt = [e] if L == 0 else [e + pipe[1], *pipe[2:], zero]
+    return i0, e, lam, nxt
 
 
 class _Record:
@@ -170,7 +191,7 @@ def simulate(
     is_order_day = order_days(T, R, L).tolist()
     rec = _Record(demand, initial)
     for t in range(T):
-        q = zeros
+        q = None
         if is_order_day[t]:
             obs = Observation(
                 t=t,
@@ -181,16 +202,9 @@ def simulate(
                 z=None if z is None else z[:, t],
             )
             q = policy(obs)
-            pipe[L] = pipe[L] + q
         d = demand[:, t]
-        i0 = pipe[0]
-        if lost_sales:
-            e, lam = _pos(i0 - d), _pos(d - i0)
-        else:
-            e, lam = i0 - d, zeros
-        rec.put(t, q, i0, e, lam, d)
-        # shift: I_{t+1,0} = E_t + I_{t,1}, I_{t+1,l} = I_{t,l+1}, I_{t+1,L} = 0 (spec §2 step 4)
-        pipe = [e] if L == 0 else [e + pipe[1], *pipe[2:], zeros]
+        i0, e, lam, pipe = advance_day(pipe, q, d, lost_sales, zeros)
+        rec.put(t, zeros if q is None else q, i0, e, lam, d)
     orders, onhand, ending, lost, sales = rec.result(demand)
     return Rollout(
         demand=demand,

@@ -1,9 +1,10 @@
 """Gymnasium inventory environment for DDPG/PPO (spec §7.1) and batched SB3-policy evaluation.
 
 One ``step`` is one ordering decision. The environment keeps a per-episode scalar state (the
-pipeline I_t as a Python list) for speed; each day follows spec §2 exactly (order -> demand ->
-record -> shift), the same convention as :func:`deepstock.dynamics.simulate`, and a parity test
-holds the two to 1e-9. Actions are decoded by the shared mapping
+pipeline I_t as a list of Python floats) for speed and advances it with the same one-day function
+as the batched simulator, :func:`deepstock.dynamics.advance_day`, and the same
+:func:`deepstock.losses.cost`; a parity test holds env and :func:`~deepstock.dynamics.simulate`
+to 1e-9. Actions are decoded by the shared mapping
 :meth:`deepstock.regularizations.Regularization.decode` (spec §4).
 
 - reset: pick a trajectory (train mode: uniform with the env RNG; eval mode: cycle in id order,
@@ -25,9 +26,9 @@ import numpy as np
 from gymnasium import spaces
 
 from deepstock.data import Dataset
-from deepstock.dynamics import Observation, Rollout, order_days, simulate
+from deepstock.dynamics import Observation, Rollout, advance_day, order_days, simulate
 from deepstock.errors import ConfigError
-from deepstock.losses import DEFAULT_LOSS, LossConfig, daily_cost
+from deepstock.losses import DEFAULT_LOSS, LossConfig, cost, daily_cost
 from deepstock.regularizations import (
     RegularizationParams,
     get_regularization,
@@ -90,8 +91,6 @@ class InventoryEnv(gym.Env):
         self._x: list[list[float]] = np.asarray(s.x, dtype=np.float64).tolist()
         self._phi = np.asarray(s.phi, dtype=np.float64)
         self._z = rl_context(dataset)[s.index] if self.reg.uses_coeff else None
-        self._b = loss.underage
-        self._h = loss.h
         self.episode_length = n_decisions(self.T, self.R, self.L)
         dim = self.reg.input_dim(self.L, rl=True)
         self.observation_space = spaces.Box(-np.inf, np.inf, shape=(dim,), dtype=np.float32)
@@ -107,25 +106,10 @@ class InventoryEnv(gym.Env):
 
     # ------------------------------------------------------------------ dynamics (spec §2)
     def _day(self, pipe: list[float], q: float, d: float) -> float:
-        """One day on ``pipe`` in place; returns the day's cost c(E_t) (λ_t-based under lost sales)."""
-        L = self.L
-        if q:
-            pipe[L] += q
-        i0 = pipe[0]
-        if self.lost_sales:
-            e = i0 - d if i0 > d else 0.0
-            under = d - i0 if d > i0 else 0.0
-        else:
-            e = i0 - d
-            under = -e if e < 0 else 0.0
-        if L == 0:
-            pipe[0] = e
-        else:
-            pipe[0] = e + pipe[1]
-            for ell in range(1, L):
-                pipe[ell] = pipe[ell + 1]
-            pipe[L] = 0.0
-        return self._b * under + self._h * (e if e > 0 else 0.0)
+        """One day on ``pipe`` in place through the shared :func:`dynamics.advance_day`;
+        returns the day's cost c(E_t) (λ_t-based under lost sales)."""
+        _, e, lam, pipe[:] = advance_day(pipe, q or None, d, self.lost_sales, 0.0)
+        return cost(e, lam, self.loss, self.lost_sales)
 
     # ------------------------------------------------------------------ observation / decoding
     def _observation(self, t: int) -> Observation:

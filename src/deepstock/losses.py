@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deepstock.dynamics import Array, Rollout, counted_days
+from deepstock.dynamics import Array, Rollout, counted_days, positive_part
 
 
 @dataclass(frozen=True)
@@ -24,21 +24,23 @@ class LossConfig:
 DEFAULT_LOSS = LossConfig()
 
 
-def _cost(e: Array, lost: Array, loss: LossConfig, lost_sales: bool) -> Array:
-    """c(E) elementwise; numpy backlog uses max(h·E, -b·E), equal to b·max(-E,0) + h·max(E,0)
-    for h, b >= 0 (one of the two terms is zero) with fewer temporaries. torch keeps the clip form
-    so its subgradient at E = 0 stays h - b."""
+def cost(e: Array, lost: Array, loss: LossConfig = DEFAULT_LOSS, lost_sales: bool = False) -> Array:
+    """c(E) = b·max(-E, 0) + h·max(E, 0), or b·λ + h·max(E, 0) under lost sales (spec §3);
+    elementwise on arrays, tensors or Python floats.
+
+    numpy backlog uses max(h·E, -b·E), equal for h, b >= 0 (one term is zero) with fewer
+    temporaries; torch keeps the clip form so its subgradient at E = 0 stays h - b."""
     b, h = loss.underage, loss.h
     if not lost_sales and isinstance(e, np.ndarray) and b >= 0 and h >= 0:
         return np.maximum(h * e, -b * e)
-    under = lost if lost_sales else (-e).clip(min=0)
-    return b * under + h * e.clip(min=0)
+    under = lost if lost_sales else positive_part(-e)
+    return b * under + h * positive_part(e)
 
 
 def daily_cost(rollout: Rollout, loss: LossConfig = DEFAULT_LOSS, lost_sales: bool = False) -> Array:
     """c(E_t) = b·max(-E_t, 0) + h·max(E_t, 0) per day [n, T]; b·λ_t replaces underage under lost
     sales (spec §3)."""
-    return _cost(rollout.ending, rollout.lost, loss, lost_sales)
+    return cost(rollout.ending, rollout.lost, loss, lost_sales)
 
 
 def trajectory_loss(
@@ -48,7 +50,7 @@ def trajectory_loss(
     (spec §3)."""
     first = rollout.R + rollout.L
     e, lost = rollout.ending[:, first:], rollout.lost[:, first:]
-    return _cost(e, lost, loss, lost_sales).mean(1)
+    return cost(e, lost, loss, lost_sales).mean(1)
 
 
 def dataset_loss(per_trajectory: Array) -> float:
