@@ -101,13 +101,23 @@ def test_tiny_dag_outputs(tiny_run):
 
 
 def test_tables_equal_summary(tiny_run):
+    """Every number of Tables 6-8 is the repetition mean of the summary's rows."""
     wd = tiny_run
     summary = pd.read_csv(wd / "results" / "summary.csv")
-    table6 = pd.read_csv(wd / "results" / "tables" / "table6.csv")
-    s1 = summary[summary["setting"] == "s1"]
-    flat = table6.to_string()
-    for _, row in s1.groupby(["method", "reg"])["test_loss"].mean().reset_index().iterrows():
-        assert f"{row['test_loss']:.4f}" in flat, (row["method"], row["reg"])
+    labels = {"ddpg": "DDPG", "ppo": "PPO", "ds": "DS"}
+    rows = {"val_loss": "Validation Loss", "test_loss": "Testing Loss",
+            "val_gap": "Validation Loss Gap (%)", "test_gap": "Testing Loss Gap (%)"}
+    checked = 0
+    for table, setting in (("table6", "s1"), ("table7", "s2"), ("table8", "s3")):
+        tab = pd.read_csv(wd / "results" / "tables" / f"{table}.csv").set_index("row")
+        means = summary[summary["setting"] == setting].groupby(["method", "reg"]).mean(
+            numeric_only=True)
+        for (method, reg), row in means.iterrows():
+            col = f"{labels[method]}-{reg.capitalize()}"
+            for key, label in rows.items():
+                assert tab.loc[label, col] == pytest.approx(row[key], rel=1e-9), (table, col, key)
+                checked += 1
+    assert checked == 3 * 6 * 4
 
 
 def test_rerun_with_nothing_changed_does_nothing(tiny_run):

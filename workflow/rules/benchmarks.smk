@@ -2,14 +2,6 @@
 #    paper's AR(1) approximation: DS-Base tuned on the test set.
 
 
-def benchmark_method(setting):
-    if setting == "s1":
-        return f"dp_{config['benchmarks']['indep_benchmark']}"
-    if setting in ("s2", "s3"):
-        return "ar1_dp"
-    return "critical_fractile"
-
-
 rule benchmark:
     input:
         data="results/data/{setting}.npz",
@@ -19,6 +11,8 @@ rule benchmark:
         method=lambda wc: benchmark_method(wc.setting),
         z=config["benchmarks"]["iid_z"],
         delta=config["benchmarks"]["ar1_dp_delta"],
+    conda:
+        "../envs/deepstock.yaml"
     log:
         log_path("benchmark", "{setting}"),
     benchmark:
@@ -42,6 +36,8 @@ rule ar1_ds_on_test:
     threads: config["tuning"]["threads"]
     resources:
         gpu=1 if config["tuning"]["device"] == "cuda" else 0,
+    conda:
+        "../envs/deepstock.yaml"
     log:
         log_path("ar1_ds_on_test", "{setting}"),
     benchmark:

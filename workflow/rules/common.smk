@@ -60,3 +60,18 @@ def log_path(rule_name, name):
 
 def bench_path(rule_name, name):
     return f"logs/benchmarks/{rule_name}/{name}.tsv"
+
+
+def benchmark_method(setting):
+    if setting == "s1":
+        return f"dp_{config['benchmarks']['indep_benchmark']}"
+    if setting in ("s2", "s3"):
+        return "ar1_dp"
+    return "critical_fractile"
+
+
+def figure3_winner(wildcards):
+    """Figure 3 retrains each regularization's DDPG winner (or the Base winner for both)."""
+    fig = config.get("figure3", {})
+    reg = "base" if fig.get("config", "own") == "shared" else wildcards.reg
+    return f"results/s1/ddpg/{reg}/rep{fig.get('repetition', 0)}/winner.json"

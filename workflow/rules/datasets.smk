@@ -11,6 +11,8 @@ rule dataset:
             f"--indep-feature {config['data']['indep_feature']} "
             f"--iid-demand-days {config['data']['iid_demand_days']}"
         ),
+    conda:
+        "../envs/deepstock.yaml"
     log:
         log_path("dataset", "{setting}"),
     benchmark:

@@ -15,6 +15,8 @@ rule figures:
             if f.endswith(".png") else f
             for f in FIGURE_FILES
         ],
+    conda:
+        "../envs/deepstock.yaml"
     log:
         log_path("figures", "figures"),
     shell:

@@ -17,6 +17,8 @@ rule replication_report:
         html=report("results/report/replication.html", category="Report",
                     caption="../report/replication.rst"),
         md="results/report/replication.md",
+    conda:
+        "../envs/deepstock.yaml"
     log:
         log_path("replication_report", "report"),
     shell:

@@ -18,6 +18,8 @@ rule summary:
         benchmarks="results/benchmarks.csv",
     params:
         ref=config["benchmarks"]["ar1_gap_reference"],
+    conda:
+        "../envs/deepstock.yaml"
     log:
         log_path("summary", "summary"),
     shell:
@@ -35,6 +37,8 @@ rule tables:
             if f.endswith(".md") else f
             for f in TABLE_FILES
         ],
+    conda:
+        "../envs/deepstock.yaml"
     log:
         log_path("tables", "tables"),
     shell:

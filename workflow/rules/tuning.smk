@@ -16,6 +16,8 @@ rule tune:
     threads: config["tuning"]["threads"]
     resources:
         gpu=lambda wc: 1 if wc.method == "ds" and config["tuning"]["device"] == "cuda" else 0,
+    conda:
+        "../envs/deepstock.yaml"
     log:
         log_path("tune", "{setting}_{method}_{reg}_rep{rep}"),
     benchmark:
@@ -30,16 +32,15 @@ rule figure3_run:
     # Figure 3: DDPG on Setting 1 re-trained at the winner's reported seed with the critic log.
     input:
         data="results/data/s1.npz",
-        winner=lambda wc: (
-            f"results/s1/ddpg/{'base' if config['figure3']['config'] == 'shared' else wc.reg}"
-            f"/rep{config['figure3'].get('repetition', 0)}/winner.json"
-        ),
+        winner=figure3_winner,
     output:
         "results/figure3/{reg}/metrics.json",
     wildcard_constraints:
         reg="none|base",
     params:
         out=lambda wc, output: os.path.dirname(output[0]),
+    conda:
+        "../envs/deepstock.yaml"
     log:
         log_path("figure3_run", "{reg}"),
     benchmark:
