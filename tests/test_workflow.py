@@ -11,13 +11,15 @@ import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-COPY = ("Snakefile", "workflow", "config", "paper")
+COPY = ("Snakefile", "workflow", "config", "paper", "profiles")
 
 
 def _workdir(tmp: Path) -> Path:
     for name in COPY:
         src = ROOT / name
-        if src.is_dir():
+        if src.is_symlink():
+            os.symlink(os.readlink(src), tmp / name)
+        elif src.is_dir():
             shutil.copytree(src, tmp / name)
         else:
             shutil.copy(src, tmp / name)
@@ -35,7 +37,7 @@ def _smk(cwd: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProce
 def tiny_run(tmp_path_factory):
     """Run the whole tiny DAG once; several tests read its outputs."""
     wd = _workdir(tmp_path_factory.mktemp("dag"))
-    res = _smk(wd, "--configfile", "config/tiny.yaml", "--cores", "2")
+    res = _smk(wd, "--configfile", "config/tiny.yaml")  # cores from the default profile
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-5000:]
     return wd
 

@@ -76,9 +76,9 @@ def execute_report(source: str | Path, out: str | Path, *, results: str | Path =
                 f"{out / 'replication.failed.ipynb'}"
             ) from None
     paths = [write_text(out / "replication.ipynb", nbformat.writes(nb))]
-    html, _ = HTMLExporter(template_name="lab").from_notebook_node(nb)
+    html, _ = HTMLExporter(template_name="lab", exclude_input=True).from_notebook_node(nb)
     paths.append(write_text(out / "replication.html", html))
-    md, res = MarkdownExporter().from_notebook_node(
+    md, res = MarkdownExporter(exclude_input=True).from_notebook_node(
         nb, resources={"output_files_dir": "replication_files"})
     for name, data in (res.get("outputs") or {}).items():
         paths.append(_write_output(out / name, data))
