@@ -179,6 +179,15 @@ def _ray_init(address: str | None, num_cpus: int | None) -> None:
         )
 
 
+def _trial_device(method: str, device: str) -> str:
+    """DS trials use ``device`` ('auto' = CUDA when present); SB3 methods always run on the CPU."""
+    if method != "ds":
+        return "cpu"
+    from deepstock.trainers.common import resolve_device
+
+    return resolve_device(device)
+
+
 def _trial_resources(device: str) -> dict:
     return {"cpu": 1, "gpu": 0.25} if device == "cuda" else {"cpu": 1}
 
@@ -267,7 +276,7 @@ def _fit(trainable, param_space, tune_config, callbacks, storage: Path, name: st
 class TuneOptions:
     scale: str = "quick"
     repetition: int = 0
-    device: str = "cpu"
+    device: str = "auto"
     address: str | None = None
     max_concurrent: int | None = None
     stage2_winner: str = "mean"
@@ -471,7 +480,8 @@ def tune_cell(
     out.mkdir(parents=True, exist_ok=True)
     spec = CellSpec(
         setting=setting, method=method, reg=reg, data_path=data_path, base_hparams=base,
-        device=opts.device, train_options=dict(opts.train_options), fault=opts.fault,
+        device=_trial_device(method, opts.device), train_options=dict(opts.train_options),
+        fault=opts.fault,
         fault_marker=str((out / ".fault_marker").resolve()),
     )
     t0 = time.perf_counter()

@@ -12,7 +12,7 @@ rule tune:
     params:
         out=lambda wc, output: os.path.dirname(output.winner),
         flags=tune_flags(),
-        device=lambda wc: config["tuning"]["device"] if wc.method == "ds" else "cpu",
+        device=lambda wc: config["tuning"].get("device", "auto") if wc.method == "ds" else "cpu",
     threads: config["tuning"]["threads"]
     resources:
         gpu=lambda wc: 1 if wc.method == "ds" and config["tuning"]["device"] == "cuda" else 0,

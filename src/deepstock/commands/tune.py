@@ -33,8 +33,9 @@ def register(subparsers) -> None:
     p.add_argument("--scale", default="quick", choices=SCALES, help="budget profile")
     p.add_argument("--data", required=True, help="dataset .npz of the setting")
     p.add_argument("--out", required=True, help="cell output folder")
-    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"],
-                   help="device of DS trials (cuda trials request 0.25 GPU each)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="device of DS trials: auto = CUDA when present (Ray: 0.25 GPU per "
+                   "trial); DDPG/PPO trials always use the CPU")
     p.add_argument("--executor", default="ray", choices=EXECUTORS,
                    help="ray (default) or local: same searcher, trials in this process")
     p.add_argument("--address", default=None, help="address of an existing Ray cluster")
