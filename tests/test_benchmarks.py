@@ -413,3 +413,24 @@ def test_ds_on_test_with_trainer(tmp_path):
     res = json.loads(out.read_text())
     assert res["method"] == "ds_on_test" and res["policy"]["config"]["train_split"] == "test"
     assert all(math.isfinite(res[f"{s}_loss"]) for s in ("train", "val", "test"))
+
+
+def test_cli_distribution_true_and_convergence_check(tmp_path, capsys):
+    from deepstock.cli import main
+
+    s1 = _save(tmp_path, "s1")
+    assert main(["benchmark", "s1", "--data", str(s1), "--out", str(tmp_path / "t.json"),
+                 "--distribution", "true"]) == 0
+    res = json.loads((tmp_path / "t.json").read_text())
+    assert res["method"] == "dp_true"
+    assert res["test_loss"] == pytest.approx(0.8592, abs=5e-5)  # spec §6.1, true pmf
+    s2 = _save(tmp_path, "s2")
+    assert main(["benchmark", "s2", "--data", str(s2), "--out", str(tmp_path / "a.json"),
+                 "--delta", "1.0", "--check-convergence", "--quiet"]) == 0
+    conv = json.loads((tmp_path / "a.json").read_text())["options"]["convergence"]
+    assert conv["loss"] == pytest.approx(2.2516, abs=3e-4)  # spec §6.3: δ = 1
+    assert conv["loss_fine"] == pytest.approx(2.2510, abs=3e-4)  # δ = 0.5
+    assert conv["rel_change"] < 1e-3  # < 0.1 %
+    assert main(["benchmark", "s2", "--data", str(s2), "--out", str(tmp_path / "b.json"),
+                 "--distribution", "true"]) == 2
+    assert "INDEP" in capsys.readouterr().err

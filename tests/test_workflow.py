@@ -122,6 +122,13 @@ def test_tables_equal_summary(tiny_run):
     assert checked == 3 * 6 * 4
 
 
+def test_snakemake_report_is_self_contained_html(tiny_run):
+    res = _smk(tiny_run, "--configfile", "config/tiny.yaml", "--report", "report.html")
+    assert res.returncode == 0, res.stderr[-3000:]
+    html = (tiny_run / "report.html").read_text(errors="replace")
+    assert len(html) > 100_000 and "figure1" in html and "table6" in html
+
+
 def test_rerun_with_nothing_changed_does_nothing(tiny_run):
     res = _smk(tiny_run, "--configfile", "config/tiny.yaml", "-n")
     assert res.returncode == 0

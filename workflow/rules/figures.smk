@@ -19,6 +19,8 @@ rule figures:
         "../envs/deepstock.yaml"
     log:
         log_path("figures", "figures"),
+    benchmark:
+        bench_path("figures", "figures")
     shell:
         "deepstock report figures --results results --summary {input.summary} "
         "--reported {input.reported} --out figures > {log} 2>&1"

@@ -21,6 +21,8 @@ rule replication_report:
         "../envs/deepstock.yaml"
     log:
         log_path("replication_report", "report"),
+    benchmark:
+        bench_path("replication_report", "report")
     shell:
         "deepstock report notebook --source paper/replication.py --out results/report "
         "--results results > {log} 2>&1"

@@ -22,6 +22,8 @@ rule summary:
         "../envs/deepstock.yaml"
     log:
         log_path("summary", "summary"),
+    benchmark:
+        bench_path("summary", "summary")
     shell:
         "deepstock report summary --results results --out {output.summary} "
         "--ar1-gap-reference {params.ref} > {log} 2>&1"
@@ -41,6 +43,8 @@ rule tables:
         "../envs/deepstock.yaml"
     log:
         log_path("tables", "tables"),
+    benchmark:
+        bench_path("tables", "tables")
     shell:
         "deepstock report tables --summary {input.summary} --reported {input.reported} "
         "--out results/tables > {log} 2>&1"
