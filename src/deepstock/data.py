@@ -8,7 +8,8 @@ Keys in the file (numpy arrays, loaded with ``allow_pickle=False``):
 - ``ids``     int64 [n]        1-based trajectory ("SKU") ids
 - ``train_idx``, ``val_idx``, ``test_idx`` int64   0-based rows of each split
 - ``param_<name>``              generating parameters (e.g. ``param_sigma`` [n], ``param_lower`` [T])
-- ``meta``    0-d unicode      JSON: setting, generator, parameters, seed, rng mode, version
+- ``meta``    0-d unicode      JSON: setting id, setting_spec (all Setting fields), generator,
+  parameters, seed, rng mode, version; a custom setting is rebuilt from setting_spec
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import numpy as np
 
 from deepstock.errors import DataError
 from deepstock.io import write_bytes
-from deepstock.settings import Setting, get_setting
+from deepstock.settings import Setting, get_setting, is_builtin
 
 SPLITS = ("train", "val", "test")
 
@@ -96,6 +97,22 @@ def atomic_write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
     write_bytes(path, buf.getvalue())
 
 
+def _setting_of(path: Path, meta: dict) -> Setting:
+    """Built-in ids via ``get_setting``; a custom setting from ``meta["setting_spec"]``."""
+    sid = meta.get("setting")
+    if not isinstance(sid, str):
+        raise DataError(f"dataset {path}: meta lacks the setting id")
+    if is_builtin(sid):
+        return get_setting(sid)
+    spec = meta.get("setting_spec")
+    if not isinstance(spec, dict) or spec.get("id") != sid:
+        raise DataError(f"dataset {path}: custom setting {sid!r} without a matching setting_spec")
+    try:
+        return Setting(**spec)
+    except TypeError as exc:
+        raise DataError(f"dataset {path}: bad setting_spec ({exc})") from None
+
+
 def load_dataset(path: str | os.PathLike, expect_setting: str | None = None) -> Dataset:
     """Load a dataset file; raise DataError if missing, malformed or of another setting."""
     path = Path(path)
@@ -111,7 +128,7 @@ def load_dataset(path: str | os.PathLike, expect_setting: str | None = None) -> 
     if missing:
         raise DataError(f"dataset {path} lacks keys {missing}")
     meta = json.loads(str(arrays["meta"]))
-    setting = get_setting(meta["setting"])
+    setting = _setting_of(path, meta)
     if expect_setting is not None and setting.id != expect_setting:
         raise DataError(
             f"dataset {path} holds setting {setting.id!r}, but {expect_setting!r} was asked for"

@@ -8,6 +8,11 @@ Two modes (``DataOptions.rng_mode``):
 - ``fresh``: one ``default_rng([data_seed, code])`` per family (code 1 INDEP, 2 AR(1), 3 IID) for
   every draw, in the same order (spec §5.5). Coeff noise continues that generator.
 
+Custom settings (``settings.setting_from_dict``) reuse the family's distributions with their own
+horizon, R and sizes, in ``fresh`` mode only: the pool is exactly n_train + n_val + n_test
+consecutive trajectories, AR(1) drops 4R warm-up days, IID uses N = n_train distinct σ's (val and
+test cycle through them in blocks, as the built-in layout does).
+
 Coeff features φ_1..φ_4 (spec §5.4) are pandas rolling means over the whole generated series, so
 they match the authors' ``groupby().transform(rolling)`` values bit for bit.
 """
@@ -25,11 +30,11 @@ from deepstock import __version__
 from deepstock.data import Dataset
 from deepstock.errors import ConfigError
 from deepstock.settings import (
-    IID_TEST_PER_SIGMA,
     SETTING_IDS,
     DataOptions,
     Setting,
     get_setting,
+    is_builtin,
 )
 
 FRESH_CODES = {"indep": 1, "ar1": 2, "iid": 3}
@@ -106,6 +111,7 @@ def _splits(n_train: int, n_val: int, test_start: int, n_test: int) -> dict[str,
 def _meta(setting: Setting, generator: str, parameters: dict, options: DataOptions) -> dict:
     return {
         "setting": setting.id,
+        "setting_spec": setting.to_dict(),
         "generator": generator,
         "parameters": parameters,
         "data_options": asdict(options),
@@ -132,7 +138,7 @@ def _indep_lower(options: DataOptions, rng, T: int) -> np.ndarray:
 
 def generate_indep(setting: Setting, options: DataOptions) -> Dataset:
     """INDEP: shared ℓ_t, D_t ~ DiscreteUniform{ℓ_t..ℓ_t+4}, x_t = ⌊t/2⌋ (or t) (spec §5.1)."""
-    n, T, seed = INDEP_N_SKUS, setting.T, options.data_seed
+    n, T, seed = _pool(setting, INDEP_N_SKUS), setting.T, options.data_seed
     if options.rng_mode == "paper_exact":
         lower = _indep_lower(options, np.random.RandomState(seed), T)
         demand_rng = np.random.default_rng(seed)
@@ -205,9 +211,10 @@ def ar1_series(draws: dict[str, np.ndarray]) -> np.ndarray:
 def generate_ar1(setting: Setting, options: DataOptions) -> Dataset:
     """AR(1) pool (120 SKUs, or 110 for ``s3_test: repo``), 8 warm-up days dropped (spec §5.2)."""
     T = setting.T
-    raw_days = T + AR1_WARMUP
+    warmup = AR1_WARMUP if is_builtin(setting.id) else 4 * setting.R
+    raw_days = T + warmup
     repo = setting.id == "s3" and options.s3_test == "repo"
-    n = AR1_POOL_REPO if repo else AR1_POOL
+    n = _pool(setting, AR1_POOL_REPO if repo else AR1_POOL)
     if options.rng_mode == "paper_exact":
         rng = np.random.RandomState(options.data_seed)
     else:
@@ -216,15 +223,15 @@ def generate_ar1(setting: Setting, options: DataOptions) -> Dataset:
     raw = ar1_series(draws)
     coeff_raw = coeff_features(raw, *_coeff_noise(rng, n, raw_days))  # stream continued
     x_raw = np.concatenate([np.full((n, 1), np.nan), raw[:, :-1]], axis=1)  # previous raw day
-    keep = slice(AR1_WARMUP, None)
-    test_start = setting.n_train + setting.n_val if repo or setting.id == "s2" else 20
+    keep = slice(warmup, None)
+    test_start = 20 if setting.id == "s3" and not repo else setting.n_train + setting.n_val
     parameters = {
         "pool": n,
         "phi_range": list(AR1_PHI),
         "mu_range": list(AR1_MU),
         "sigma_range": list(AR1_SIGMA),
         "raw_days": raw_days,
-        "warmup_dropped": AR1_WARMUP,
+        "warmup_dropped": warmup,
         "s3_test": options.s3_test if setting.id == "s3" else None,
         "coeff_noise_std": COEFF_NOISE_STD,
     }
@@ -258,7 +265,7 @@ def generate_iid(setting: Setting, options: DataOptions) -> Dataset:
     else:
         demand_rng = noise_rng = _fresh_rng(options, "iid")
         sig = demand_rng.uniform(*IID_SIGMA, size=N)
-    sigma = np.concatenate([sig, sig, np.repeat(sig, IID_TEST_PER_SIGMA)])
+    sigma = np.concatenate([sig, np.resize(sig, setting.n_val), _blocks(sig, setting.n_test)])
     n = sigma.shape[0]
     days = iid_demand_days(T, options.iid_demand_days)
     demand = np.zeros((n, T))
@@ -270,7 +277,7 @@ def generate_iid(setting: Setting, options: DataOptions) -> Dataset:
         "H": setting.H,
         "mean": IID_MEAN,
         "sigma_range": list(IID_SIGMA),
-        "test_per_sigma": IID_TEST_PER_SIGMA,
+        "test_per_sigma": -(-setting.n_test // N),
         "demand_days": options.iid_demand_days,
         "coeff_noise_std": COEFF_NOISE_STD,
     }
@@ -280,7 +287,7 @@ def generate_iid(setting: Setting, options: DataOptions) -> Dataset:
         features=np.repeat(sigma[:, None], T, axis=1)[..., None],
         coeff=coeff,
         ids=np.arange(1, n + 1, dtype=np.int64),
-        split_idx=_splits(N, N, 2 * N, setting.n_test),
+        split_idx=_splits(N, setting.n_val, N + setting.n_val, setting.n_test),
         params={"sigma": sigma},
         meta=_meta(setting, "iid", parameters, options),
     )
@@ -290,17 +297,43 @@ def generate_iid(setting: Setting, options: DataOptions) -> Dataset:
 _GENERATORS = {"indep": generate_indep, "ar1": generate_ar1, "iid": generate_iid}
 
 
-def generate_dataset(setting_id: str, options: DataOptions | None = None) -> Dataset:
-    """Generate the dataset of one setting (spec §5); raises ConfigError for an unknown id."""
+def _pool(setting: Setting, builtin_pool: int) -> int:
+    """Trajectories generated: the paper's fixed pool, or exactly the splits of a custom setting."""
+    if is_builtin(setting.id):
+        return builtin_pool
+    return setting.n_train + setting.n_val + setting.n_test
+
+
+def _blocks(sig: np.ndarray, n_test: int) -> np.ndarray:
+    """Test σ's: each σ_k repeated in a consecutive block (100 each for the built-ins, spec §5.3)."""
+    per = -(-n_test // sig.shape[0])  # ceil
+    return np.repeat(sig, per)[:n_test]
+
+
+def generate_dataset(setting: str | Setting, options: DataOptions | None = None) -> Dataset:
+    """Generate the dataset of a setting id or a custom :class:`Setting` (spec §5).
+
+    Raises ConfigError for an unknown id, and for ``paper_exact`` with a custom setting.
+    """
     options = options or DataOptions()
     if not isinstance(options, DataOptions):
         raise ConfigError(f"options must be DataOptions, not {type(options).__name__}")
-    setting = get_setting(setting_id)
+    if isinstance(setting, Setting):
+        if is_builtin(setting.id):
+            if setting != get_setting(setting.id):
+                raise ConfigError(f"setting {setting.id!r} differs from the built-in of that id")
+        elif options.rng_mode != "fresh":
+            raise ConfigError(
+                f"custom setting {setting.id!r}: rng_mode={options.rng_mode!r} is for the paper's "
+                "settings only; use rng_mode: fresh"
+            )
+    else:
+        setting = get_setting(setting)
     return _GENERATORS[setting.family](setting, options)
 
 
 def write_dataset(
-    setting_id: str, path: str | os.PathLike, options: DataOptions | None = None
+    setting_id: str | Setting, path: str | os.PathLike, options: DataOptions | None = None
 ) -> Path:
     """Generate and save one dataset atomically; same options give identical bytes."""
     return generate_dataset(setting_id, options).save(path)

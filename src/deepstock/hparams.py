@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from deepstock.errors import ConfigError
-from deepstock.settings import get_setting
+from deepstock.settings import Setting, get_setting, is_builtin
 
 METHODS = ("ds", "ddpg", "ppo")
 
@@ -165,13 +165,17 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
-def layer_selectors(setting_id: str, reg: str) -> list[str]:
-    """Override layers, least to most specific: *, family, setting, family/reg, setting/reg."""
-    fam = get_setting(setting_id).family
+def layer_selectors(setting_id: str | Setting, reg: str) -> list[str]:
+    """Override layers, least to most specific: *, family, setting, family/reg, setting/reg.
+
+    ``setting_id`` may be a :class:`Setting` (a custom setting takes its family's layers).
+    """
+    setting = setting_id if isinstance(setting_id, Setting) else get_setting(setting_id)
+    fam, setting_id = setting.family, setting.id
     return ["*", fam, setting_id, f"{fam}/{reg}", f"{setting_id}/{reg}"]
 
 
-def _layered(table: dict, method: str, setting_id: str, reg: str) -> dict:
+def _layered(table: dict, method: str, setting_id: str | Setting, reg: str) -> dict:
     out: dict = {}
     for sel in layer_selectors(setting_id, reg):
         out.update(copy.deepcopy(table.get(method, {}).get(sel, {}) or {}))
@@ -192,16 +196,21 @@ def validate_hparams(method: str, values: dict, *, source: str = "hyper-paramete
     return out
 
 
-def default_hparams(method: str, setting_id: str, reg: str) -> dict:
-    """The spec defaults of a (method, setting, regularization) cell."""
+def default_hparams(method: str, setting_id: str | Setting, reg: str) -> dict:
+    """The spec defaults of a (method, setting, regularization) cell.
+
+    A custom :class:`Setting` gets its family's defaults with ``M`` set to the setting's cap.
+    """
     _check_method(method)
     values = _layered(_load_conf("hparams.yaml"), method, setting_id, reg)
+    if isinstance(setting_id, Setting) and not is_builtin(setting_id.id) and "M" in values:
+        values["M"] = float(setting_id.M)
     return validate_hparams(method, values, source="hparams.yaml")
 
 
 def resolve_hparams(
     method: str,
-    setting_id: str,
+    setting_id: str | Setting,
     reg: str,
     overrides: dict | None = None,
     path: str | Path | None = None,
@@ -253,7 +262,7 @@ def decode_config(config: dict) -> dict:
 
 
 def search_space(
-    method: str, setting_id: str, reg: str, path: str | Path | None = None
+    method: str, setting_id: str | Setting, reg: str, path: str | Path | None = None
 ) -> dict[str, Dimension]:
     """The validated stage-1 search space of a cell (Tables 3-5), from YAML."""
     _check_method(method)

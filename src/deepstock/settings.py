@@ -106,3 +106,109 @@ class DataOptions:
             raise ConfigError(f"data option data_seed={self.data_seed!r} must be an integer >= 0")
         if self.rng_mode == "paper_exact" and self.indep_lower != "clip_trunc":
             raise ConfigError("data option indep_lower='truncnorm' needs rng_mode='fresh'")
+
+
+# --------------------------------------------------------------------------- custom settings
+#: Keys of a custom setting file (docs/data-format.md, "Custom settings"); the rest are optional.
+CUSTOM_REQUIRED = ("id", "family", "T", "n_train", "n_val", "n_test")
+CUSTOM_OPTIONAL = {"R": 2, "L": 1, "M": 100.0, "options": {}}
+_CUSTOM_ID_RE = re.compile(r"^[a-z0-9_]+$")
+
+
+def is_builtin(setting_id: str) -> bool:
+    """True for the paper's ids (s1, s2, s3, s4_n{N}_t{T}) and any id of the s4 pattern."""
+    return setting_id in SETTING_IDS or bool(_IID_RE.match(setting_id))
+
+
+def _int_field(d: dict, key: str, minimum: int, what: str) -> int:
+    value = d[key]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"setting field {key!r} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ConfigError(f"setting field {key}={value} must be {what}")
+    return value
+
+
+def setting_from_dict(d: dict) -> Setting:
+    """Validate a user-defined setting (spec §5 families, custom sizes/horizon) into a Setting.
+
+    Every problem is a one-line ConfigError naming the field. The ``options`` mapping (DataOptions
+    fields) is validated too; get it with :func:`data_options_from_dict`.
+    """
+    if not isinstance(d, dict):
+        raise ConfigError(f"a setting must be a mapping of key: value, got {type(d).__name__}")
+    unknown = sorted(set(d) - set(CUSTOM_REQUIRED) - set(CUSTOM_OPTIONAL))
+    if unknown:
+        known = list(CUSTOM_REQUIRED) + list(CUSTOM_OPTIONAL)
+        raise ConfigError(f"unknown setting field {unknown[0]!r} (known: {', '.join(known)})")
+    missing = [k for k in CUSTOM_REQUIRED if k not in d]
+    if missing:
+        raise ConfigError(f"setting field {missing[0]!r} is missing")
+    d = {**CUSTOM_OPTIONAL, **d}
+    sid = d["id"]
+    if not isinstance(sid, str) or not _CUSTOM_ID_RE.match(sid):
+        raise ConfigError(f"setting field 'id'={sid!r} must match [a-z0-9_]+")
+    if is_builtin(sid) or sid == "all":
+        raise ConfigError(f"setting field 'id'={sid!r} clashes with a built-in setting id")
+    family = d["family"]
+    if family not in ("indep", "ar1", "iid"):
+        raise ConfigError(f"setting field 'family'={family!r} is not one of ['indep', 'ar1', 'iid']")
+    R = _int_field(d, "R", 1, ">= 1 (review period)")
+    L = _int_field(d, "L", 0, ">= 0 (lead time)")
+    if isinstance(d["T"], bool) or not isinstance(d["T"], int):
+        raise ConfigError(f"setting field 'T' must be an integer, got {d['T']!r}")
+    T = d["T"]
+    if T < R + L + 1:
+        raise ConfigError(
+            f"setting field 'T': horizon T={T} must be >= R + L + 1 = {R + L + 1} "
+            "(at least one order day and one counted day)"
+        )
+    M = d["M"]
+    if isinstance(M, bool) or not isinstance(M, (int, float)):
+        raise ConfigError(f"setting field 'M' must be a number, got {M!r}")
+    if not M > 0:
+        raise ConfigError(f"setting field M={M} must be > 0 (order cap)")
+    sizes = {k: _int_field(d, k, 1, ">= 1") for k in ("n_train", "n_val", "n_test")}
+    data_options_from_dict(d)  # validate the options now, naming the field
+    return Setting(
+        sid, family, T=T, R=R, L=L, M=float(M), **sizes,
+        N=sizes["n_train"] if family == "iid" else None,
+        H=(T - 2) // 2 if family == "iid" else None,
+    )
+
+
+def data_options_from_dict(d: dict) -> DataOptions:
+    """The ``options`` of a custom setting dict as DataOptions; ``rng_mode`` defaults to fresh."""
+    raw = d.get("options") or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"setting field 'options' must be a mapping, got {raw!r}")
+    known = [f for f in DataOptions.__dataclass_fields__ if f != "extra"]
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise ConfigError(f"setting field 'options.{unknown[0]}' is unknown (known: {', '.join(known)})")
+    values = {"rng_mode": "fresh", **raw}
+    if isinstance(values.get("data_seed"), bool):
+        raise ConfigError(f"setting field 'options.data_seed'={values['data_seed']!r} must be an integer")
+    try:
+        return DataOptions(**values)
+    except ConfigError as exc:
+        raise ConfigError(f"setting field 'options': {exc}") from None
+
+
+def load_setting_file(path) -> tuple[Setting, DataOptions]:
+    """Read a custom setting YAML file: its validated Setting and DataOptions."""
+    from pathlib import Path
+
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"setting file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
+    try:
+        return setting_from_dict(data), data_options_from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

@@ -29,7 +29,7 @@ def register(subparsers) -> None:
         help="train one policy (ds, ddpg, ppo) and save the run",
         description="Train one policy (spec §7) and write metrics.json, curve.csv and weights.",
     )
-    p.add_argument("setting", help="setting id, e.g. s1, s2, s3, s4_n5_t7")
+    p.add_argument("setting", help="setting id, e.g. s1, s2, s3, s4_n5_t7 (or a custom id of --data)")
     p.add_argument("--method", required=True, choices=["ds", "ddpg", "ppo"])
     p.add_argument("--reg", required=True, choices=sorted(REGULARIZATIONS))
     p.add_argument("--seed", type=int, default=None,
@@ -88,7 +88,9 @@ def run(args: argparse.Namespace) -> int:
         overrides = {**winner["hparams"], **overrides}
         if args.seed is None:
             seed = int(winner["reported_seed"])
-    hparams = resolve_hparams(args.method, args.setting, args.reg,
+    dataset = load_dataset(args.data, expect_setting=args.setting)
+    # the loaded Setting (not the id) so that a custom setting gets its family's defaults
+    hparams = resolve_hparams(args.method, dataset.setting, args.reg,
                               overrides=overrides, path=args.hparams)
     options: dict = {}
     if args.log_critic:
@@ -100,7 +102,6 @@ def run(args: argparse.Namespace) -> int:
             if args.method != "ds":
                 raise ConfigError(f"--{name.replace('_', '-')} applies to --method ds only")
             options[name] = getattr(args, name)
-    dataset = load_dataset(args.data, expect_setting=args.setting)
     result = train(dataset, args.method, args.reg, hparams, seed, device=args.device,
                    progress=show_progress(), **options)
     save_run(result, args.out)

@@ -60,7 +60,7 @@ def _config(dataset: Dataset, reg: str, hparams: dict, options: dict) -> dict:
     unknown = set(options) - set(OPTIONS)
     if unknown:
         raise ConfigError(f"unknown DS option(s) {sorted(unknown)}; expected {sorted(OPTIONS)}")
-    cfg = {**resolve_hparams("ds", dataset.setting.id, reg, overrides=hparams), **OPTIONS, **options}
+    cfg = {**resolve_hparams("ds", dataset.setting, reg, overrides=hparams), **OPTIONS, **options}
     for key in ("batch_size", "epochs", "patience"):
         if cfg[key] < 1:
             raise ConfigError(f"hyper-parameter {key!r}={cfg[key]!r} must be >= 1")
