@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from deepstock.errors import ConfigError
+from deepstock.io import read_yaml
 from deepstock.settings import Setting, get_setting, is_builtin
 
 METHODS = ("ds", "ddpg", "ppo")
@@ -149,15 +150,9 @@ def _load_conf(name: str) -> dict:
     return yaml.safe_load(text)
 
 
-def read_yaml(path: str | Path) -> dict:
-    """Read a YAML mapping from a user file; errors name the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
+def read_mapping(path: str | Path) -> dict:
+    """Read a YAML mapping (key: value) from a user file; errors name the file."""
+    data = read_yaml(path)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -218,7 +213,7 @@ def resolve_hparams(
     """Defaults, then a YAML file's values, then ``overrides``; fully validated."""
     values = default_hparams(method, setting_id, reg)
     if path is not None:
-        values.update(validate_hparams(method, read_yaml(path), source=str(path)))
+        values.update(validate_hparams(method, read_mapping(path), source=str(path)))
     if overrides:
         values.update(validate_hparams(method, overrides, source="overrides"))
     if method == "ds" and values["M"] <= 0:
@@ -266,7 +261,7 @@ def search_space(
 ) -> dict[str, Dimension]:
     """The validated stage-1 search space of a cell (Tables 3-5), from YAML."""
     _check_method(method)
-    table = read_yaml(path) if path is not None else _load_conf("search_spaces.yaml")
+    table = read_mapping(path) if path is not None else _load_conf("search_spaces.yaml")
     source = str(path) if path is not None else "search_spaces.yaml"
     raw = _layered(table, method, setting_id, reg)
     schema = SCHEMA[method]

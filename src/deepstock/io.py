@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from deepstock.errors import DataError
+from deepstock.errors import ConfigError, DataError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -64,3 +64,16 @@ def _default(o: Any):
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+def read_yaml(path: str | os.PathLike, *, kind: str = "file", error: type = ConfigError) -> Any:
+    """Parse a YAML file; a missing file or a syntax error is a one-line ``error`` naming it."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{kind} not found: {path}")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise error(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None

@@ -197,17 +197,9 @@ def data_options_from_dict(d: dict) -> DataOptions:
 
 def load_setting_file(path) -> tuple[Setting, DataOptions]:
     """Read a custom setting YAML file: its validated Setting and DataOptions."""
-    from pathlib import Path
+    from deepstock.io import read_yaml
 
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"setting file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
+    data = read_yaml(path, kind="setting file")
     try:
         return setting_from_dict(data), data_options_from_dict(data)
     except ConfigError as exc:

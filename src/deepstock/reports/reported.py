@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from deepstock.errors import DataError
+from deepstock.io import read_yaml
 
 METHODS = ("ddpg", "ppo", "ds")
 REGS = ("none", "base")
@@ -22,13 +22,7 @@ DEFAULT_PATH = "paper/reported.yaml"
 
 def load_reported(path: str | Path = DEFAULT_PATH) -> dict:
     """Parse ``reported.yaml``; a missing file or a missing section is a one-line DataError."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"reported values not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise DataError(f"cannot parse {path}: {exc}") from None
+    data = read_yaml(path, kind="reported values", error=DataError)
     for key in ("tables_6_8", "table9", "figure2"):
         if not isinstance(data, dict) or key not in data:
             raise DataError(f"{path}: missing section {key!r}")
