@@ -271,3 +271,22 @@ def test_ds_trains_on_custom_setting_via_cli(tmp_path, capsys):
     assert main(["train", "s1", "--method", "ds", "--reg", "base", "--data", str(data),
                  "--out", str(tmp_path / "r2")]) == 2
     assert "indep_long" in capsys.readouterr().err
+
+
+def test_custom_setting_benchmark_and_tuning_through_the_cli(tmp_path):
+    """A custom INDEP setting runs through `deepstock benchmark` (exact DP) and `deepstock tune`."""
+    cfg = write_yaml(tmp_path / "long.yaml", spec(id="indep_long", family="indep", T=41,
+                                                  n_train=20, n_val=10, n_test=30))
+    data = tmp_path / "long.npz"
+    assert main(["data", "--setting-file", str(cfg), "--out", str(data)]) == 0
+    assert main(["benchmark", "indep_long", "--data", str(data), "--out",
+                 str(tmp_path / "b.json"), "--quiet"]) == 0
+    bench = json.loads((tmp_path / "b.json").read_text())
+    assert bench["method"] == "dp_empirical" and len(bench["policy"]["levels"]) == 19
+    # order days t = 2, 4, ..., 38 (t + L <= T - 1 = 40): 19 time-dependent levels
+    assert bench["setting"] == "indep_long" and bench["test_loss"] > 0
+    assert main(["tune", "indep_long", "--method", "ds", "--reg", "base", "--scale", "tiny",
+                 "--executor", "local", "--data", str(data), "--out", str(tmp_path / "cell"),
+                 "--quiet"]) == 0
+    winner = json.loads((tmp_path / "cell" / "winner.json").read_text())
+    assert winner["setting"] == "indep_long" and winner["hparams"]["M"] == 80.0  # the setting's cap

@@ -462,20 +462,21 @@ def tune_cell(
         raise ConfigError(f"cpus must be >= 1, got {opts.cpus}")
     if opts.fault not in FAULTS:
         raise ConfigError(f"fault must be one of {FAULTS}")
+    from deepstock.data import load_dataset
+
+    data_path = str(Path(data_path).resolve())
+    # fail on a wrong or missing dataset before any compute; custom settings come from the file
+    cell_setting = load_dataset(data_path, expect_setting=setting).setting
     scale = get_scale(opts.scale)
     budget = scale.budget(method)
-    base = resolve_hparams(method, setting, reg, overrides=budget, path=opts.hparams_path)
-    dims = search_space(method, setting, reg, path=opts.space_path)
+    base = resolve_hparams(method, cell_setting, reg, overrides=budget, path=opts.hparams_path)
+    dims = search_space(method, cell_setting, reg, path=opts.space_path)
     for key in budget:  # a scale that fixes a searched key (e.g. tiny n_steps) removes it
         dims.pop(key, None)
     if not dims:
         raise ConfigError(f"empty search space for {method}/{setting}/{reg}")
     if opts.repetition < 0:
         raise ConfigError(f"repetition must be >= 0, got {opts.repetition}")
-    data_path = str(Path(data_path).resolve())
-    from deepstock.data import load_dataset
-
-    load_dataset(data_path, expect_setting=setting)  # fail before any compute
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     spec = CellSpec(

@@ -55,9 +55,6 @@ def run(args: argparse.Namespace) -> int:
     from deepstock.benchmarks import run_benchmark, write_benchmark
     from deepstock.data import load_dataset
     from deepstock.losses import LossConfig
-    from deepstock.settings import get_setting
-
-    setting = get_setting(args.setting)
     if not args.out.endswith(".json"):
         raise ConfigError(f"--out must name a .json file, got {args.out!r}")
     if not 0.0 < args.loss_h < 1.0:
@@ -70,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--ds-hparams is not valid JSON: {exc.msg}") from None
         if not isinstance(hparams, dict):
             raise ConfigError("--ds-hparams must be a JSON object")
+    dataset = load_dataset(args.data, expect_setting=args.setting)  # custom settings too
+    setting = dataset.setting
     method = args.method
     if args.distribution is not None:
         if setting.family != "indep" or method not in ("auto", f"dp_{args.distribution}"):
@@ -77,7 +76,6 @@ def run(args: argparse.Namespace) -> int:
         method = f"dp_{args.distribution}"
     if args.check_convergence and setting.family != "ar1":
         raise ConfigError("--check-convergence applies to the AR(1) DP (s2, s3) only")
-    dataset = load_dataset(args.data, expect_setting=setting.id)
     result = run_benchmark(
         dataset, method, iid_z=args.iid_z, delta=args.delta, nsd=args.nsd,
         loss=LossConfig(h=args.loss_h), ds_hparams=hparams, seed=args.seed, device=args.device,
