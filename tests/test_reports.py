@@ -375,3 +375,23 @@ def test_notebook_runs_on_partial_tree(tree):
     assert "data:image/png;base64" in html  # figures embedded: self-contained
     assert (out / "replication.ipynb").is_file()
     assert list((out / "replication_files").glob("*.png"))
+
+
+def test_surpass_claim_needs_a_signal():
+    """Neither regularization surpassing DS is 'not decidable', not 'reproduced'."""
+    import pandas as pd
+
+    from deepstock.reports.takeaways import surpass_counts
+
+    def frame(k_none, k_base):
+        rows = []
+        for m in ("ddpg", "ppo"):
+            for reg, k in (("none", k_none), ("base", k_base)):
+                rows.append({"kind": "mean", "method": m, "reg": reg, "configs_to_surpass": k,
+                             "n_trials": 4, "label": "> 4" if pd.isna(k) else str(int(k))})
+        return pd.DataFrame(rows)
+
+    assert surpass_counts(frame(float("nan"), float("nan"))).reproduced is None
+    assert surpass_counts(frame(3, 1)).reproduced is True
+    assert surpass_counts(frame(1, 3)).reproduced is False
+    assert surpass_counts(frame(float("nan"), 2)).reproduced is True
