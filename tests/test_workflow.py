@@ -71,6 +71,10 @@ def test_subset_and_path_targets_dry_run(tmp_path):
     assert res.returncode == 0, res.stderr
     out = res.stdout + res.stderr
     assert "results/s2/ds/base/rep0/winner.json" in out and "results/s1/" not in out
+    res = _smk(wd, "-n", "--config", "settings=[s1]", "repetitions=[1]")
+    assert res.returncode == 0, res.stderr
+    out = res.stdout + res.stderr
+    assert "results/s1/ds/base/rep1/winner.json" in out and "rep0" not in out
     res = _smk(wd, "-n", "results/s1/ppo/base/rep0/winner.json")
     assert res.returncode == 0, res.stderr
     assert "rule tune" in res.stdout + res.stderr

@@ -5,7 +5,7 @@ from deepstock.hparams import get_scale
 from deepstock.settings import IID_N, IID_T, iid_setting_id
 
 SCALE = get_scale(config["scale"])
-REPS = config.get("repetitions") or list(range(SCALE.repetitions))
+REPS = [int(r) for r in config.get("repetitions") or range(SCALE.repetitions)]
 S4_ALL = [iid_setting_id(n, t) for n in IID_N for t in IID_T]
 
 
@@ -74,4 +74,5 @@ def figure3_winner(wildcards):
     """Figure 3 retrains each regularization's DDPG winner (or the Base winner for both)."""
     fig = config.get("figure3", {})
     reg = "base" if fig.get("config", "own") == "shared" else wildcards.reg
-    return f"results/s1/ddpg/{reg}/rep{fig.get('repetition', 0)}/winner.json"
+    rep = fig.get("repetition")
+    return f"results/s1/ddpg/{reg}/rep{REPS[0] if rep is None else rep}/winner.json"
