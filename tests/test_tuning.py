@@ -149,7 +149,7 @@ def test_resume_after_kill_does_not_rerun_finished_trials(s1_path, tmp_path):
 
 @pytest.mark.slow
 def test_ray_executor_matches_local_with_concurrency_one(s1_path, tmp_path):
-    base = dict(scale="tiny", quiet=True, num_samples=3, max_concurrent=1)
+    base = dict(scale="tiny", quiet=True, num_samples=5, max_concurrent=1)
     wl = tune_cell("s1", "ds", "base", s1_path, tmp_path / "l", TuneOptions(executor="local", **base))
     wr = tune_cell("s1", "ds", "base", s1_path, tmp_path / "r", TuneOptions(executor="ray", **base))
     a = pd.read_csv(tmp_path / "l" / "stage1.csv")
@@ -157,6 +157,21 @@ def test_ray_executor_matches_local_with_concurrency_one(s1_path, tmp_path):
     assert list(a["config"]) == list(b["config"])
     assert list(a["val_loss"]) == pytest.approx(list(b["val_loss"]))
     assert wl["test_loss"] == pytest.approx(wr["test_loss"])
+
+
+def test_local_executor_never_imports_ray(s1_path, tmp_path):
+    """The local executor drives Optuna's TPE study directly: no Ray import, start-up or workers."""
+    code = (
+        "import sys; from deepstock.cli import main\n"
+        f"rc = main(['tune', 's1', '--method', 'ds', '--reg', 'base', '--scale', 'tiny', "
+        f"'--executor', 'local', '--data', {str(s1_path)!r}, '--out', {str(tmp_path)!r}, "
+        "'--quiet'])\n"
+        "assert rc == 0, rc\n"
+        "assert not any(m == 'ray' or m.startswith('ray.') for m in sys.modules), 'ray imported'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "winner.json").is_file()
 
 
 def test_retraining_the_winner_reproduces_the_reported_run(s1_path, tmp_path):

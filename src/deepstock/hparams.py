@@ -240,6 +240,16 @@ class Dimension:
             return tune.loguniform(*self.args)
         return tune.choice([encode_choice(v) for v in self.args])
 
+    def to_optuna(self):
+        """The Optuna distribution, exactly as ``OptunaSearch.convert_search_space(to_tune())``."""
+        from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+        if self.dist == "uniform":
+            return FloatDistribution(*self.args)
+        if self.dist == "loguniform":
+            return FloatDistribution(*self.args, log=True)
+        return CategoricalDistribution([encode_choice(v) for v in self.args])
+
 
 def encode_choice(value: Any) -> Any:
     """Optuna categoricals must be scalars: lists become their YAML flow text, e.g. '[64, 64]'."""

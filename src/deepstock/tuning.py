@@ -16,8 +16,9 @@ finished stage-2 runs. Failed trials (exception or NaN) score +inf, are recorded
 
 Executors: ``ray`` (default) runs trials as Ray Tune trials, one CPU each (a fractional GPU for
 ``device='cuda'``), ``min(cpus, configs)`` at a time or on an existing cluster (``address``).
-``local`` drives the *same* ``OptunaSearch`` searcher sequentially in this process — no Ray start-up
-or worker processes — for tiny runs and CI; with ``max_concurrent=1`` both give the same trials.
+``local`` asks the *same* Optuna TPE study that ``OptunaSearch`` wraps, sequentially in this
+process — no Ray import, start-up or worker processes — for small runs and CI; with
+``max_concurrent=1`` both executors give the same trials (tested).
 """
 
 from __future__ import annotations
@@ -299,48 +300,78 @@ def _concurrency(opts: TuneOptions, n: int) -> int:
     return max(1, min(cpus, n))
 
 
+def _local_study(dims: dict, scale: Scale, repetition: int, finite: list[dict]):
+    """The Optuna study that ``OptunaSearch`` builds, without importing Ray.
+
+    Same sampler (``TPESampler(n_startup_trials, seed=repetition)``), same distributions
+    (:meth:`Dimension.to_optuna` mirrors ``OptunaSearch.convert_search_space``), same warm start
+    (finished trials added as completed), so with concurrency 1 both executors ask for the same
+    configurations (tested).
+    """
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    dists = {k: d.to_optuna() for k, d in dims.items()}
+    study = optuna.create_study(
+        sampler=optuna.samplers.TPESampler(n_startup_trials=scale.n_startup_trials,
+                                           seed=repetition),
+        pruner=optuna.pruners.NopPruner(), direction="minimize",
+    )
+    for r in finite:
+        study.add_trial(optuna.trial.create_trial(
+            params=r["config"], distributions=dists, value=r[METRIC]))
+    return study, dists
+
+
+def _stage1_local(spec: CellSpec, study, dists: dict, log: _Progress, first: int, n: int) -> None:
+    import optuna
+
+    for number in range(first, first + n):
+        trial = study.ask(fixed_distributions=dists)
+        config = dict(trial.params)
+        row = run_trial(spec, config, None, None)
+        try:
+            study.tell(trial, row[METRIC])
+        except (ValueError, RuntimeError):  # as OptunaSearch: a value Optuna refuses is dropped
+            study.tell(trial, None, state=optuna.trial.TrialState.FAIL)
+        log.record(number, config, row)
+
+
 def stage1(spec: CellSpec, scale: Scale, opts: TuneOptions, dims: dict, out: Path) -> pd.DataFrame:
     """Run (or finish) stage 1 and return its table in suggestion order."""
-    from optuna.samplers import TPESampler
-    from ray import tune
-    from ray.tune.search import ConcurrencyLimiter
-    from ray.tune.search.optuna import OptunaSearch
-
     journal = out / "stage1.jsonl"
     done = _read_journal(journal)
     total = opts.num_samples or scale.num_samples
     remaining = total - len(done)
-    if remaining > 0:
-        finite = [r for r in done if math.isfinite(r[METRIC])]
-        space = {k: d.to_tune() for k, d in dims.items()}
+    finite = [r for r in done if math.isfinite(r[METRIC])]
+    if remaining > 0 and opts.executor == "local":
+        study, dists = _local_study(dims, scale, opts.repetition, finite)
+        log = _Progress(journal, len(done), total, "stage1", opts.quiet)
+        _stage1_local(spec, study, dists, log, len(done) + 1, remaining)
+    elif remaining > 0:
+        from optuna.samplers import TPESampler
+        from ray import tune
+        from ray.tune.search import ConcurrencyLimiter
+        from ray.tune.search.optuna import OptunaSearch
+
         searcher = OptunaSearch(
-            space=OptunaSearch.convert_search_space(space) if opts.executor == "local" else None,
             sampler=TPESampler(n_startup_trials=scale.n_startup_trials, seed=opts.repetition),
             metric=METRIC,
             mode="min",
             points_to_evaluate=[r["config"] for r in finite] or None,
             evaluated_rewards=[r[METRIC] for r in finite] or None,
         )
-        if opts.executor == "local":
-            log = _Progress(journal, len(done), total, "stage1", opts.quiet)
-            for i in range(remaining):
-                trial_id = f"trial_{len(done) + i + 1}"
-                config = searcher.suggest(trial_id)
-                row = run_trial(spec, config, None, None)
-                searcher.on_trial_complete(trial_id, {METRIC: row[METRIC]})
-                log.record(len(done) + i + 1, config, row)
-        else:
-            conc = _concurrency(opts, remaining)
-            _fit(
-                tune.with_parameters(_stage1_trainable, spec=spec),
-                space,
-                tune.TuneConfig(
-                    num_samples=remaining, reuse_actors=True,
-                    search_alg=ConcurrencyLimiter(searcher, max_concurrent=conc),
-                ),
-                [_make_journal_callback(journal, len(done), total, "stage1", opts.quiet)],
-                out / ".ray", "stage1", _trial_resources(spec.device),
-            )
+        conc = _concurrency(opts, remaining)
+        _fit(
+            tune.with_parameters(_stage1_trainable, spec=spec),
+            {k: d.to_tune() for k, d in dims.items()},
+            tune.TuneConfig(
+                num_samples=remaining, reuse_actors=True,
+                search_alg=ConcurrencyLimiter(searcher, max_concurrent=conc),
+            ),
+            [_make_journal_callback(journal, len(done), total, "stage1", opts.quiet)],
+            out / ".ray", "stage1", _trial_resources(spec.device),
+        )
     return _stage_table(_read_journal(journal), dims)
 
 
@@ -368,8 +399,6 @@ def stage2(
     spec: CellSpec, scale: Scale, opts: TuneOptions, s1: pd.DataFrame, out: Path
 ) -> pd.DataFrame:
     """Re-run the top-k stage-1 configurations over the scale's seeds; resumable."""
-    from ray import tune
-
     ok = s1[s1["status"] == "ok"].sort_values([METRIC, "trial"])
     if ok.empty:
         raise TuningFailed(
@@ -389,6 +418,8 @@ def stage2(
             row = run_trial(spec, configs[i], seed, str(root / f"c{i}_s{seed}"))
             log.record(len(done) + n + 1, {"job": [i, seed]}, {**row, "config_index": i})
     elif jobs:
+        from ray import tune
+
         _fit(
             tune.with_parameters(
                 _stage2_trainable, spec=spec, configs=configs, root=str((out / "stage2").resolve())
