@@ -159,19 +159,52 @@ def test_ray_executor_matches_local_with_concurrency_one(s1_path, tmp_path):
     assert wl["test_loss"] == pytest.approx(wr["test_loss"])
 
 
+@pytest.mark.parametrize(
+    ("scale", "executor", "cpus", "max_concurrent", "address", "expected"),
+    [
+        ("tiny", "auto", 8, None, None, "local"),     # short trials: no Ray start-up
+        ("quick", "auto", 8, None, None, "local"),
+        ("paper", "auto", 8, None, None, "ray"),      # the scale asks for Ray, trials in parallel
+        ("paper", "auto", 1, None, None, "local"),    # one CPU: nothing to parallelise
+        ("paper", "auto", 8, 1, None, "local"),       # max_concurrent 1: nothing to parallelise
+        ("tiny", "auto", 1, None, "auto", "ray"),     # a cluster address means Ray
+        ("tiny", "ray", 1, None, None, "ray"),        # explicit choices win
+        ("paper", "local", 8, None, None, "local"),
+    ],
+)
+def test_auto_executor_uses_ray_only_where_it_parallelises(
+    scale, executor, cpus, max_concurrent, address, expected
+):
+    from deepstock.hparams import get_scale
+    from deepstock.tuning import resolve_executor
+
+    opts = TuneOptions(scale=scale, executor=executor, cpus=cpus, max_concurrent=max_concurrent,
+                       address=address)
+    assert resolve_executor(opts, get_scale(scale)) == expected
+
+
+def test_local_executor_with_an_address_is_a_config_error(s1_path, tmp_path):
+    from deepstock.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="address needs executor 'ray'"):
+        tune_cell("s1", "ds", "base", s1_path, tmp_path,
+                  TuneOptions(scale="tiny", executor="local", address="auto", quiet=True))
+    assert not (tmp_path / "stage1.jsonl").exists()
+
+
 def test_local_executor_never_imports_ray(s1_path, tmp_path):
-    """The local executor drives Optuna's TPE study directly: no Ray import, start-up or workers."""
+    """`auto` at tiny scale is local, which asks Optuna's TPE study directly: Ray never imported."""
     code = (
         "import sys; from deepstock.cli import main\n"
         f"rc = main(['tune', 's1', '--method', 'ds', '--reg', 'base', '--scale', 'tiny', "
-        f"'--executor', 'local', '--data', {str(s1_path)!r}, '--out', {str(tmp_path)!r}, "
+        f"'--data', {str(s1_path)!r}, '--out', {str(tmp_path)!r}, "
         "'--quiet'])\n"
         "assert rc == 0, rc\n"
         "assert not any(m == 'ray' or m.startswith('ray.') for m in sys.modules), 'ray imported'\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert (tmp_path / "winner.json").is_file()
+    assert json.loads((tmp_path / "winner.json").read_text())["executor"] == "local"
 
 
 def test_retraining_the_winner_reproduces_the_reported_run(s1_path, tmp_path):

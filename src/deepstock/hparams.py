@@ -315,6 +315,7 @@ class Scale:
     seeds: tuple[int, ...]
     repetitions: int
     hparams: dict
+    executor: str = "local"  # what ``--executor auto`` picks on one machine (docs/tuning.md)
 
     def budget(self, method: str) -> dict:
         return dict(self.hparams.get(method, {}))
@@ -330,6 +331,9 @@ def get_scale(name: str) -> Scale:
     raw = dict(table[name])
     for method, values in raw.get("hparams", {}).items():
         validate_hparams(method, values, source=f"scales.yaml:{name}")
+    executor = raw.get("executor", "local")
+    if executor not in ("local", "ray"):
+        raise ConfigError(f"scales.yaml:{name}: 'executor' must be 'local' or 'ray', got {executor!r}")
     return Scale(
         name=name,
         num_samples=int(raw["num_samples"]),
@@ -338,4 +342,5 @@ def get_scale(name: str) -> Scale:
         seeds=tuple(int(s) for s in raw["seeds"]),
         repetitions=int(raw["repetitions"]),
         hparams=raw.get("hparams", {}),
+        executor=executor,
     )

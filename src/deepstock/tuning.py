@@ -30,7 +30,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ from deepstock.io import write_csv, write_json
 
 METRIC = "val_loss"
 FAULTS = ("none", "first", "first_nan", "all")
-EXECUTORS = ("ray", "local")
+EXECUTORS = ("auto", "ray", "local")
 
 
 class TuningFailed(DeepstockError):
@@ -287,8 +287,25 @@ class TuneOptions:
     fault: str = "none"
     quiet: bool = False
     num_samples: int | None = None  # override of the scale's budget
-    executor: str = "ray"  # ray: Ray Tune Tuner; local: same searcher, trials in this process
+    executor: str = "auto"  # ray: Ray Tune Tuner; local: same TPE study in this process; auto
     cpus: int | None = None  # CPUs of a local Ray instance (None: all)
+
+
+def resolve_executor(opts: TuneOptions, scale: Scale) -> str:
+    """``auto`` -> ``ray`` with a cluster address, or where the scale asks for Ray and a cell can
+    run several trials at once (more than one CPU, ``max_concurrent`` not 1); else ``local``."""
+    if opts.executor not in EXECUTORS:
+        raise ConfigError(f"executor must be one of {EXECUTORS}, got {opts.executor!r}")
+    if opts.address and opts.executor == "local":
+        raise ConfigError("address needs executor 'ray' (or 'auto'); the local executor runs "
+                          "trials in this process")
+    if opts.executor != "auto":
+        return opts.executor
+    if opts.address:
+        return "ray"
+    cpus = opts.cpus or os.cpu_count() or 1
+    parallel = cpus > 1 and opts.max_concurrent != 1
+    return "ray" if scale.executor == "ray" and parallel else "local"
 
 
 def _concurrency(opts: TuneOptions, n: int) -> int:
@@ -487,8 +504,6 @@ def tune_cell(
 ) -> dict:
     """Run both stages for one cell and write stage1.csv, stage2.csv, winner.json and final/."""
     opts = opts or TuneOptions()
-    if opts.executor not in EXECUTORS:
-        raise ConfigError(f"executor must be one of {EXECUTORS}, got {opts.executor!r}")
     if opts.cpus is not None and opts.cpus < 1:
         raise ConfigError(f"cpus must be >= 1, got {opts.cpus}")
     if opts.fault not in FAULTS:
@@ -499,6 +514,7 @@ def tune_cell(
     # fail on a wrong or missing dataset before any compute; custom settings come from the file
     cell_setting = load_dataset(data_path, expect_setting=setting).setting
     scale = get_scale(opts.scale)
+    opts = replace(opts, executor=resolve_executor(opts, scale))
     budget = scale.budget(method)
     base = resolve_hparams(method, cell_setting, reg, overrides=budget, path=opts.hparams_path)
     dims = search_space(method, cell_setting, reg, path=opts.space_path)
@@ -536,7 +552,7 @@ def tune_cell(
     _replace_dir(src, out / "final")
     winner = {
         "setting": setting, "method": method, "reg": reg, "repetition": opts.repetition,
-        "scale": scale.name, "stage2_winner": opts.stage2_winner,
+        "scale": scale.name, "stage2_winner": opts.stage2_winner, "executor": opts.executor,
         "hparams": {**base, **summaries[win_idx]["config"]},
         "searched": summaries[win_idx]["config"],
         "winner_index": win_idx, "stage1_trial": summaries[win_idx]["stage1_trial"],

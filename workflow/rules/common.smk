@@ -45,7 +45,7 @@ FIG3_REGS = [r for r in ("none", "base") if "s1" in SETTINGS and "ddpg" in confi
 
 def tune_flags():
     t = config["tuning"]
-    flags = [f"--scale {config['scale']}", f"--executor {t.get('executor', 'ray')}",
+    flags = [f"--scale {config['scale']}", f"--executor {t.get('executor', 'auto')}",
              f"--stage2-winner {t.get('stage2_winner', 'mean')}", "--quiet"]
     if t.get("max_concurrent"):
         flags.append(f"--max-concurrent {t['max_concurrent']}")

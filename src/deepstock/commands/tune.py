@@ -14,7 +14,7 @@ import argparse
 from deepstock.hparams import METHODS, SCALES
 from deepstock.regularizations import REGULARIZATIONS
 
-EXECUTORS = ("ray", "local")  # validated again in deepstock.tuning (imported lazily: pandas)
+EXECUTORS = ("auto", "ray", "local")  # validated again in deepstock.tuning (imported lazily: pandas)
 FAULTS = ("none", "first", "first_nan", "all")
 
 
@@ -36,8 +36,10 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="device of DS trials: auto = CUDA when present (Ray: 0.25 GPU per "
                    "trial); DDPG/PPO trials always use the CPU")
-    p.add_argument("--executor", default="ray", choices=EXECUTORS,
-                   help="ray (default) or local: same searcher, trials in this process")
+    p.add_argument("--executor", default="auto", choices=EXECUTORS,
+                   help="ray: Ray Tune trials; local: the same TPE study, trials one after the "
+                   "other in this process; auto (default): ray with --address, or at a scale "
+                   "that asks for it (paper) when more than one trial can run at once")
     p.add_argument("--address", default=None, help="address of an existing Ray cluster")
     p.add_argument("--cpus", type=int, default=None,
                    help="CPUs for a local Ray instance (default: all); ignored with --address")
