@@ -14,8 +14,9 @@ Tune callback in the driver. A restarted cell replays stage-1 results into Optun
 (``points_to_evaluate`` + ``evaluated_rewards``), so finished trials are never re-run, and skips
 finished stage-2 runs. Failed trials (exception or NaN) score +inf, are recorded and excluded.
 
-Executors: ``ray`` (default) runs trials as Ray Tune trials, one CPU each (a fractional GPU for
-``device='cuda'``), ``min(cpus, configs)`` at a time or on an existing cluster (``address``).
+Executors (``auto``, the default, picks one: :func:`resolve_executor`): ``ray`` runs trials as
+Ray Tune trials, one CPU each (a fractional GPU for ``device='cuda'``), ``min(cpus, configs)`` at
+a time or on an existing cluster (``address``).
 ``local`` asks the *same* Optuna TPE study that ``OptunaSearch`` wraps, sequentially in this
 process — no Ray import, start-up or worker processes — for small runs and CI; with
 ``max_concurrent=1`` both executors give the same trials (tested).
