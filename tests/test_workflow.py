@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -137,3 +139,36 @@ def test_rerun_with_nothing_changed_does_nothing(tiny_run):
     res = _smk(tiny_run, "--configfile", "config/tiny.yaml", "-n")
     assert res.returncode == 0
     assert "Nothing to be done" in res.stdout + res.stderr
+
+
+@pytest.mark.slow
+def test_interrupted_dag_resumes_without_redoing_finished_work(tmp_path):
+    """Ctrl-C mid-DAG, then `snakemake` again: finished cells are kept as they are, the cell that
+    was cut keeps its journal (Snakemake removes declared outputs only) and resumes from it."""
+    wd = _workdir(tmp_path)
+    args = ["snakemake", "--configfile", "config/tiny.yaml", "--config", "settings=[s1]",
+            "--until", "tune", "--cores", "1"]
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    proc = subprocess.Popen(args, cwd=wd, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    winners = lambda: sorted(wd.glob("results/s1/*/*/rep0/winner.json"))  # noqa: E731
+    # a winner.json older than 3 s belongs to a job Snakemake has recorded as finished (a younger
+    # one may be cut between its write and the job's exit: that job is rightly re-run)
+    settled = lambda: [p for p in winners() if time.time() - p.stat().st_mtime > 3]  # noqa: E731
+    deadline = time.monotonic() + 300
+    while len(settled()) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    done = {p: p.stat().st_mtime_ns for p in settled()}
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
+    proc.wait(timeout=120)
+    assert 2 <= len(winners()) < 6, f"the interrupt must land mid-DAG ({len(winners())}/6 done)"
+    journals = {j: j.read_text() for j in wd.glob("results/s1/*/*/rep0/stage*.jsonl")}
+    res = subprocess.run(args, cwd=wd, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert len(winners()) == 6
+    assert {p: p.stat().st_mtime_ns for p in done} == done  # finished cells not redone
+    for journal, before in journals.items():  # no finished trial is trained again
+        after = journal.read_text()
+        assert after.startswith(before)
+        if (journal.parent / "winner.json") in done:
+            assert after == before
