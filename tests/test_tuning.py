@@ -218,3 +218,42 @@ def test_retraining_the_winner_reproduces_the_reported_run(s1_path, tmp_path):
     again = json.loads((tmp_path / "again" / "metrics.json").read_text())
     assert again["seed"] == w["reported_seed"]
     assert again["test_loss"] == w["test_loss"] and again["val_loss"] == w["val_loss"]
+
+
+_GPU_SHARE = '''
+import json, os, sys, time
+os.environ["RAY_AUTH_MODE"] = "disabled"
+from pathlib import Path
+import ray
+from ray import tune
+from deepstock.tuning import _fit, _trial_resources
+ray.init(num_cpus=8, num_gpus=1, include_dashboard=False, log_to_driver=False,
+         configure_logging=False, logging_level="ERROR")
+def trainable(config):
+    t0 = time.time(); time.sleep(3.0)
+    return {"start": t0, "end": time.time(), "gpu_ids": ray.get_gpu_ids()}
+rows = []
+class Record(tune.Callback):
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        rows.append({k: result[k] for k in ("start", "end", "gpu_ids")})
+_fit(trainable, {"i": tune.grid_search(list(range(8)))},
+     tune.TuneConfig(num_samples=1, reuse_actors=True), [Record()], Path(sys.argv[1]), "share",
+     _trial_resources("cuda"))
+events = sorted([(r["start"], 1) for r in rows] + [(r["end"], -1) for r in rows])
+now = peak = 0
+for _, step in events:
+    now += step
+    peak = max(peak, now)
+print(json.dumps({"n": len(rows), "peak": peak, "gpus": sorted({str(r["gpu_ids"]) for r in rows})}))
+'''
+
+
+@pytest.mark.slow
+def test_cuda_trials_share_one_gpu_four_at_a_time(tmp_path):
+    """DS trials on CUDA ask Ray for 0.25 GPU: on a (logical) one-GPU node with CPUs to spare,
+    Ray runs exactly 4 of them at once, all on GPU 0 — the request the GPU profile relies on."""
+    proc = subprocess.run([sys.executable, "-c", _GPU_SHARE, str(tmp_path)], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got == {"n": 8, "peak": 4, "gpus": ["[0]"]}
