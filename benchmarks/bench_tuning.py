@@ -36,15 +36,14 @@ ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "OPENBLAS_NUM_THREADS": "1",
 def bare(jobs_file: str) -> None:
     """Train the listed (config, seed) pairs in one process: the baseline without a tuner."""
     from deepstock.data import load_dataset
-    from deepstock.hparams import decode_config, get_scale, resolve_hparams
+    from deepstock.hparams import decode_config
     from deepstock.trainers import save_run, train
 
     spec = json.loads(Path(jobs_file).read_text())
     data = load_dataset(spec["data"], expect_setting="s1")
-    base = resolve_hparams("ds", data.setting, "base", overrides=get_scale("tiny").budget("ds"))
-    for job in spec["jobs"]:
-        result = train(data, "ds", "base", {**base, **decode_config(job["config"])}, job["seed"],
-                       device="cpu")
+    for job in spec["jobs"]:  # the winner's hparams = the cell's fixed ones + searched keys
+        hp = {**spec["hparams"], **decode_config(job["config"])}
+        result = train(data, "ds", "base", hp, job["seed"], device="cpu")
         if job["run_dir"]:
             save_run(result, job["run_dir"])
 
@@ -73,7 +72,7 @@ def one_repeat(work: Path, data: Path, args: argparse.Namespace) -> dict:
     jobs += [{"config": top[r["config_index"]], "seed": r["seed"],
               "run_dir": str(work / "bare" / f"c{r['config_index']}_s{r['seed']}")} for r in s2]
     jobs_file = work / "jobs.json"
-    jobs_file.write_text(json.dumps({"data": str(data), "jobs": jobs}))
+    jobs_file.write_text(json.dumps({"data": str(data), "hparams": winner["hparams"], "jobs": jobs}))
     bare_s = timed([sys.executable, __file__, "--bare", str(jobs_file)])
     return {"trials": len(jobs), "cell_s": cell_s, "bare_s": bare_s}
 

@@ -318,40 +318,36 @@ def _concurrency(opts: TuneOptions, n: int) -> int:
     return max(1, min(cpus, n))
 
 
-def _local_study(dims: dict, scale: Scale, repetition: int, finite: list[dict]):
-    """The Optuna study that ``OptunaSearch`` builds, without importing Ray.
+def _tpe_sampler(scale: Scale, repetition: int):
+    """Spec §8's sampler, shared by both executors: TPE, random start-up, seeded with r."""
+    from optuna.samplers import TPESampler
 
-    Same sampler (``TPESampler(n_startup_trials, seed=repetition)``), same distributions
-    (:meth:`Dimension.to_optuna` mirrors ``OptunaSearch.convert_search_space``), same warm start
-    (finished trials added as completed), so with concurrency 1 both executors ask for the same
-    configurations (tested).
+    return TPESampler(n_startup_trials=scale.n_startup_trials, seed=repetition)
+
+
+def _stage1_local(spec: CellSpec, dims: dict, sampler, finite: list[dict], log: _Progress,
+                  first: int, n: int) -> None:
+    """Ask and tell the Optuna study that ``OptunaSearch`` would build, without importing Ray.
+
+    Same sampler, same distributions (:meth:`Dimension.to_optuna` mirrors
+    ``OptunaSearch.convert_search_space``), same warm start (finished trials added as completed),
+    so with concurrency 1 both executors ask for the same configurations (tested). Failed trials
+    score +inf, as the Ray executor reports them.
     """
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     dists = {k: d.to_optuna() for k, d in dims.items()}
-    study = optuna.create_study(
-        sampler=optuna.samplers.TPESampler(n_startup_trials=scale.n_startup_trials,
-                                           seed=repetition),
-        pruner=optuna.pruners.NopPruner(), direction="minimize",
-    )
+    study = optuna.create_study(sampler=sampler, pruner=optuna.pruners.NopPruner(),
+                                direction="minimize")
     for r in finite:
         study.add_trial(optuna.trial.create_trial(
             params=r["config"], distributions=dists, value=r[METRIC]))
-    return study, dists
-
-
-def _stage1_local(spec: CellSpec, study, dists: dict, log: _Progress, first: int, n: int) -> None:
-    import optuna
-
     for number in range(first, first + n):
         trial = study.ask(fixed_distributions=dists)
         config = dict(trial.params)
         row = run_trial(spec, config, None, None)
-        try:
-            study.tell(trial, row[METRIC])
-        except (ValueError, RuntimeError):  # as OptunaSearch: a value Optuna refuses is dropped
-            study.tell(trial, None, state=optuna.trial.TrialState.FAIL)
+        study.tell(trial, row[METRIC])
         log.record(number, config, row)
 
 
@@ -363,17 +359,16 @@ def stage1(spec: CellSpec, scale: Scale, opts: TuneOptions, dims: dict, out: Pat
     remaining = total - len(done)
     finite = [r for r in done if math.isfinite(r[METRIC])]
     if remaining > 0 and opts.executor == "local":
-        study, dists = _local_study(dims, scale, opts.repetition, finite)
         log = _Progress(journal, len(done), total, "stage1", opts.quiet)
-        _stage1_local(spec, study, dists, log, len(done) + 1, remaining)
+        _stage1_local(spec, dims, _tpe_sampler(scale, opts.repetition), finite, log,
+                      len(done) + 1, remaining)
     elif remaining > 0:
-        from optuna.samplers import TPESampler
         from ray import tune
         from ray.tune.search import ConcurrencyLimiter
         from ray.tune.search.optuna import OptunaSearch
 
         searcher = OptunaSearch(
-            sampler=TPESampler(n_startup_trials=scale.n_startup_trials, seed=opts.repetition),
+            sampler=_tpe_sampler(scale, opts.repetition),
             metric=METRIC,
             mode="min",
             points_to_evaluate=[r["config"] for r in finite] or None,
