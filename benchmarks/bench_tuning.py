@@ -64,13 +64,13 @@ def one_repeat(work: Path, data: Path, args: argparse.Namespace) -> dict:
     if args.address:
         cmd += ["--address", args.address]
     cell_s = timed(cmd)
-    s1 = [json.loads(x) for x in (cell / "stage1.jsonl").read_text().splitlines()]
-    s2 = [json.loads(x) for x in (cell / "stage2.jsonl").read_text().splitlines()]
+    # journals: a fingerprint header line, then one row per training
+    s1 = [json.loads(x) for x in (cell / "stage1.jsonl").read_text().splitlines()[1:]]
+    s2 = [json.loads(x) for x in (cell / "stage2.jsonl").read_text().splitlines()[1:]]
     winner = json.loads((cell / "winner.json").read_text())
-    top = {c["config_index"]: c["config"] for c in winner["configs"]}
     jobs = [{"config": r["config"], "seed": r["seed"], "run_dir": ""} for r in s1]
-    jobs += [{"config": top[r["config_index"]], "seed": r["seed"],
-              "run_dir": str(work / "bare" / f"c{r['config_index']}_s{r['seed']}")} for r in s2]
+    jobs += [{"config": r["config"], "seed": r["seed"],
+              "run_dir": str(work / "bare" / f"{r['config_key']}_s{r['seed']}")} for r in s2]
     jobs_file = work / "jobs.json"
     jobs_file.write_text(json.dumps({"data": str(data), "hparams": winner["hparams"], "jobs": jobs}))
     bare_s = timed([sys.executable, __file__, "--bare", str(jobs_file)])

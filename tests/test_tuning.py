@@ -91,20 +91,21 @@ def test_tiny_cell_outputs_and_determinism(s1_path, tmp_path):
     assert w3["repetition"] == 1
 
 
-def test_failed_trial_is_recorded_and_cell_completes(s1_path, tmp_path):
+def test_failed_trial_is_recorded_and_cell_completes(s1_path, tmp_path, failing_trials):
+    failing_trials("first_nan")
     w = tune_cell("s1", "ds", "base", s1_path, tmp_path,
-                  TuneOptions(scale="tiny", executor="local", quiet=True, num_samples=3,
-                              fault="first_nan"))
+                  TuneOptions(scale="tiny", executor="local", quiet=True, num_samples=3))
     s1 = pd.read_csv(tmp_path / "stage1.csv")
     assert list(s1["status"]) == ["failed", "ok", "ok"]
     assert "NaN" in s1["error"].iloc[0]
     assert w["stage1_failed"] == 1 and math.isfinite(w["val_loss"])
 
 
-def test_all_trials_failing_exits_nonzero_with_message(s1_path, tmp_path, capsys):
+def test_all_trials_failing_exits_nonzero_with_message(s1_path, tmp_path, capsys,
+                                                      failing_trials):
+    failing_trials("all")
     rc = main(["tune", "s1", "--method", "ds", "--reg", "base", "--scale", "tiny", "--executor",
-               "local", "--data", str(s1_path), "--out", str(tmp_path), "--inject-fault", "all",
-               "--quiet"])
+               "local", "--data", str(s1_path), "--out", str(tmp_path), "--quiet"])
     assert rc == 2
     err = capsys.readouterr().err
     assert "all 2 stage-1 trials failed" in err and "injected" in err
@@ -131,17 +132,17 @@ def test_resume_after_kill_does_not_rerun_finished_trials(s1_path, tmp_path):
     journal = out / "stage1.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline:
-        if journal.exists() and len(journal.read_text().splitlines()) >= 2:
+        if journal.exists() and len(journal.read_text().splitlines()) >= 3:  # header + 2 rows
             break
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    before = [json.loads(x) for x in journal.read_text().splitlines()]
+    before = [json.loads(x) for x in journal.read_text().splitlines()[1:]]
     assert 2 <= len(before) < 6, "the kill must land mid-stage"
     assert not (out / "winner.json").exists()
     rc = subprocess.run(cmd, capture_output=True, env={**os.environ}).returncode
     assert rc == 0
-    after = [json.loads(x) for x in journal.read_text().splitlines()]
+    after = [json.loads(x) for x in journal.read_text().splitlines()[1:]]
     assert [r["trial"] for r in after] == list(range(1, 7))
     assert after[: len(before)] == before  # finished trials kept, not re-run
     assert (out / "winner.json").is_file()

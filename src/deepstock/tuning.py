@@ -1,25 +1,30 @@
-"""Two-stage hyper-parameter tuning on Ray Tune with Optuna's TPE (spec §8).
+"""Two-stage hyper-parameter tuning with Optuna's TPE, in process or on Ray Tune (spec §8).
 
 One call of :func:`tune_cell` handles one cell (setting × method × regularization × repetition):
 
-1. **Stage 1** — a Ray Tune ``Tuner`` with ``OptunaSearch(TPESampler(n_startup_trials, seed=r))``
-   samples ``num_samples`` configurations; each trial trains once (seed from the configuration's
-   MD5) through :func:`deepstock.trainers.train`, in-process in a Ray worker.
-2. **Stage 2** — the ``top_k`` configurations × the scale's seeds, as a second ``Tuner``.
+1. **Stage 1** — ``TPESampler(n_startup_trials, seed=r)`` proposes ``num_samples``
+   configurations; each trial trains once (seed from the configuration's MD5) through
+   :func:`deepstock.trainers.train`.
+2. **Stage 2** — the ``top_k`` configurations × the scale's seeds.
 3. **Winner** — lowest mean (or median) validation loss over successful seeds; the reported run is
    its median seed (sort by val, index ⌊n/2⌋), whose run folder is copied to ``final/``.
 
-Resume: every finished trial is appended to a journal (``stage1.jsonl``/``stage2.jsonl``) by a
-Tune callback in the driver. A restarted cell replays stage-1 results into Optuna
-(``points_to_evaluate`` + ``evaluated_rewards``), so finished trials are never re-run, and skips
-finished stage-2 runs. Failed trials (exception or NaN) score +inf, are recorded and excluded.
+Provenance and resume (:mod:`deepstock.journal`): the cell's fingerprint (dataset hash, resolved
+hyper-parameters, search space, budgets, method/reg/repetition, version) heads both journals
+(``stage1.jsonl``, ``stage2.jsonl``) and is stored in every run folder and in ``winner.json``.
+A rerun with the same fingerprint resumes: finished stage-1 trials are replayed into TPE as
+completed trials and not re-run; a stage-2 run is keyed by (configuration, seed), so it is reused
+only for the very configuration that produced it, and only while its run folder is complete. A
+rerun with another fingerprint is refused with a one-line error naming what changed, or starts the
+cell afresh (``restart``, or ``restart_if_changed`` — what the workflow uses). Later rows of the
+same trial supersede earlier ones, which is how ``retry_failed`` re-runs failed trials in an
+append-only journal. A cell holds an exclusive lock on its folder.
 
 Executors (``auto``, the default, picks one: :func:`resolve_executor`): ``ray`` runs trials as
 Ray Tune trials, one CPU each (a fractional GPU for ``device='cuda'``), ``min(cpus, configs)`` at
-a time or on an existing cluster (``address``).
-``local`` asks the *same* Optuna TPE study that ``OptunaSearch`` wraps, sequentially in this
-process — no Ray import, start-up or worker processes — for small runs and CI; with
-``max_concurrent=1`` both executors give the same trials (tested).
+a time or on an existing cluster (``address``); ``local`` asks the *same* Optuna TPE study that
+``OptunaSearch`` wraps, sequentially in this process — no Ray import, start-up or worker
+processes. With ``max_concurrent=1`` both executors give the same trials (tested).
 """
 
 from __future__ import annotations
@@ -38,8 +43,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from deepstock.errors import ConfigError, DeepstockError
+from deepstock.errors import ConfigError, DataError, DeepstockError
 from deepstock.hparams import (
+    Dimension,
     Scale,
     decode_config,
     encode_choice,
@@ -47,11 +53,13 @@ from deepstock.hparams import (
     resolve_hparams,
     search_space,
 )
-from deepstock.io import write_csv, write_json
+from deepstock.io import read_json, write_csv, write_json
+from deepstock.journal import CellLock, Journal, JournalError, canonical_json, digest, file_sha256
 
 METRIC = "val_loss"
-FAULTS = ("none", "first", "first_nan", "all")
 EXECUTORS = ("auto", "ray", "local")
+CELL_FILES = ("stage1.jsonl", "stage2.jsonl", "stage1.csv", "stage2.csv", "winner.json")
+CELL_DIRS = ("stage2", "final", ".ray")
 
 
 class TuningFailed(DeepstockError):
@@ -62,6 +70,11 @@ def config_seed(config: dict) -> int:
     """Trial seed: first 8 hex digits of the MD5 of the canonical JSON of the config, mod 10 000."""
     text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
     return int(hashlib.md5(text.encode()).hexdigest()[:8], 16) % 10_000
+
+
+def config_key(config: dict) -> str:
+    """Name of a (decoded) configuration: 12 hex digits of the SHA-256 of its canonical JSON."""
+    return hashlib.sha256(canonical_json(decode_config(config)).encode()).hexdigest()[:12]
 
 
 @dataclass
@@ -75,8 +88,7 @@ class CellSpec:
     base_hparams: dict
     device: str = "cpu"
     train_options: dict = field(default_factory=dict)
-    fault: str = "none"
-    fault_marker: str = ""
+    fingerprint: str = ""  # digest of the cell's fingerprint, stored in every run folder
 
 
 _DATASETS: dict[str, Any] = {}
@@ -96,27 +108,21 @@ def run_trial(spec: CellSpec, sampled: dict, seed: int | None, run_dir: str | No
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    hp = {**spec.base_hparams, **decode_config(sampled)}
-    seed = config_seed(decode_config(sampled)) if seed is None else seed
+    searched = decode_config(sampled)
+    seed = config_seed(searched) if seed is None else seed
     row: dict[str, Any] = {"seed": seed}
     try:
-        if spec.fault == "all" or (
-            spec.fault in ("first", "first_nan") and _claim_marker(spec.fault_marker)
-        ):
-            if spec.fault == "first_nan":
-                row.update(val_loss=float("nan"))
-                raise FloatingPointError("injected NaN validation loss")
-            raise RuntimeError("injected trial failure")
         from deepstock.hparams import validate_hparams
         from deepstock.trainers import save_run, train
 
-        hp = validate_hparams(spec.method, hp)
+        hp = validate_hparams(spec.method, {**spec.base_hparams, **searched})
         result = train(
             _load(spec), spec.method, spec.reg, hp, seed, device=spec.device, **spec.train_options
         )
         if not math.isfinite(result.best_val):
             raise FloatingPointError(f"non-finite validation loss {result.best_val}")
         if run_dir:
+            result.extras["cell"] = {"fingerprint": spec.fingerprint, "config": searched}
             save_run(result, run_dir)
         row.update(
             val_loss=float(result.best_val),
@@ -133,34 +139,71 @@ def run_trial(spec: CellSpec, sampled: dict, seed: int | None, run_dir: str | No
     return row
 
 
-def _claim_marker(path: str) -> bool:
-    """True exactly once per marker path (fault injection for tests)."""
+def run_is_complete(run_dir: Path, fingerprint: str) -> bool:
+    """A run folder counts only with a readable ``metrics.json`` of this cell's fingerprint."""
     try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
+        metrics = read_json(Path(run_dir) / "metrics.json")
+    except (DeepstockError, OSError, ValueError):
         return False
-    os.close(fd)
-    return True
+    cell = metrics.get("extras", {}).get("cell", {}) if isinstance(metrics, dict) else {}
+    return isinstance(cell, dict) and cell.get("fingerprint") == fingerprint
 
 
-# ----------------------------------------------------------------------------- journal
-def _read_journal(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut by a kill: ignore it, the trial re-runs
-            continue
+# ----------------------------------------------------------------------------- journal rows
+_ROW_KEYS = {
+    "seed", "val_loss", "train_loss", "test_loss", "selected_val_loss", "iterations", "status",
+    "error", "wall_s",
+}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One training to run: journal number, configuration (encoded), seed, run folder."""
+
+    number: int
+    config: dict
+    seed: int | None = None
+    run_dir: str | None = None
+
+
+class _Progress:
+    """Appends finished trials to the journal and prints one progress line per trial."""
+
+    def __init__(self, journal: Journal, total: int, label: str, quiet: bool) -> None:
+        self.journal, self.total, self.label, self.quiet = journal, total, label, quiet
+        self.done = 0
+        self.best = math.inf
+
+    def record(self, job: Job, result: dict) -> None:
+        row = {k: result[k] for k in result if k in _ROW_KEYS}
+        row.update(config=dict(job.config), config_key=config_key(job.config), trial=job.number)
+        self.journal.append(row)
+        self.done += 1
+        v = row.get(METRIC, math.inf)
+        if isinstance(v, float) and math.isfinite(v):
+            self.best = min(self.best, v)
+        if not self.quiet:
+            print(
+                f"[{self.label}] {self.done}/{self.total} {row.get('status')} "
+                f"val={v:.4f} best={self.best:.4f} ({row.get('wall_s', 0):.1f}s)",
+                file=sys.stderr, flush=True,
+            )
+
+
+def _latest(rows: list[dict], key) -> dict:
+    """Later journal rows supersede earlier rows of the same key (a retried trial)."""
+    out: dict = {}
+    for r in rows:
+        out[key(r)] = r
+    return out
+
+
+def _check_rows(rows: list[dict], journal: Journal, needed: tuple[str, ...]) -> list[dict]:
+    for i, r in enumerate(rows, start=2):
+        if any(k not in r for k in needed) or not isinstance(r.get("config"), dict):
+            raise JournalError(f"{journal.path} line {i} lacks {', '.join(needed)}; remove it or "
+                               "rerun with --restart")
     return rows
-
-
-def _append_journal(path: Path, row: dict) -> None:
-    with open(path, "a") as fh:
-        fh.write(json.dumps(row, sort_keys=True, default=float) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 # ----------------------------------------------------------------------------- ray helpers
@@ -198,63 +241,20 @@ def _stage1_trainable(config: dict, spec: CellSpec) -> dict:
     return run_trial(spec, config, None, None)
 
 
-def _stage2_trainable(config: dict, spec: CellSpec, configs: list, root: str) -> dict:
-    idx, seed = int(config["job"][0]), int(config["job"][1])
-    row = run_trial(spec, configs[idx], seed, f"{root}/c{idx}_s{seed}")
-    return {**row, "config_index": idx}
+def _job_trainable(config: dict, spec: CellSpec, jobs: list[Job]) -> dict:
+    job = jobs[int(config["job"])]
+    return run_trial(spec, job.config, job.seed, job.run_dir)
 
 
-class _Progress:
-    """Appends finished trials to the journal and prints one progress line per trial."""
-
-    def __init__(self, journal: Path, offset: int, total: int, label: str, quiet: bool) -> None:
-        self.journal, self.offset, self.total = journal, offset, total
-        self.label, self.quiet = label, quiet
-        self.done = 0
-        self.best = math.inf
-
-    def record(self, trial: int, config: dict, result: dict) -> None:
-        row = {k: result[k] for k in result if k in _ROW_KEYS}
-        row["config"] = dict(config)
-        row["trial"] = trial
-        _append_journal(self.journal, row)
-        self.done += 1
-        v = row.get(METRIC, math.inf)
-        if isinstance(v, float) and math.isfinite(v):
-            self.best = min(self.best, v)
-        if not self.quiet:
-            print(
-                f"[{self.label}] {self.offset + self.done}/{self.total} {row.get('status')} "
-                f"val={v:.4f} best={self.best:.4f} ({row.get('wall_s', 0):.1f}s)",
-                file=sys.stderr, flush=True,
-            )
-
-
-def _make_journal_callback(journal: Path, offset: int, total: int, label: str, quiet: bool):
+def _journal_callback(progress: _Progress, job_of):
+    """A Tune callback that journals each finished trial as ``job_of(trial)``'s Job."""
     from ray.tune import Callback
 
-    progress = _Progress(journal, offset, total, label, quiet)
-
     class JournalCallback(Callback):
-        """Numbers trials in suggestion order (trial start) and journals each finished one."""
-
-        def __init__(self) -> None:
-            self.order: dict[str, int] = {}
-
-        def on_trial_start(self, iteration, trials, trial, **info):
-            self.order.setdefault(trial.trial_id, offset + len(self.order) + 1)
-
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            number = self.order.get(trial.trial_id, offset + len(self.order) + 1)
-            progress.record(number, trial.config, result)
+            progress.record(job_of(trial), result)
 
     return JournalCallback()
-
-
-_ROW_KEYS = {
-    "seed", "val_loss", "train_loss", "test_loss", "selected_val_loss", "iterations", "status",
-    "error", "wall_s", "config_index",
-}
 
 
 def _fit(trainable, param_space, tune_config, callbacks, storage: Path, name: str, resources):
@@ -273,7 +273,7 @@ def _fit(trainable, param_space, tune_config, callbacks, storage: Path, name: st
     tuner.fit()
 
 
-# ----------------------------------------------------------------------------- stages
+# ----------------------------------------------------------------------------- options
 @dataclass
 class TuneOptions:
     scale: str = "quick"
@@ -285,11 +285,13 @@ class TuneOptions:
     space_path: str | None = None
     hparams_path: str | None = None
     train_options: dict = field(default_factory=dict)
-    fault: str = "none"
     quiet: bool = False
     num_samples: int | None = None  # override of the scale's budget
     executor: str = "auto"  # ray: Ray Tune Tuner; local: same TPE study in this process; auto
     cpus: int | None = None  # CPUs of a local Ray instance (None: all)
+    restart: bool = False  # discard the cell's journals and runs, start afresh
+    restart_if_changed: bool = False  # start afresh only if the fingerprint changed
+    retry_failed: bool = False  # re-run trials whose journal row says failed
 
 
 def resolve_executor(opts: TuneOptions, scale: Scale) -> str:
@@ -309,6 +311,20 @@ def resolve_executor(opts: TuneOptions, scale: Scale) -> str:
     return "ray" if scale.executor == "ray" and parallel else "local"
 
 
+def _check_options(opts: TuneOptions) -> None:
+    """Every numeric option in range before any file is touched."""
+    for name in ("cpus", "max_concurrent", "num_samples"):
+        value = getattr(opts, name)
+        if value is not None and value < 1:
+            raise ConfigError(f"{name.replace('_', '-')} must be >= 1, got {value}")
+    if opts.repetition < 0:
+        raise ConfigError(f"repetition must be >= 0, got {opts.repetition}")
+    if opts.stage2_winner not in ("mean", "median"):
+        raise ConfigError(f"stage2_winner must be 'mean' or 'median', got {opts.stage2_winner!r}")
+    if opts.restart and opts.restart_if_changed:
+        raise ConfigError("give either restart or restart-if-changed, not both")
+
+
 def _concurrency(opts: TuneOptions, n: int) -> int:
     if opts.max_concurrent:
         return max(1, min(opts.max_concurrent, n))
@@ -325,8 +341,100 @@ def _tpe_sampler(scale: Scale, repetition: int):
     return TPESampler(n_startup_trials=scale.n_startup_trials, seed=repetition)
 
 
-def _stage1_local(spec: CellSpec, dims: dict, sampler, finite: list[dict], log: _Progress,
-                  first: int, n: int) -> None:
+# ----------------------------------------------------------------------------- the cell plan
+@dataclass
+class CellPlan:
+    """A validated cell: what its trials need, its budgets and its fingerprint (no compute)."""
+
+    spec: CellSpec
+    scale: Scale
+    opts: TuneOptions
+    dims: dict[str, Dimension]
+    num_samples: int
+    fingerprint: dict
+
+
+def plan_cell(setting: str, method: str, reg: str, data_path: str | Path,
+              opts: TuneOptions) -> CellPlan:
+    """Validate every input of a cell and compute its fingerprint; writes nothing."""
+    from deepstock import __version__
+    from deepstock.data import load_dataset
+
+    _check_options(opts)
+    data_path = str(Path(data_path).resolve())
+    # fail on a wrong or missing dataset before any compute; custom settings come from the file
+    cell_setting = load_dataset(data_path, expect_setting=setting).setting
+    scale = get_scale(opts.scale)
+    opts = replace(opts, executor=resolve_executor(opts, scale))
+    budget = scale.budget(method)
+    base = resolve_hparams(method, cell_setting, reg, overrides=budget, path=opts.hparams_path)
+    dims = search_space(method, cell_setting, reg, path=opts.space_path)
+    for key in budget:  # a scale that fixes a searched key (e.g. tiny n_steps) removes it
+        dims.pop(key, None)
+    if not dims:
+        raise ConfigError(f"empty search space for {method}/{setting}/{reg}")
+    device = _trial_device(method, opts.device)
+    num_samples = opts.num_samples or scale.num_samples
+    fingerprint = {
+        "setting": setting, "method": method, "reg": reg, "repetition": opts.repetition,
+        "dataset_sha256": file_sha256(data_path),
+        "scale": {"name": scale.name, "num_samples": num_samples,
+                  "n_startup_trials": scale.n_startup_trials, "top_k": scale.top_k,
+                  "seeds": list(scale.seeds)},
+        "hparams": base,
+        "search_space": {k: [d.dist, list(d.args)] for k, d in sorted(dims.items())},
+        "device": device, "train_options": dict(opts.train_options), "version": __version__,
+    }
+    spec = CellSpec(setting=setting, method=method, reg=reg, data_path=data_path,
+                    base_hparams=base, device=device, train_options=dict(opts.train_options),
+                    fingerprint=digest(fingerprint))
+    return CellPlan(spec, scale, opts, dims, num_samples, fingerprint)
+
+
+def _prepare_folder(out: Path, plan: CellPlan) -> tuple[Journal, Journal]:
+    """The two journals of ``out``, after clearing the cell if asked or if its inputs changed."""
+    journals = (Journal(out / "stage1.jsonl", plan.fingerprint),
+                Journal(out / "stage2.jsonl", plan.fingerprint))
+    changes = [c for c in (j.change() for j in journals) if c is not None]
+    if plan.opts.restart or (changes and plan.opts.restart_if_changed):
+        _clear_cell(out)
+    elif changes:
+        raise JournalError(f"{out} holds trials of other inputs ({changes[0]}); rerun with "
+                           "--restart to start the cell afresh")
+    return journals
+
+
+def _clear_cell(out: Path) -> None:
+    for name in CELL_FILES:
+        (out / name).unlink(missing_ok=True)
+    for name in CELL_DIRS:
+        shutil.rmtree(out / name, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- running jobs
+def _run_jobs(plan: CellPlan, jobs: list[Job], progress: _Progress, storage: Path,
+              name: str) -> None:
+    """Train fixed (configuration, seed) jobs: in this process, or as a Ray Tune grid."""
+    if not jobs:
+        return
+    if plan.opts.executor == "local":
+        for job in jobs:
+            progress.record(job, run_trial(plan.spec, job.config, job.seed, job.run_dir))
+        return
+    from ray import tune
+
+    _fit(
+        tune.with_parameters(_job_trainable, spec=plan.spec, jobs=jobs),
+        {"job": tune.grid_search(list(range(len(jobs))))},
+        tune.TuneConfig(num_samples=1, reuse_actors=True,
+                        max_concurrent_trials=_concurrency(plan.opts, len(jobs))),
+        [_journal_callback(progress, lambda trial: jobs[int(trial.config["job"])])],
+        storage, name, _trial_resources(plan.spec.device),
+    )
+
+
+def _tpe_local(plan: CellPlan, finished: list[dict], first: int, n: int,
+               progress: _Progress) -> None:
     """Ask and tell the Optuna study that ``OptunaSearch`` would build, without importing Ray.
 
     Same sampler, same distributions (:meth:`Dimension.to_optuna` mirrors
@@ -337,58 +445,70 @@ def _stage1_local(spec: CellSpec, dims: dict, sampler, finite: list[dict], log: 
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    dists = {k: d.to_optuna() for k, d in dims.items()}
-    study = optuna.create_study(sampler=sampler, pruner=optuna.pruners.NopPruner(),
-                                direction="minimize")
-    for r in finite:
+    dists = {k: d.to_optuna() for k, d in plan.dims.items()}
+    study = optuna.create_study(sampler=_tpe_sampler(plan.scale, plan.opts.repetition),
+                                pruner=optuna.pruners.NopPruner(), direction="minimize")
+    for r in finished:
         study.add_trial(optuna.trial.create_trial(
             params=r["config"], distributions=dists, value=r[METRIC]))
     for number in range(first, first + n):
         trial = study.ask(fixed_distributions=dists)
-        config = dict(trial.params)
-        row = run_trial(spec, config, None, None)
+        job = Job(number, dict(trial.params))
+        row = run_trial(plan.spec, job.config, None, None)
         study.tell(trial, row[METRIC])
-        log.record(number, config, row)
+        progress.record(job, row)
 
 
-def stage1(spec: CellSpec, scale: Scale, opts: TuneOptions, dims: dict, out: Path) -> pd.DataFrame:
+def _tpe_ray(plan: CellPlan, finished: list[dict], first: int, n: int, progress: _Progress,
+             storage: Path) -> None:
+    """The same search as :func:`_tpe_local` through Ray Tune's ``OptunaSearch``."""
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    searcher = OptunaSearch(
+        sampler=_tpe_sampler(plan.scale, plan.opts.repetition), metric=METRIC, mode="min",
+        points_to_evaluate=[r["config"] for r in finished] or None,
+        evaluated_rewards=[r[METRIC] for r in finished] or None,
+    )
+    order: dict[str, int] = {}  # trial id -> number, in the order Tune starts trials
+
+    def job_of(trial) -> Job:
+        number = order.setdefault(trial.trial_id, first + len(order))
+        return Job(number, dict(trial.config))
+
+    _fit(
+        tune.with_parameters(_stage1_trainable, spec=plan.spec),
+        {k: d.to_tune() for k, d in plan.dims.items()},
+        tune.TuneConfig(num_samples=n, reuse_actors=True, search_alg=ConcurrencyLimiter(
+            searcher, max_concurrent=_concurrency(plan.opts, n))),
+        [_journal_callback(progress, job_of)], storage, "stage1",
+        _trial_resources(plan.spec.device),
+    )
+
+
+# ----------------------------------------------------------------------------- stages
+def stage1(plan: CellPlan, journal: Journal, out: Path) -> pd.DataFrame:
     """Run (or finish) stage 1 and return its table in suggestion order."""
-    journal = out / "stage1.jsonl"
-    done = _read_journal(journal)
-    total = opts.num_samples or scale.num_samples
-    remaining = total - len(done)
-    finite = [r for r in done if math.isfinite(r[METRIC])]
-    if remaining > 0 and opts.executor == "local":
-        log = _Progress(journal, len(done), total, "stage1", opts.quiet)
-        _stage1_local(spec, dims, _tpe_sampler(scale, opts.repetition), finite, log,
-                      len(done) + 1, remaining)
-    elif remaining > 0:
-        from ray import tune
-        from ray.tune.search import ConcurrencyLimiter
-        from ray.tune.search.optuna import OptunaSearch
-
-        searcher = OptunaSearch(
-            sampler=_tpe_sampler(scale, opts.repetition),
-            metric=METRIC,
-            mode="min",
-            points_to_evaluate=[r["config"] for r in finite] or None,
-            evaluated_rewards=[r[METRIC] for r in finite] or None,
-        )
-        conc = _concurrency(opts, remaining)
-        _fit(
-            tune.with_parameters(_stage1_trainable, spec=spec),
-            {k: d.to_tune() for k, d in dims.items()},
-            tune.TuneConfig(
-                num_samples=remaining, reuse_actors=True,
-                search_alg=ConcurrencyLimiter(searcher, max_concurrent=conc),
-            ),
-            [_make_journal_callback(journal, len(done), total, "stage1", opts.quiet)],
-            out / ".ray", "stage1", _trial_resources(spec.device),
-        )
-    return _stage_table(_read_journal(journal), dims)
+    needed = ("trial", "config", "status", METRIC)
+    trials = _latest(_check_rows(journal.rows(), journal, needed), lambda r: r["trial"])
+    retry = [r for r in trials.values() if r["status"] != "ok"] if plan.opts.retry_failed else []
+    remaining = plan.num_samples - len(trials)
+    progress = _Progress(journal, len(retry) + max(remaining, 0), "stage1", plan.opts.quiet)
+    _run_jobs(plan, [Job(r["trial"], r["config"]) for r in retry], progress, out / ".ray",
+              "stage1_retry")
+    if remaining > 0:
+        trials = _latest(journal.rows(), lambda r: r["trial"])
+        finished = [r for r in trials.values() if math.isfinite(r[METRIC])]
+        first = max(trials, default=0) + 1
+        if plan.opts.executor == "local":
+            _tpe_local(plan, finished, first, remaining, progress)
+        else:
+            _tpe_ray(plan, finished, first, remaining, progress, out / ".ray")
+    return _stage1_table(list(_latest(journal.rows(), lambda r: r["trial"]).values()), plan.dims)
 
 
-def _stage_table(rows: list[dict], dims: dict) -> pd.DataFrame:
+def _stage1_table(rows: list[dict], dims: dict) -> pd.DataFrame:
     rows = sorted(rows, key=lambda r: r["trial"])
     df = pd.DataFrame(
         [
@@ -408,57 +528,48 @@ def _stage_table(rows: list[dict], dims: dict) -> pd.DataFrame:
     return df
 
 
-def stage2(
-    spec: CellSpec, scale: Scale, opts: TuneOptions, s1: pd.DataFrame, out: Path
-) -> pd.DataFrame:
-    """Re-run the top-k stage-1 configurations over the scale's seeds; resumable."""
-    ok = s1[s1["status"] == "ok"].sort_values([METRIC, "trial"])
-    if ok.empty:
-        raise TuningFailed(
-            f"{spec.setting}/{spec.method}/{spec.reg}: all {len(s1)} stage-1 trials failed "
-            f"(first error: {s1['error'].iloc[0] if len(s1) else 'none'})"
-        )
-    top = ok.head(scale.top_k)
-    configs = [json.loads(c) for c in top["config"]]
-    configs = [{k: encode_choice(v) for k, v in c.items()} for c in configs]
-    journal = out / "stage2.jsonl"
-    done = {(r["config_index"], r["seed"]) for r in _read_journal(journal)}
-    jobs = [[i, s] for i in range(len(configs)) for s in scale.seeds if (i, s) not in done]
-    if jobs and opts.executor == "local":
-        log = _Progress(journal, len(done), len(done) + len(jobs), "stage2", opts.quiet)
-        root = (out / "stage2").resolve()
-        for n, (i, seed) in enumerate(jobs):
-            row = run_trial(spec, configs[i], seed, str(root / f"c{i}_s{seed}"))
-            log.record(len(done) + n + 1, {"job": [i, seed]}, {**row, "config_index": i})
-    elif jobs:
-        from ray import tune
+def stage2(plan: CellPlan, journal: Journal, table1: pd.DataFrame, out: Path) -> pd.DataFrame:
+    """Re-run the top-k stage-1 configurations over the scale's seeds; resumable.
 
-        _fit(
-            tune.with_parameters(
-                _stage2_trainable, spec=spec, configs=configs, root=str((out / "stage2").resolve())
-            ),
-            {"job": tune.grid_search(jobs)},
-            tune.TuneConfig(
-                num_samples=1, reuse_actors=True,
-                max_concurrent_trials=_concurrency(opts, len(jobs)),
-            ),
-            [_make_journal_callback(journal, len(done), len(done) + len(jobs), "stage2", opts.quiet)],
-            out / ".ray", "stage2", _trial_resources(spec.device),
-        )
-    rows = _read_journal(journal)
-    df = pd.DataFrame(
-        [
-            {
-                "config_index": r["config_index"],
-                "stage1_trial": int(top["trial"].iloc[r["config_index"]]),
-                "config": json.dumps(decode_config(configs[r["config_index"]]), sort_keys=True),
-                **{k: r.get(k) for k in ("seed", METRIC, "train_loss", "test_loss", "status",
-                                        "error", "wall_s", "iterations")},
-            }
-            for r in rows
-        ]
-    )
-    return df.sort_values(["config_index", "seed"]).reset_index(drop=True)
+    A (configuration, seed) is done when its latest row succeeded with a complete run folder of
+    this fingerprint (or failed, unless ``retry_failed``); everything else is (re-)run.
+    """
+    ok = table1[table1["status"] == "ok"].sort_values([METRIC, "trial"])
+    top = ok.head(plan.scale.top_k)
+    configs = [{k: encode_choice(v) for k, v in json.loads(c).items()} for c in top["config"]]
+    keys = [config_key(c) for c in configs]
+    root = (out / "stage2").resolve()
+    needed = ("config", "config_key", "seed", "status", METRIC)
+    rows = _check_rows(journal.rows(), journal, needed)
+    latest = _latest(rows, lambda r: (r["config_key"], r["seed"]))
+    jobs = []
+    for config, key in zip(configs, keys, strict=True):
+        for seed in plan.scale.seeds:
+            run_dir = root / f"{key}_s{seed}"
+            r = latest.get((key, seed))
+            done = r is not None and (
+                run_is_complete(run_dir, plan.spec.fingerprint) if r["status"] == "ok"
+                else not plan.opts.retry_failed)
+            if not done:
+                jobs.append(Job(len(rows) + len(jobs) + 1, config, seed, str(run_dir)))
+    progress = _Progress(journal, len(jobs), "stage2", plan.opts.quiet)
+    _run_jobs(plan, jobs, progress, out / ".ray", "stage2")
+    latest = _latest(journal.rows(), lambda r: (r["config_key"], r["seed"]))
+    records = [
+        {"config_index": i, "stage1_trial": int(top["trial"].iloc[i]), "config_key": key,
+         "config": json.dumps(decode_config(configs[i]), sort_keys=True),
+         **{k: latest.get((key, s), _lost(s)).get(k) for k in (
+             "seed", METRIC, "train_loss", "test_loss", "status", "error", "wall_s",
+             "iterations")}}
+        for i, key in enumerate(keys) for s in plan.scale.seeds
+    ]
+    return pd.DataFrame(records).sort_values(["config_index", "seed"]).reset_index(drop=True)
+
+
+def _lost(seed: int) -> dict:
+    """The row of a run that reported nothing (its Ray worker died): a failure."""
+    return {"seed": seed, METRIC: math.inf, "status": "failed", "error": "no result reported",
+            "wall_s": 0.0}
 
 
 def median_seed_row(runs: pd.DataFrame) -> pd.Series:
@@ -467,12 +578,12 @@ def median_seed_row(runs: pd.DataFrame) -> pd.Series:
     return ordered.iloc[len(ordered) // 2]
 
 
-def pick_winner(s2: pd.DataFrame, rule: str = "mean") -> tuple[int, list[dict]]:
+def pick_winner(table2: pd.DataFrame, rule: str = "mean") -> tuple[int, list[dict]]:
     """Index of the winning configuration and per-configuration summaries (spec §8)."""
     if rule not in ("mean", "median"):
         raise ConfigError(f"stage2_winner must be 'mean' or 'median', got {rule!r}")
     summaries = []
-    for idx, g in s2.groupby("config_index"):
+    for idx, g in table2.groupby("config_index"):
         ok = g[(g["status"] == "ok") & np.isfinite(g[METRIC].astype(float))]
         vals = ok[METRIC].astype(float)
         summaries.append(
@@ -494,84 +605,79 @@ def pick_winner(s2: pd.DataFrame, rule: str = "mean") -> tuple[int, list[dict]]:
     return best["config_index"], summaries
 
 
+# ----------------------------------------------------------------------------- the cell
 def tune_cell(
     setting: str, method: str, reg: str, data_path: str | Path, out_dir: str | Path,
     opts: TuneOptions | None = None,
 ) -> dict:
     """Run both stages for one cell and write stage1.csv, stage2.csv, winner.json and final/."""
-    opts = opts or TuneOptions()
-    if opts.cpus is not None and opts.cpus < 1:
-        raise ConfigError(f"cpus must be >= 1, got {opts.cpus}")
-    if opts.fault not in FAULTS:
-        raise ConfigError(f"fault must be one of {FAULTS}")
-    from deepstock.data import load_dataset
-
-    data_path = str(Path(data_path).resolve())
-    # fail on a wrong or missing dataset before any compute; custom settings come from the file
-    cell_setting = load_dataset(data_path, expect_setting=setting).setting
-    scale = get_scale(opts.scale)
-    opts = replace(opts, executor=resolve_executor(opts, scale))
-    budget = scale.budget(method)
-    base = resolve_hparams(method, cell_setting, reg, overrides=budget, path=opts.hparams_path)
-    dims = search_space(method, cell_setting, reg, path=opts.space_path)
-    for key in budget:  # a scale that fixes a searched key (e.g. tiny n_steps) removes it
-        dims.pop(key, None)
-    if not dims:
-        raise ConfigError(f"empty search space for {method}/{setting}/{reg}")
-    if opts.repetition < 0:
-        raise ConfigError(f"repetition must be >= 0, got {opts.repetition}")
+    plan = plan_cell(setting, method, reg, data_path, opts or TuneOptions())
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    spec = CellSpec(
-        setting=setting, method=method, reg=reg, data_path=data_path, base_hparams=base,
-        device=_trial_device(method, opts.device), train_options=dict(opts.train_options),
-        fault=opts.fault,
-        fault_marker=str((out / ".fault_marker").resolve()),
-    )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create the cell folder {out}: {exc.strerror}") from None
     t0 = time.perf_counter()
-    if opts.executor == "ray":
-        _ray_init(opts.address, opts.cpus or os.cpu_count())
-    s1 = stage1(spec, scale, opts, dims, out)
-    write_csv(out / "stage1.csv", s1)
-    n_ok = int((s1["status"] == "ok").sum())
-    if n_ok == 0:
-        raise TuningFailed(
-            f"{setting}/{method}/{reg}: all {len(s1)} stage-1 trials failed; first error: "
-            f"{s1['error'].iloc[0]}"
-        )
-    s2 = stage2(spec, scale, opts, s1, out)
-    write_csv(out / "stage2.csv", s2)
-    win_idx, summaries = pick_winner(s2, opts.stage2_winner)
-    runs = s2[(s2["config_index"] == win_idx) & (s2["status"] == "ok")]
+    with CellLock(out):
+        journal1, journal2 = _prepare_folder(out, plan)
+        if plan.opts.executor == "ray":
+            _ray_init(plan.opts.address, plan.opts.cpus or os.cpu_count())
+        table1 = stage1(plan, journal1, out)
+        write_csv(out / "stage1.csv", table1)
+        n_ok = int((table1["status"] == "ok").sum())
+        if n_ok == 0:
+            raise TuningFailed(
+                f"{setting}/{method}/{reg}: all {len(table1)} stage-1 trials failed; first error: "
+                f"{table1['error'].iloc[0]} (after fixing the cause, rerun with --retry-failed)"
+            )
+        table2 = stage2(plan, journal2, table1, out)
+        write_csv(out / "stage2.csv", table2)
+        winner = _write_winner(plan, out, table1, table2, time.perf_counter() - t0)
+        shutil.rmtree(out / ".ray", ignore_errors=True)
+    return winner
+
+
+def _write_winner(plan: CellPlan, out: Path, table1: pd.DataFrame, table2: pd.DataFrame,
+                  wall_s: float) -> dict:
+    """Pick the winner, copy its median-seed run to ``final/`` and write ``winner.json``."""
+    win_idx, summaries = pick_winner(table2, plan.opts.stage2_winner)
+    runs = table2[(table2["config_index"] == win_idx) & (table2["status"] == "ok")]
     rep = median_seed_row(runs)
-    src = out / "stage2" / f"c{win_idx}_s{int(rep['seed'])}"
-    _replace_dir(src, out / "final")
+    _replace_dir(out / "stage2" / f"{rep['config_key']}_s{int(rep['seed'])}", out / "final")
+    spec, ok1 = plan.spec, table1["status"] == "ok"
     winner = {
-        "setting": setting, "method": method, "reg": reg, "repetition": opts.repetition,
-        "scale": scale.name, "stage2_winner": opts.stage2_winner, "executor": opts.executor,
-        "hparams": {**base, **summaries[win_idx]["config"]},
+        "setting": spec.setting, "method": spec.method, "reg": spec.reg,
+        "repetition": plan.opts.repetition, "scale": plan.scale.name,
+        "stage2_winner": plan.opts.stage2_winner, "executor": plan.opts.executor,
+        "hparams": {**spec.base_hparams, **summaries[win_idx]["config"]},
         "searched": summaries[win_idx]["config"],
         "winner_index": win_idx, "stage1_trial": summaries[win_idx]["stage1_trial"],
         "reported_seed": int(rep["seed"]),
         "train_loss": float(rep["train_loss"]), "val_loss": float(rep[METRIC]),
         "test_loss": float(rep["test_loss"]),
-        "stage1_best_val": float(s1.loc[s1["status"] == "ok", METRIC].min()),
-        "stage1_failed": int(len(s1) - n_ok),
+        "stage1_best_val": float(table1.loc[ok1, METRIC].min()),
+        "stage1_failed": int(len(table1) - ok1.sum()),
         "configs": summaries,
-        "wall_s": time.perf_counter() - t0,
-        "trial_wall_s": float(s1["wall_s"].sum() + s2["wall_s"].sum()),
-        "num_samples": int(len(s1)),
-        "seeds": list(scale.seeds),
+        "wall_s": wall_s,
+        "trial_wall_s": float(table1["wall_s"].sum() + table2["wall_s"].sum()),
+        "num_samples": int(len(table1)),
+        "seeds": list(plan.scale.seeds),
+        "fingerprint": plan.fingerprint, "fingerprint_digest": spec.fingerprint,
     }
     write_json(out / "winner.json", winner)
-    shutil.rmtree(out / ".ray", ignore_errors=True)
     return winner
 
 
 def _replace_dir(src: Path, dst: Path) -> None:
     """Copy a run folder to ``dst`` atomically (copy to a temp name, then rename)."""
+    if not (src / "metrics.json").is_file():
+        raise DataError(f"run folder {src} is incomplete (no metrics.json)")
     tmp = dst.with_name(f".{dst.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(src, tmp)
-    shutil.rmtree(dst, ignore_errors=True)
+    old = dst.with_name(f".{dst.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dst.exists():
+        os.replace(dst, old)
     os.replace(tmp, dst)
+    shutil.rmtree(old, ignore_errors=True)

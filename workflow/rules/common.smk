@@ -45,8 +45,12 @@ FIG3_REGS = [r for r in ("none", "base") if "s1" in SETTINGS and "ddpg" in confi
 
 def tune_flags():
     t = config["tuning"]
+    # a job Snakemake re-runs resumes its journals if they are of the same inputs, else restarts
     flags = [f"--scale {config['scale']}", f"--executor {t.get('executor', 'auto')}",
-             f"--stage2-winner {t.get('stage2_winner', 'mean')}", "--quiet"]
+             f"--stage2-winner {t.get('stage2_winner', 'mean')}", "--quiet",
+             "--restart-if-changed"]
+    if t.get("retry_failed"):
+        flags.append("--retry-failed")
     if t.get("max_concurrent"):
         flags.append(f"--max-concurrent {t['max_concurrent']}")
     if t.get("address"):

@@ -1,4 +1,4 @@
-"""``deepstock tune``: two-stage TPE tuning of one cell on Ray Tune (spec §8).
+"""``deepstock tune``: two-stage TPE tuning of one cell, resumable (spec §8).
 
 Examples::
 
@@ -15,7 +15,6 @@ from deepstock.hparams import METHODS, SCALES
 from deepstock.regularizations import REGULARIZATIONS
 
 EXECUTORS = ("auto", "ray", "local")  # validated again in deepstock.tuning (imported lazily: pandas)
-FAULTS = ("none", "first", "first_nan", "all")
 
 
 def register(subparsers) -> None:
@@ -52,8 +51,14 @@ def register(subparsers) -> None:
     p.add_argument("--stage2-winner", default="mean", choices=["mean", "median"])
     p.add_argument("--fit-on", default="train", choices=["train", "test"],
                    help="test: train and validate on the test split (the AR(1) DS benchmark)")
-    p.add_argument("--inject-fault", default="none", choices=FAULTS,
-                   help=argparse.SUPPRESS)  # testing hook: make trials fail on purpose
+    p.add_argument("--restart", action="store_true",
+                   help="discard the cell's journals and runs in --out and start afresh")
+    p.add_argument("--restart-if-changed", action="store_true",
+                   help="start afresh only if the journals in --out belong to other inputs "
+                   "(dataset, hyper-parameters, space, budgets); default: refuse with an error")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="re-run trials that failed before (default: a failure is kept as the "
+                   "trial's result)")
     p.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
     p.set_defaults(func=run)
 
@@ -68,8 +73,9 @@ def run(args: argparse.Namespace) -> int:
         scale=args.scale, repetition=args.repetition, device=args.device, address=args.address,
         max_concurrent=args.max_concurrent, stage2_winner=args.stage2_winner,
         space_path=args.space, hparams_path=args.hparams, train_options=train_options,
-        fault=args.inject_fault, quiet=args.quiet, num_samples=args.num_samples,
-        executor=args.executor, cpus=args.cpus,
+        quiet=args.quiet, num_samples=args.num_samples,
+        executor=args.executor, cpus=args.cpus, restart=args.restart,
+        restart_if_changed=args.restart_if_changed, retry_failed=args.retry_failed,
     )
     winner = tune_cell(args.setting, args.method, args.reg, args.data, args.out, opts)
     print(
