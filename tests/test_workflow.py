@@ -172,3 +172,25 @@ def test_interrupted_dag_resumes_without_redoing_finished_work(tmp_path):
         assert after.startswith(before)
         if (journal.parent / "winner.json") in done:
             assert after == before
+
+
+def test_a_cell_rerun_by_snakemake_after_its_dataset_changed_starts_afresh(tmp_path):
+    """The rule passes --restart-if-changed: new data means new journals, not the old trials."""
+    import json
+
+    from deepstock.journal import file_sha256
+
+    wd = _workdir(tmp_path)
+    target = "results/s1/ds/base/rep0/winner.json"
+    res = _smk(wd, "--configfile", "config/tiny.yaml", "--cores", "1", target)
+    assert res.returncode == 0, res.stderr[-3000:]
+    old = json.loads((wd / target).read_text())
+    (wd / "config" / "seed7.yaml").write_text("data:\n  rng_mode: fresh\n  data_seed: 7\n")
+    res = _smk(wd, "--configfile", "config/tiny.yaml", "config/seed7.yaml", "--cores", "1", target)
+    assert res.returncode == 0, res.stderr[-3000:]
+    new = json.loads((wd / target).read_text())
+    sha = file_sha256(wd / "results" / "data" / "s1.npz")
+    assert old["fingerprint"]["dataset_sha256"] != sha == new["fingerprint"]["dataset_sha256"]
+    assert new["val_loss"] != old["val_loss"]
+    header = json.loads((wd / target).with_name("stage1.jsonl").read_text().splitlines()[0])
+    assert header["fingerprint"]["dataset_sha256"] == sha
