@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -218,7 +219,58 @@ def resolve_hparams(
         values.update(validate_hparams(method, overrides, source="overrides"))
     if method == "ds" and values["M"] <= 0:
         raise ConfigError("hyper-parameter 'M' must be positive")
+    check_memory(method, values)
     return values
+
+
+# ----------------------------------------------------------------------------- memory bound
+MAX_TRAIN_GB_ENV = "DEEPSTOCK_MAX_TRAIN_GB"
+DEFAULT_MAX_TRAIN_GB = 8.0
+_IO_DIMS = (16, 8)  # bounds of any network's input and output width here (observations: < 16)
+
+
+def _net_params(widths: list[int]) -> int:
+    dims = [_IO_DIMS[0], *widths, _IO_DIMS[1]]
+    return sum(a * b + b for a, b in zip(dims[:-1], dims[1:], strict=False))
+
+
+def training_memory(method: str, values: dict) -> int:
+    """An upper estimate (bytes) of what one training allocates, from the size keys alone.
+
+    float32 networks with weights, gradients and two Adam moments (DDPG: actor, critic and their
+    targets); the DDPG replay buffer (observation, next observation, action, reward, done);
+    PPO's rollout buffer; one batch of activations per network.
+    """
+    if method == "ds":
+        nets = [values.get("neurons_per_hidden_layer", [])]
+    else:
+        nets = [list(w) for w in values.get("net_arch", {}).values()]
+        if method == "ddpg":
+            nets = nets * 2
+    params = sum(_net_params(w) for w in nets)
+    batch = int(values.get("batch_size", 1)) * sum(sum(w) for w in nets)
+    rows = int(values.get("buffer_size", 0)) if method == "ddpg" else int(values.get("n_steps", 0))
+    return 4 * (4 * params + 3 * batch + rows * (2 * _IO_DIMS[0] + _IO_DIMS[1] + 4))
+
+
+def max_train_bytes() -> float:
+    raw = os.environ.get(MAX_TRAIN_GB_ENV, "")
+    try:
+        gb = float(raw) if raw else DEFAULT_MAX_TRAIN_GB
+    except ValueError:
+        raise ConfigError(f"{MAX_TRAIN_GB_ENV}={raw!r} is not a number of GB") from None
+    return gb * 1e9
+
+
+def check_memory(method: str, values: dict) -> None:
+    """Refuse, before anything is allocated, a configuration whose sizes exceed the memory bound."""
+    need = training_memory(method, values)
+    if need > max_train_bytes():
+        raise ConfigError(
+            f"hyper-parameters of {method} would need about {need / 1e9:,.1f} GB (network widths, "
+            f"batch_size, buffer_size/n_steps); the limit is {max_train_bytes() / 1e9:g} GB — "
+            f"set {MAX_TRAIN_GB_ENV} to raise it"
+        )
 
 
 # ----------------------------------------------------------------------------- search spaces

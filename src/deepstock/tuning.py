@@ -112,10 +112,11 @@ def run_trial(spec: CellSpec, sampled: dict, seed: int | None, run_dir: str | No
     seed = config_seed(searched) if seed is None else seed
     row: dict[str, Any] = {"seed": seed}
     try:
-        from deepstock.hparams import validate_hparams
+        from deepstock.hparams import check_memory, validate_hparams
         from deepstock.trainers import save_run, train
 
         hp = validate_hparams(spec.method, {**spec.base_hparams, **searched})
+        check_memory(spec.method, hp)
         result = train(
             _load(spec), spec.method, spec.reg, hp, seed, device=spec.device, **spec.train_options
         )
