@@ -32,13 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"deepstock {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"deepstock.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"deepstock.commands.{name}":
-                continue  # stage not built yet
-            raise
-        module.register(sub)
+        importlib.import_module(f"deepstock.commands.{name}").register(sub)
     return parser
 
 

@@ -643,8 +643,9 @@ def _write_winner(plan: CellPlan, out: Path, table1: pd.DataFrame, table2: pd.Da
     """Pick the winner, copy its median-seed run to ``final/`` and write ``winner.json``."""
     win_idx, summaries = pick_winner(table2, plan.opts.stage2_winner)
     runs = table2[(table2["config_index"] == win_idx) & (table2["status"] == "ok")]
-    rep = median_seed_row(runs)
-    _replace_dir(out / "stage2" / f"{rep['config_key']}_s{int(rep['seed'])}", out / "final")
+    reported = median_seed_row(runs)
+    _replace_dir(out / "stage2" / f"{reported['config_key']}_s{int(reported['seed'])}",
+                 out / "final")
     spec, ok1 = plan.spec, table1["status"] == "ok"
     winner = {
         "setting": spec.setting, "method": spec.method, "reg": spec.reg,
@@ -653,9 +654,9 @@ def _write_winner(plan: CellPlan, out: Path, table1: pd.DataFrame, table2: pd.Da
         "hparams": {**spec.base_hparams, **summaries[win_idx]["config"]},
         "searched": summaries[win_idx]["config"],
         "winner_index": win_idx, "stage1_trial": summaries[win_idx]["stage1_trial"],
-        "reported_seed": int(rep["seed"]),
-        "train_loss": float(rep["train_loss"]), "val_loss": float(rep[METRIC]),
-        "test_loss": float(rep["test_loss"]),
+        "reported_seed": int(reported["seed"]),
+        "train_loss": float(reported["train_loss"]), "val_loss": float(reported[METRIC]),
+        "test_loss": float(reported["test_loss"]),
         "stage1_best_val": float(table1.loc[ok1, METRIC].min()),
         "stage1_failed": int(len(table1) - ok1.sum()),
         "configs": summaries,
