@@ -20,11 +20,12 @@ validate(config, "workflow/schemas/config.schema.yaml")
 report: "workflow/report/workflow.rst"
 
 
+# Canonical spellings only (no leading zeros): one path per cell, so no table counts a cell twice.
 wildcard_constraints:
-    setting=r"s1|s2|s3|s4_n\d+_t\d+",
+    setting=r"s1|s2|s3|s4_n[1-9]\d*_t[1-9]\d*",
     method="ddpg|ppo|ds",
     reg="none|base|coeff|both",
-    rep=r"\d+",
+    rep=r"0|[1-9]\d*",
 
 
 include: "workflow/rules/common.smk"

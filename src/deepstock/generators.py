@@ -33,8 +33,11 @@ from deepstock.settings import (
     SETTING_IDS,
     DataOptions,
     Setting,
+    check_dataset_bytes,
+    dataset_bytes,
     get_setting,
     is_builtin,
+    setting_from_spec,
 )
 
 FRESH_CODES = {"indep": 1, "ar1": 2, "iid": 3}
@@ -313,22 +316,23 @@ def _blocks(sig: np.ndarray, n_test: int) -> np.ndarray:
 def generate_dataset(setting: str | Setting, options: DataOptions | None = None) -> Dataset:
     """Generate the dataset of a setting id or a custom :class:`Setting` (spec §5).
 
-    Raises ConfigError for an unknown id, and for ``paper_exact`` with a custom setting.
+    Raises ConfigError for an unknown or non-canonical id, for a Setting that a custom setting
+    file could not hold (or a built-in id with other fields), for a dataset over the size bound
+    (checked before any allocation), and for ``paper_exact`` with a custom setting.
     """
     options = options or DataOptions()
     if not isinstance(options, DataOptions):
         raise ConfigError(f"options must be DataOptions, not {type(options).__name__}")
     if isinstance(setting, Setting):
-        if is_builtin(setting.id):
-            if setting != get_setting(setting.id):
-                raise ConfigError(f"setting {setting.id!r} differs from the built-in of that id")
-        elif options.rng_mode != "fresh":
+        setting_from_spec(setting.to_dict())  # what a setting file could not hold is refused
+        if not is_builtin(setting.id) and options.rng_mode != "fresh":
             raise ConfigError(
                 f"custom setting {setting.id!r}: rng_mode={options.rng_mode!r} is for the paper's "
                 "settings only; use rng_mode: fresh"
             )
     else:
         setting = get_setting(setting)
+    check_dataset_bytes(dataset_bytes(setting), f"setting {setting.id!r} ({setting.T} days)")
     return _GENERATORS[setting.family](setting, options)
 
 

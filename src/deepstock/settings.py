@@ -2,10 +2,20 @@
 
 Setting ids are used everywhere (CLI, file names, Snakemake wildcards):
 ``s1`` (INDEP), ``s2``/``s3`` (AR(1)), ``s4_n{N}_t{T}`` (IID, N in {5,10,20}, T in {7,19,35,67,131}).
+Ids are canonical: exactly one spelling per setting (lower case, no blanks, no leading zeros), so
+that a table never counts one cell twice. Another spelling of a built-in id (``S1``, ``s4_n05_t7``)
+is a ConfigError that names the canonical id.
+
+Custom settings (:func:`setting_from_dict`) are bounded in size before anything is allocated: the
+stored arrays (demand, features, coeff: 6 float64 values per trajectory and day) may take at most
+``DEFAULT_MAX_DATASET_GB`` GiB, or ``$DEEPSTOCK_MAX_DATASET_GB``. The same bound applies when a
+dataset is generated and when a dataset file is loaded.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Literal
@@ -53,25 +63,53 @@ SETTING_IDS: tuple[str, ...] = ("s1", "s2", "s3") + tuple(
     iid_setting_id(n, t) for n in IID_N for t in IID_T
 )
 
-_IID_RE = re.compile(r"^s4_n(\d+)_t(\d+)$")
+#: Any spelling of the IID pattern (after lower-casing and stripping): digits may carry zeros.
+_IID_ANY_RE = re.compile(r"s4_n(\d+)_t(\d+)", re.ASCII)
 
 
-def get_setting(setting_id: str) -> Setting:
-    """Return the :class:`Setting` for an id, or raise a ConfigError listing the valid ids."""
+def _builtin_setting(setting_id: str) -> Setting:
+    """The Setting of a canonical built-in id (an element of SETTING_IDS)."""
     if setting_id == "s1":
         return Setting("s1", "indep", T=31, n_train=10, n_val=10, n_test=100)
     if setting_id == "s2":
         return Setting("s2", "ar1", T=31, n_train=10, n_val=10, n_test=100)
     if setting_id == "s3":
         return Setting("s3", "ar1", T=31, n_train=5, n_val=5, n_test=100)
-    m = _IID_RE.match(setting_id)
+    m = _IID_ANY_RE.fullmatch(setting_id)
+    n, t = int(m.group(1)), int(m.group(2))
+    return Setting(
+        setting_id, "iid", T=t, n_train=n, n_val=n, n_test=IID_TEST_PER_SIGMA * n,
+        M=500.0, N=n, H=(t - 3) // 2,
+    )
+
+
+def canonical_setting_id(setting_id: str) -> str | None:
+    """The built-in id that ``setting_id`` spells, ignoring case, blanks and leading zeros.
+
+    ``canonical_setting_id("s4_n05_t7") == "s4_n5_t7"``; None when it spells no built-in id.
+    """
+    if not isinstance(setting_id, str):
+        return None
+    s = setting_id.strip().lower()
+    m = _IID_ANY_RE.fullmatch(s)
     if m:
-        n, t = int(m.group(1)), int(m.group(2))
-        if n in IID_N and t in IID_T:
-            return Setting(
-                setting_id, "iid", T=t, n_train=n, n_val=n, n_test=IID_TEST_PER_SIGMA * n,
-                M=500.0, N=n, H=(t - 3) // 2,
-            )
+        s = f"s4_n{m.group(1).lstrip('0') or '0'}_t{m.group(2).lstrip('0') or '0'}"
+    return s if s in SETTING_IDS else None
+
+
+def get_setting(setting_id: str) -> Setting:
+    """Return the :class:`Setting` of a canonical id, or raise a ConfigError.
+
+    A non-canonical spelling of a built-in id is refused with "did you mean" the canonical one;
+    an unknown id lists the valid ids.
+    """
+    if isinstance(setting_id, str) and setting_id in SETTING_IDS:
+        return _builtin_setting(setting_id)
+    canonical = canonical_setting_id(setting_id)
+    if canonical is not None:
+        raise ConfigError(
+            f"setting id {setting_id!r} is not canonical; did you mean {canonical!r}?"
+        )
     raise ConfigError(
         f"unknown setting {setting_id!r}; valid ids: s1, s2, s3, s4_n{{N}}_t{{T}} with "
         f"N in {list(IID_N)} and T in {list(IID_T)} (run `deepstock data --list`)"
@@ -116,8 +154,69 @@ _CUSTOM_ID_RE = re.compile(r"^[a-z0-9_]+$")
 
 
 def is_builtin(setting_id: str) -> bool:
-    """True for the paper's ids (s1, s2, s3, s4_n{N}_t{T}) and any id of the s4 pattern."""
-    return setting_id in SETTING_IDS or bool(_IID_RE.match(setting_id))
+    """True exactly for the canonical ids of the paper's settings: those ``get_setting`` accepts."""
+    return isinstance(setting_id, str) and setting_id in SETTING_IDS
+
+
+def is_reserved_id(setting_id: str) -> bool:
+    """True for ids a custom setting may not take: built-in ids in any spelling, any id of the
+    ``s4_n{N}_t{T}`` pattern (also outside the paper's grid), and ``all``."""
+    if not isinstance(setting_id, str):
+        return False
+    s = setting_id.strip().lower()
+    return s == "all" or canonical_setting_id(s) is not None or bool(_IID_ANY_RE.fullmatch(s))
+
+
+# --------------------------------------------------------------------------- size bound
+#: Default bound on a dataset's arrays, in GiB (2**30 bytes); the environment variable wins.
+DEFAULT_MAX_DATASET_GB = 8.0
+MAX_DATASET_GB_ENV = "DEEPSTOCK_MAX_DATASET_GB"
+#: float64 values stored per trajectory and day: demand 1, features 1 (x_t), coeff 4.
+VALUES_PER_DAY = 6
+
+
+def max_dataset_bytes() -> int:
+    """The bound in bytes: ``$DEEPSTOCK_MAX_DATASET_GB`` GiB if set, else the default."""
+    raw = os.environ.get(MAX_DATASET_GB_ENV, "").strip()
+    if not raw:
+        return int(DEFAULT_MAX_DATASET_GB * 2**30)
+    try:
+        gib = float(raw)
+    except ValueError:
+        gib = math.nan
+    if not (math.isfinite(gib) and gib > 0):
+        raise ConfigError(f"{MAX_DATASET_GB_ENV}={raw!r} must be a positive number of GiB")
+    return int(gib * 2**30)
+
+
+def format_bytes(nbytes: int) -> str:
+    """``7.5 TiB``-style size with binary units (any int, however large)."""
+    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+    if nbytes >= 2**80:
+        return f"more than 2^{nbytes.bit_length() - 1} B"
+    k = 0
+    while k + 1 < len(units) and nbytes >= 1024 ** (k + 1):
+        k += 1
+    return f"{nbytes} B" if k == 0 else f"{nbytes / 1024**k:.1f} {units[k]}"
+
+
+def check_dataset_bytes(nbytes: int, what: str, content: str = "demand/features/coeff") -> None:
+    """ConfigError if ``nbytes`` (of ``content``) exceed the bound; ``what`` names the dataset."""
+    limit = max_dataset_bytes()
+    if nbytes > limit:
+        raise ConfigError(
+            f"{what} would need {format_bytes(nbytes)} for {content}; the limit is "
+            f"{format_bytes(limit)} (set {MAX_DATASET_GB_ENV} to raise it)"
+        )
+
+
+def dataset_bytes(setting: Setting) -> int:
+    """Bytes of demand, features and coeff of a setting's n_train + n_val + n_test trajectories.
+
+    Exact for custom settings; the built-ins store a fixed pool of about that size (spec §5).
+    """
+    rows = setting.n_train + setting.n_val + setting.n_test
+    return rows * setting.T * VALUES_PER_DAY * 8
 
 
 def _int_field(d: dict, key: str, minimum: int, what: str) -> int:
@@ -148,7 +247,7 @@ def setting_from_dict(d: dict) -> Setting:
     sid = d["id"]
     if not isinstance(sid, str) or not _CUSTOM_ID_RE.match(sid):
         raise ConfigError(f"setting field 'id'={sid!r} must match [a-z0-9_]+")
-    if is_builtin(sid) or sid == "all":
+    if is_reserved_id(sid):
         raise ConfigError(f"setting field 'id'={sid!r} clashes with a built-in setting id")
     family = d["family"]
     if family not in ("indep", "ar1", "iid"):
@@ -166,15 +265,50 @@ def setting_from_dict(d: dict) -> Setting:
     M = d["M"]
     if isinstance(M, bool) or not isinstance(M, (int, float)):
         raise ConfigError(f"setting field 'M' must be a number, got {M!r}")
-    if not M > 0:
-        raise ConfigError(f"setting field M={M} must be > 0 (order cap)")
+    if not (M > 0 and math.isfinite(M)):
+        raise ConfigError(f"setting field M={M} must be > 0 and finite (order cap)")
     sizes = {k: _int_field(d, k, 1, ">= 1") for k in ("n_train", "n_val", "n_test")}
     data_options_from_dict(d)  # validate the options now, naming the field
-    return Setting(
+    setting = Setting(
         sid, family, T=T, R=R, L=L, M=float(M), **sizes,
         N=sizes["n_train"] if family == "iid" else None,
         H=(T - 2) // 2 if family == "iid" else None,
     )
+    rows = sum(sizes.values())
+    check_dataset_bytes(dataset_bytes(setting), f"setting {sid!r} ({rows} trajectories x {T} days)")
+    return setting
+
+
+#: Setting fields derived by :func:`setting_from_dict` (IID: N = n_train, H from T).
+DERIVED_FIELDS = ("N", "H")
+
+
+def setting_from_spec(spec: dict) -> Setting:
+    """Rebuild a Setting from its ``to_dict()`` (a dataset's ``meta["setting_spec"]``).
+
+    A built-in id must carry exactly the built-in's fields; any other id is validated as a custom
+    setting file is (:func:`setting_from_dict`), and its derived fields N, H must agree.
+    """
+    if not isinstance(spec, dict):
+        raise ConfigError(f"a setting must be a mapping of key: value, got {type(spec).__name__}")
+    sid = spec.get("id")
+    if is_builtin(sid):
+        builtin = get_setting(sid).to_dict()
+        for key in sorted(set(builtin) | set(spec)):
+            if key not in builtin or key not in spec or spec[key] != builtin[key]:
+                raise ConfigError(
+                    f"setting {sid!r}: field {key!r}={spec.get(key)!r} differs from the built-in "
+                    f"of that id ({builtin.get(key)!r})"
+                )
+        return get_setting(sid)
+    setting = setting_from_dict({k: v for k, v in spec.items() if k not in DERIVED_FIELDS})
+    for key in DERIVED_FIELDS:
+        if key in spec and spec[key] != getattr(setting, key):
+            raise ConfigError(
+                f"setting field {key!r}={spec[key]!r} does not match the value derived from the "
+                f"other fields ({getattr(setting, key)!r})"
+            )
+    return setting
 
 
 def data_options_from_dict(d: dict) -> DataOptions:
