@@ -30,7 +30,7 @@ def test_a_training_too_big_for_memory_is_refused_saying_how_many_gb(
                "--data", str(s1_path), "--out", str(tmp_path / "run")])
     assert rc == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and " GB" in err and "DEEPSTOCK_MAX_TRAIN_GB" in err
+    assert len(err.splitlines()) == 1 and "iB" in err and "DEEPSTOCK_MAX_TRAIN_GB" in err
     assert not (tmp_path / "run").exists()
 
 
@@ -38,7 +38,7 @@ def test_the_memory_bound_is_an_environment_setting(monkeypatch):
     hp = resolve_hparams("ddpg", "s1", "base")
     need = training_memory("ddpg", hp)
     assert 1e6 < need < 1e8  # the paper's defaults: a few MB
-    monkeypatch.setenv("DEEPSTOCK_MAX_TRAIN_GB", str(need / 2e9))
+    monkeypatch.setenv("DEEPSTOCK_MAX_TRAIN_GB", str(need / 2 / 2**30))
     with pytest.raises(Exception, match="would need about"):
         resolve_hparams("ddpg", "s1", "base")
 

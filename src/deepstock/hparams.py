@@ -225,7 +225,7 @@ def resolve_hparams(
 
 # ----------------------------------------------------------------------------- memory bound
 MAX_TRAIN_GB_ENV = "DEEPSTOCK_MAX_TRAIN_GB"
-DEFAULT_MAX_TRAIN_GB = 8.0
+DEFAULT_MAX_TRAIN_GB = 8.0  # GiB, as the dataset bound (deepstock.settings)
 _IO_DIMS = (16, 8)  # bounds of any network's input and output width here (observations: < 16)
 
 
@@ -253,23 +253,28 @@ def training_memory(method: str, values: dict) -> int:
     return 4 * (4 * params + 3 * batch + rows * (2 * _IO_DIMS[0] + _IO_DIMS[1] + 4))
 
 
-def max_train_bytes() -> float:
-    raw = os.environ.get(MAX_TRAIN_GB_ENV, "")
+def max_train_bytes() -> int:
+    """The bound in bytes: ``$DEEPSTOCK_MAX_TRAIN_GB`` GiB if set, else the default."""
+    raw = os.environ.get(MAX_TRAIN_GB_ENV, "").strip()
     try:
-        gb = float(raw) if raw else DEFAULT_MAX_TRAIN_GB
+        gib = float(raw) if raw else DEFAULT_MAX_TRAIN_GB
     except ValueError:
-        raise ConfigError(f"{MAX_TRAIN_GB_ENV}={raw!r} is not a number of GB") from None
-    return gb * 1e9
+        gib = math.nan
+    if not (math.isfinite(gib) and gib > 0):
+        raise ConfigError(f"{MAX_TRAIN_GB_ENV}={raw!r} must be a positive number of GiB")
+    return int(gib * 2**30)
 
 
 def check_memory(method: str, values: dict) -> None:
     """Refuse, before anything is allocated, a configuration whose sizes exceed the memory bound."""
-    need = training_memory(method, values)
-    if need > max_train_bytes():
+    from deepstock.settings import format_bytes
+
+    need, limit = training_memory(method, values), max_train_bytes()
+    if need > limit:
         raise ConfigError(
-            f"hyper-parameters of {method} would need about {need / 1e9:,.1f} GB (network widths, "
-            f"batch_size, buffer_size/n_steps); the limit is {max_train_bytes() / 1e9:g} GB — "
-            f"set {MAX_TRAIN_GB_ENV} to raise it"
+            f"hyper-parameters of {method} would need about {format_bytes(need)} (network widths, "
+            f"batch_size, buffer_size/n_steps); the limit is {format_bytes(limit)} (set "
+            f"{MAX_TRAIN_GB_ENV} to raise it)"
         )
 
 
