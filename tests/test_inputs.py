@@ -179,7 +179,7 @@ SPLIT_FAULTS = [
     # (change to the split arrays, words of the error)
     (lambda s: {"test_idx": s["train"]}, ["train_idx and test_idx", "share 10 rows"]),
     (lambda s: {"val_idx": s["train"]}, ["train_idx and val_idx", "share 10 rows"]),
-    (lambda s: {"test_idx": s["test"][:50]}, ["test_idx: 50 rows, but setting 's1' has n_test=100"]),
+    (lambda s: {"test_idx": s["test"][:0]}, ["test_idx: no rows"]),
     (lambda s: {"test_idx": np.r_[s["test"][:-1], 0]}, ["train_idx and test_idx", "row 0"]),
     (lambda s: {"train_idx": np.r_[s["train"][:-1], 120]}, ["train_idx", "outside the rows [0, 120)"]),
     (lambda s: {"val_idx": np.r_[s["val"][:-1], -1]}, ["val_idx", "outside"]),
@@ -498,6 +498,22 @@ def _train_in_process(capsys, data: str, out: Path, what: str) -> int:
     return rc
 
 
+def _benchmark_in_process(capsys, data: str, out: Path, what: str) -> int:
+    """The INDEP DP on a mutated file: rc 0 with finite losses, or rc 2 with one stderr line."""
+    try:
+        rc = main(["benchmark", "s1", "--data", data, "--out", str(out), "--quiet"])
+    except Exception as exc:  # noqa: BLE001 - the property: nothing else escapes
+        pytest.fail(f"{what}: benchmark: uncaught {type(exc).__name__}: {exc}")
+    err = capsys.readouterr().err
+    if rc == 0:
+        b = json.loads(out.read_text())
+        losses = [b[k] for k in ("train_loss", "val_loss", "test_loss")]
+        assert all(math.isfinite(x) for x in losses), f"{what}: benchmark losses {losses}"
+    else:
+        assert rc == 2 and len(err.splitlines()) == 1, f"{what}: benchmark rc {rc}, {err!r}"
+    return rc
+
+
 def test_two_hundred_randomly_corrupted_datasets_give_a_dataset_or_one_line_never_a_traceback(
         s1_arrays, tmp_path, capsys):
     rng = np.random.default_rng(20240607)
@@ -514,6 +530,7 @@ def test_two_hundred_randomly_corrupted_datasets_give_a_dataset_or_one_line_neve
             pytest.fail(f"{what}: uncaught {type(exc).__name__}: {exc}")
         else:
             assert what.split()[2].split(":")[0] not in MUST_REFUSE, f"{what} was accepted"
+        _benchmark_in_process(capsys, str(path), tmp_path / f"b{i}.json", what)
         if i % 20 == 0 or (loaded and loaded[-1] == what and trained < 12):
             trained += 1
             _train_in_process(capsys, str(path), tmp_path / f"run{i}", what)

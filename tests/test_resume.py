@@ -284,3 +284,16 @@ def test_final_is_replaced_only_by_a_complete_run(finished, data, tmp_path):
     final = json.loads((out / "final" / "metrics.json").read_text())
     assert final == json.loads((finished / "final" / "metrics.json").read_text()) | {
         "wall_s": final["wall_s"]}
+
+
+def test_a_training_run_and_a_benchmark_record_the_dataset_that_produced_them(data, tmp_path):
+    sha = file_sha256(data)
+    assert main(["train", "s1", "--method", "ds", "--reg", "base", "--set", "epochs=1",
+                 "--data", str(data), "--out", str(tmp_path / "run")]) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["extras"]["provenance"]["dataset_sha256"] == sha
+    assert main(["benchmark", "s1", "--data", str(data), "--out", str(tmp_path / "b.json"),
+                 "--quiet"]) == 0
+    bench = json.loads((tmp_path / "b.json").read_text())
+    assert bench["options"]["provenance"]["dataset_sha256"] == sha
+    assert bench["options"]["provenance"]["version"] == metrics["version"]

@@ -1,10 +1,34 @@
-"""Atomic writes of result files (JSON, CSV, text) so an interrupted run never leaves half a file."""
+"""Writes and reads of result files: every file deepstock writes goes through :func:`write_bytes`.
+
+Guarantees of :func:`write_bytes` (and of the JSON, CSV and text helpers built on it):
+
+- the target is a missing path or a regular file. Anything else there (a symbolic link, a
+  folder, a device, a FIFO, a socket) is refused with a one-line :class:`DataError` before
+  anything is written, and is left untouched; a link is never followed;
+- missing parent folders are created; a parent that is a file, or a folder the process may not
+  write to (as ``os.access`` reports it: for root, only a read-only mount), is a one-line
+  :class:`DataError`;
+- the bytes go to a temporary file in the target's folder, are flushed to disk and renamed over
+  the target, so a reader sees the old file or the new one, never part of one; on any failure
+  the temporary file is removed and the old file stays as it was.
+
+:func:`write_folder` replaces a whole folder in one step under the same rules (a run folder of
+:func:`deepstock.trainers.save_run`). Readers (:func:`read_json`, :func:`read_yaml`) turn a
+missing, unreadable or unparsable file into a one-line error naming it.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import glob
 import json
 import os
+import shutil
+import stat
+import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,19 +37,84 @@ from deepstock.errors import ConfigError, DataError
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
+_KINDS = (
+    (stat.S_ISREG, "a regular file"),
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
-def write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
+
+def file_kind(mode: int) -> str:
+    """'a regular file', 'a folder', 'a character device', ... for an ``st_mode``."""
+    for test, name in _KINDS:
+        if test(mode):
+            return name
+    return "an unknown kind of file"
+
+
+def check_target(path: Path) -> bool:
+    """True if ``path`` is a regular file, False if missing; DataError for anything else.
+
+    Uses ``lstat``: a symbolic link is refused, never followed.
+    """
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False  # a parent that is a file is reported by ensure_folder
+    except OSError as exc:
+        raise DataError(f"cannot write {path}: {exc.strerror or exc}") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise DataError(
+            f"cannot write {path}: it is a symbolic link; deepstock does not write through links"
+        )
+    if not stat.S_ISREG(st.st_mode):
+        raise DataError(f"cannot write {path}: it is {file_kind(st.st_mode)}, not a regular file")
+    return True
+
+
+def ensure_folder(folder: Path, target: Path | None = None) -> None:
+    """Create ``folder`` and its parents if missing; DataError if impossible or not writable.
+
+    ``target`` (default ``folder``) is the path named in the error.
+    """
+    target = folder if target is None else target
+    ancestor = folder
+    while ancestor != ancestor.parent and not os.path.lexists(ancestor):
+        ancestor = ancestor.parent
+    if os.path.lexists(ancestor) and not ancestor.is_dir():
+        raise DataError(f"cannot write {target}: {ancestor} is not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot write {target}: cannot create {folder}: "
+                        f"{exc.strerror or exc}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise DataError(f"cannot write {target}: the folder {folder} is not writable")
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see the module docstring for what is refused)."""
+    path = Path(path)
+    check_target(path)
+    ensure_folder(path.parent, path)
+    try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
-        raise DataError(f"cannot write {path}: {exc.strerror}") from None
+        raise DataError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual permissions
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), 0o666 & ~_UMASK)  # mkstemp creates 0600
             fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        check_target(path)  # nothing may have appeared there meanwhile
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise DataError(f"cannot write {path}: {exc.strerror or exc}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -41,10 +130,18 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
 
 
 def read_json(path: str | os.PathLike) -> Any:
+    """Parse a JSON file; missing, unreadable or invalid JSON is a one-line DataError naming it."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"file not found: {path}")
-    return json.loads(path.read_text())
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
 
 
 def write_csv(path: str | os.PathLike, frame) -> Path:
@@ -74,6 +171,164 @@ def read_yaml(path: str | os.PathLike, *, kind: str = "file", error: type = Conf
     if not path.is_file():
         raise error(f"{kind} not found: {path}")
     try:
-        return yaml.safe_load(path.read_text())
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise error(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
+    except RecursionError:
+        raise error(f"{path}: invalid YAML (nested too deeply)") from None
+
+
+# ----------------------------------------------------------------------------- folders
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def write_folder(path: str | os.PathLike, fill: Callable[[Path], None],
+                 owned: Callable[[str], bool] = lambda name: True) -> Path:
+    """Replace the folder ``path`` in one step by what ``fill(tmp)`` writes into ``tmp``.
+
+    ``tmp`` is a fresh hidden sibling ``.{name}.tmp-{pid}-*``; ``fill`` writes its files with
+    :func:`write_bytes` (flushed to disk). Once ``fill`` returns, ``tmp`` is swapped with ``path``
+    (one atomic exchange where the system has it, else old aside, new in, old removed). Until
+    then ``path`` keeps its old content; if ``fill`` or the swap fails, ``tmp`` is removed and
+    ``path`` is as it was. Leftovers of a killed process are removed first (or, if ``path`` went
+    missing mid-swap, its old content is put back).
+
+    Refused with a one-line DataError: ``path`` is a symbolic link or not a folder, holds an
+    entry for which ``owned(name)`` is false (deepstock replaces only its own folders), or
+    contains the working directory.
+    """
+    path = Path(os.path.abspath(path))
+    check_folder_target(path, owned)
+    ensure_folder(path.parent, path)
+    _clean_leftovers(path)
+    try:
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-{os.getpid()}-"))
+        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp creates 0700
+    except OSError as exc:
+        raise DataError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        fill(tmp)
+        _fsync_folder(tmp)
+        _swap_in(tmp, path)
+        _fsync_folder(path.parent)
+    except OSError as exc:
+        raise DataError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # after an exchange: the old folder
+    return path
+
+
+def check_folder_target(path: Path, owned: Callable[[str], bool]) -> None:
+    """DataError unless :func:`write_folder` may replace ``path`` (see there); touches nothing."""
+    try:
+        cwd = Path.cwd()
+    except OSError:
+        cwd = None
+    if cwd is not None and (path == cwd or path in cwd.parents):
+        raise DataError(f"cannot write {path}: it contains the working directory")
+    try:
+        st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except OSError as exc:
+        raise DataError(f"cannot write {path}: {exc.strerror or exc}") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise DataError(
+            f"cannot write {path}: it is a symbolic link; deepstock does not write through links"
+        )
+    if not stat.S_ISDIR(st.st_mode):
+        raise DataError(f"cannot write {path}: it is {file_kind(st.st_mode)}, not a folder")
+    try:
+        foreign = sorted(e.name for e in os.scandir(path)
+                         if not (e.is_file(follow_symlinks=False) and owned(e.name)))
+    except OSError as exc:
+        raise DataError(f"cannot write {path}: {exc.strerror or exc}") from None
+    if foreign:
+        raise DataError(f"cannot write {path}: the folder holds {foreign[0]!r}, which deepstock "
+                        f"did not write; it replaces only its own folders")
+
+
+def _leftovers(path: Path) -> list[tuple[Path, str, int]]:
+    """(entry, 'tmp' | 'old', pid) of the hidden siblings of ``path`` a swap leaves behind."""
+    out = []
+    for kind in ("tmp", "old"):
+        prefix = f".{path.name}.{kind}-"
+        for entry in path.parent.glob(f"{glob.escape(prefix)}*"):
+            pid = entry.name[len(prefix):].partition("-")[0]
+            if pid.isdigit() and entry.is_dir() and not entry.is_symlink():
+                out.append((entry, kind, int(pid)))
+    return out
+
+
+def _clean_leftovers(path: Path) -> None:
+    """Remove the swap leftovers of processes that no longer run; restore a lost old folder."""
+    for entry, kind, pid in _leftovers(path):
+        if _alive(pid):
+            continue
+        if kind == "old" and not os.path.lexists(path):
+            with contextlib.suppress(OSError):  # left in place if it cannot be put back
+                os.rename(entry, path)
+        else:
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
+
+
+def _swap_in(new: Path, path: Path) -> None:
+    """Put ``new`` at ``path``; afterwards ``new`` is gone or holds the old folder."""
+    if not os.path.lexists(path):
+        os.rename(new, path)
+    elif not _exchange(new, path):
+        old = new.with_name(f".{path.name}.old-{new.name[len(path.name) + 6:]}")
+        os.rename(path, old)
+        try:
+            os.rename(new, path)
+        except BaseException:
+            os.rename(old, path)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False if unsupported."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    fn = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if fn is None:
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if fn(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EXDEV):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _fsync_folder(path: Path) -> None:
+    """Flush a folder's entries to disk (best effort: some file systems cannot)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems cannot fsync a folder
+    finally:
+        os.close(fd)

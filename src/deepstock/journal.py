@@ -56,6 +56,14 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def dataset_provenance(path: str | os.PathLike) -> dict:
+    """What a stored result records of its input: the dataset file, its SHA-256, our version."""
+    from deepstock import __version__
+
+    return {"data": str(Path(path).resolve()), "dataset_sha256": file_sha256(path),
+            "version": __version__}
+
+
 def describe_change(old: dict, new: dict, limit: int = 3) -> str:
     """``"num_samples 2 -> 5, dataset_sha256 1a2b3c4d -> 9f8e7d6c"``: the differing leaves."""
     diffs = _diff(old, new, "")

@@ -26,6 +26,7 @@ from scipy.stats import norm
 from deepstock.data import Dataset
 from deepstock.dynamics import Observation, Policy, counted_days, order_days
 from deepstock.errors import ConfigError, DataError, DeepstockError
+from deepstock.limits import DP_ENV, check_bytes
 from deepstock.losses import DEFAULT_LOSS, LossConfig
 
 DEFAULT_DELTA = 0.25
@@ -88,6 +89,62 @@ def grid_size(phi: float, mu: float, sigma: float, delta: float, nsd: float = DE
     return int(math.ceil((mu + nsd * sigma / math.sqrt(1.0 - phi * phi)) / delta - 1e-9))
 
 
+MIN_GRID = 4  # fewest demand grid steps K the DP accepts
+
+
+def check_grid_options(delta: float, nsd: float) -> None:
+    """ConfigError unless δ and nsd are positive finite numbers."""
+    for name, value in (("delta", delta), ("nsd", nsd)):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise ConfigError(f"AR(1) DP option {name} must be a positive finite number, got {value}")
+
+
+def dp_bytes(K: np.ndarray | int) -> int:
+    """Memory of solving SKUs with grids ``K``: the kept V and kernel of each, plus one solve's peak.
+
+    One solve holds about ten float64 tables of shape [7K+1, K+1] at a time (measured: 9.3).
+    """
+    K = np.atleast_1d(np.asarray(K, dtype=np.float64))
+    kept = 8.0 * ((7 * K + 1) * (K + 1) + (K + 1) ** 2)
+    k = K.max()
+    return int(kept.sum() + 10 * 8.0 * (7 * k + 1) * (k + 1))
+
+
+def check_dp_memory(K: np.ndarray | int, delta: float, nsd: float) -> None:
+    """ConfigError, before anything is allocated, if grids ``K`` exceed the memory bound."""
+    check_bytes(dp_bytes(K), f"the AR(1) DP at delta={delta:g}, nsd={nsd:g} (demand grids up to "
+                f"{int(np.max(K)) + 1:,} points)", DP_ENV, "increase --delta or lower --nsd")
+
+
+def check_sku_params(phi: float, mu: float, sigma: float) -> None:
+    """ConfigError unless 0 <= φ < 1, σ > 0 and μ are finite (the DP's model of a SKU)."""
+    if not (0 <= phi < 1 and 0 < sigma < math.inf and math.isfinite(mu)):
+        raise ConfigError(f"AR(1) DP needs 0 <= φ < 1, σ > 0 and a finite μ (got φ={phi}, "
+                          f"μ={mu}, σ={sigma})")
+
+
+def grid_sizes(dataset: Dataset, rows: np.ndarray, delta: float, nsd: float) -> np.ndarray:
+    """K of every row's demand grid, validated (options, SKU parameters, K >= MIN_GRID)."""
+    check_grid_options(delta, nsd)
+    phi, mu, sigma = ar1_params(dataset)
+    out = []
+    for r in np.asarray(rows, dtype=np.int64):
+        try:
+            check_sku_params(phi[r], mu[r], sigma[r])
+        except ConfigError as exc:
+            raise DataError(f"SKU id {int(dataset.ids[r])}: {exc}") from None
+        out.append(_checked_grid(phi[r], mu[r], sigma[r], delta, nsd))
+    return np.array(out, dtype=np.int64)
+
+
+def _checked_grid(phi: float, mu: float, sigma: float, delta: float, nsd: float) -> int:
+    K = grid_size(phi, mu, sigma, delta, nsd)
+    if K < MIN_GRID:
+        raise ConfigError(f"AR(1) DP grid step delta={delta:g} leaves {max(K, 0) + 1} demand grid "
+                          f"points (fewer than {MIN_GRID + 1}); lower --delta")
+    return K
+
+
 def ar1_kernel(phi: float, mu: float, sigma: float, delta: float, K: int) -> np.ndarray:
     """Censored Gaussian transition matrix P[i, k] = P(D' ≈ g_k | D = g_i) on g = δ·{0..K}."""
     g = delta * np.arange(K + 1)
@@ -119,12 +176,10 @@ def solve_ar1_sku(
         raise ConfigError(f"the AR(1) DP is written for R = 2, L = 1 (got R={R}, L={L})")
     if T % 2 == 0 or T < 5:
         raise ConfigError(f"the AR(1) DP needs an odd horizon T >= 5, got T={T}")
-    if not (0 <= phi < 1 and sigma > 0 and delta > 0 and nsd > 0):
-        raise ConfigError(
-            f"AR(1) DP needs 0 <= φ < 1, σ > 0, δ > 0, nsd > 0 (got φ={phi}, σ={sigma}, "
-            f"δ={delta}, nsd={nsd})"
-        )
-    K = grid_size(phi, mu, sigma, delta, nsd)
+    check_grid_options(delta, nsd)
+    check_sku_params(phi, mu, sigma)
+    K = _checked_grid(phi, mu, sigma, delta, nsd)
+    check_dp_memory(K, delta, nsd)
     P = ar1_kernel(phi, mu, sigma, delta, K)
     Pt = np.ascontiguousarray(P.T)
     kk = np.arange(K + 1)
@@ -246,6 +301,7 @@ def solve_ar1_rows(
     st = dataset.setting
     phi, mu, sigma = ar1_params(dataset)
     rows = np.asarray(rows, dtype=np.int64)
+    check_dp_memory(grid_sizes(dataset, rows, delta, nsd), delta, nsd)
     skus = []
     for r in rows:
         s = solve_ar1_sku(
@@ -322,6 +378,7 @@ def ar1_refinement(
     The spec's sequence on SKUs 21-120 is 2.2516 (δ = 1), 2.2510 (0.5), 2.2503 (0.25): changes
     well below 0.1%. Cost grows like δ⁻³.
     """
+    check_dp_memory(grid_sizes(dataset, rows, delta / 2, nsd), delta / 2, nsd)
     out = {"delta": delta, "delta_fine": delta / 2}
     for key, d in (("loss", delta), ("loss_fine", delta / 2)):
         sol = solve_ar1_rows(dataset, rows, delta=d, nsd=nsd, loss=loss)

@@ -134,6 +134,11 @@ def solve_indep_dp(
     T, D = pmf.shape
     if not np.allclose(pmf.sum(1), 1.0):
         raise DataError("INDEP DP: every day's pmf must sum to 1")
+    d_max = int(np.flatnonzero(pmf.any(axis=0)).max())
+    if check_grid and d_max > hi - lo + M:  # any demand that large leaves the grid: fail first
+        raise DeepstockError(f"INDEP DP grid [{lo}, {hi}] is too small for the demand range: a "
+                             f"demand of {d_max} leaves it from every order-up-to level; widen "
+                             "the grid")
     h, b = loss.h, loss.underage
     grid = np.arange(lo, hi + 1)
     n = grid.size

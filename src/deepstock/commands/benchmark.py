@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
 from deepstock.errors import ConfigError
 
@@ -51,22 +52,35 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from deepstock.benchmarks import run_benchmark, write_benchmark
-    from deepstock.data import load_dataset
-    from deepstock.losses import LossConfig
+def check_options(args: argparse.Namespace) -> dict | None:
+    """One-line ConfigError for a bad option; returns the parsed ``--ds-hparams``."""
     if not args.out.endswith(".json"):
         raise ConfigError(f"--out must name a .json file, got {args.out!r}")
     if not 0.0 < args.loss_h < 1.0:
         raise ConfigError(f"--loss-h must be in (0, 1), got {args.loss_h}")
-    hparams = None
-    if args.ds_hparams:
-        try:
-            hparams = json.loads(args.ds_hparams)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"--ds-hparams is not valid JSON: {exc.msg}") from None
-        if not isinstance(hparams, dict):
-            raise ConfigError("--ds-hparams must be a JSON object")
+    for name in ("delta", "nsd"):
+        value = getattr(args, name)
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"--{name} must be a positive finite number, got {value}")
+    if not args.ds_hparams:
+        return None
+    try:
+        hparams = json.loads(args.ds_hparams)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--ds-hparams is not valid JSON: {exc.msg}") from None
+    if not isinstance(hparams, dict):
+        raise ConfigError("--ds-hparams must be a JSON object")
+    return hparams
+
+
+def run(args: argparse.Namespace) -> int:
+    from deepstock.benchmarks import run_benchmark, write_benchmark
+    from deepstock.benchmarks.run import check_benchmark_out, resolve_method
+    from deepstock.data import load_dataset
+    from deepstock.journal import dataset_provenance
+    from deepstock.losses import LossConfig
+
+    hparams = check_options(args)
     dataset = load_dataset(args.data, expect_setting=args.setting)  # custom settings too
     setting = dataset.setting
     method = args.method
@@ -74,8 +88,16 @@ def run(args: argparse.Namespace) -> int:
         if setting.family != "indep" or method not in ("auto", f"dp_{args.distribution}"):
             raise ConfigError("--distribution applies to the INDEP DP (s1) only")
         method = f"dp_{args.distribution}"
-    if args.check_convergence and setting.family != "ar1":
-        raise ConfigError("--check-convergence applies to the AR(1) DP (s2, s3) only")
+    # refuse a bad --out before any compute; the AR(1) DP also writes its tables beside it
+    check_benchmark_out(args.out, tables=resolve_method(setting.family, method) == "ar1_dp")
+    if args.check_convergence:
+        if setting.family != "ar1":
+            raise ConfigError("--check-convergence applies to the AR(1) DP (s2, s3) only")
+        from deepstock.benchmarks import ar1_dp
+
+        half = args.delta / 2  # the refinement's grid: refuse it now, not after the δ run
+        rows = dataset.split_idx["test"]
+        ar1_dp.check_dp_memory(ar1_dp.grid_sizes(dataset, rows, half, args.nsd), half, args.nsd)
     result = run_benchmark(
         dataset, method, iid_z=args.iid_z, delta=args.delta, nsd=args.nsd,
         loss=LossConfig(h=args.loss_h), ds_hparams=hparams, seed=args.seed, device=args.device,
@@ -90,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"grid check: test loss {check['loss']:.5f} at δ={check['delta']} vs "
                   f"{check['loss_fine']:.5f} at δ={check['delta_fine']} "
                   f"({100 * check['rel_change']:.3f} %)")
+    result.options["provenance"] = dataset_provenance(args.data)
     write_benchmark(result, args.out)
     if not args.quiet:
         ev = "" if result.expected_value is None else f" expected={result.expected_value:.4f}"

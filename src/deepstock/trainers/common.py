@@ -1,6 +1,8 @@
 """Helpers shared by every trainer: seeding, device choice and run output (spec §7.5, §8).
 
-Run folder layout written by :func:`save_run`:
+Run folder layout written by :func:`save_run` (atomically: the folder holds its previous content
+or the complete new run, never a mix; readers go through :func:`read_run`, which requires
+``metrics.json``):
 
 - ``metrics.json``  losses of the selected policy on train/val/test, ``best_val``, iterations,
   wall seconds, device, seed, the full resolved config and the package version (no gaps);
@@ -19,8 +21,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from deepstock.errors import ConfigError
-from deepstock.io import write_bytes, write_csv, write_json
+from deepstock.errors import ConfigError, DataError
+from deepstock.io import (
+    check_folder_target,
+    ensure_folder,
+    read_json,
+    write_bytes,
+    write_csv,
+    write_folder,
+    write_json,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from deepstock.trainers import TrainResult
@@ -91,9 +101,31 @@ def _jsonable(v: Any) -> bool:
     return isinstance(v, (str, int, float, bool, list, dict, tuple, type(None), np.generic))
 
 
+
+
+RUN_MARKER = "metrics.json"
+_RUN_NAMES = (RUN_MARKER, "model.pt", "model.zip")
+
+
+def is_run_file(name: str) -> bool:
+    """Whether ``name`` is a file :func:`save_run` writes (or a temp file of an interrupted write)."""
+    return name in _RUN_NAMES or name.endswith(".csv") or (
+        name.startswith(".") and name.endswith(".tmp"))
+
+
 def save_run(result: TrainResult, out_dir: str | os.PathLike) -> Path:
-    """Write metrics.json, curve.csv, the weights and DataFrame extras into ``out_dir`` (atomic)."""
-    out = Path(out_dir)
+    """Write the run folder ``out_dir`` atomically (layout in the module docstring).
+
+    Everything is written into a hidden sibling folder, then swapped in with
+    :func:`deepstock.io.write_folder`: ``out_dir`` holds either its previous content or the
+    complete new run, never a mix. An existing ``out_dir`` holding files :func:`save_run` does
+    not write, a symbolic link or a non-folder there is refused with a one-line DataError.
+    """
+    write_folder(out_dir, lambda tmp: _write_run_files(result, tmp), owned=is_run_file)
+    return Path(out_dir)
+
+
+def _write_run_files(result: TrainResult, out: Path) -> None:
     write_csv(out / "curve.csv", result.curve)
     for key, value in result.extras.items():
         if hasattr(value, "to_csv"):
@@ -109,5 +141,22 @@ def save_run(result: TrainResult, out_dir: str | os.PathLike) -> Path:
 
             torch.save(state, buf)
             write_bytes(out / "model.pt", buf.getvalue())
-    write_json(out / "metrics.json", metrics_dict(result))  # last: marks a complete run
-    return out
+    write_json(out / RUN_MARKER, metrics_dict(result))
+
+
+def read_run(run_dir: str | os.PathLike) -> dict:
+    """``metrics.json`` of a complete run folder; a folder without it is a one-line DataError."""
+    path = Path(run_dir) / RUN_MARKER
+    if not path.is_file():
+        raise DataError(f"{run_dir} is not a complete run folder (no {RUN_MARKER})")
+    metrics = read_json(path)
+    if not isinstance(metrics, dict):
+        raise DataError(f"{path}: expected a JSON object")
+    return metrics
+
+
+def check_run_dir(out_dir: str | os.PathLike) -> None:
+    """Refuse now, with the one-line DataError :func:`save_run` would give, a bad ``out_dir``."""
+    path = Path(os.path.abspath(out_dir))
+    check_folder_target(path, is_run_file)
+    ensure_folder(path.parent, path)
