@@ -29,6 +29,7 @@ from IPython.display import Image, Markdown, display
 
 from deepstock.reports import collect_compute, load_reported
 from deepstock.reports.figures import figure3_stats
+from deepstock.reports.notebook import scale_banner
 from deepstock.reports.takeaways import (
     base_improves_test,
     claims_frame,
@@ -93,18 +94,7 @@ claims = []
 # ## Scale of this run
 
 # %%
-scales = sorted(set(summary["scale"].dropna().astype(str))) if len(summary) else []
-if not scales:
-    banner = "**No tuned cells found** — this report shows the paper's numbers only."
-elif scales == ["paper"]:
-    banner = "All cells ran at the **paper** scale (50 + 5×5 trials, 3 repetitions)."
-else:
-    banner = (
-        f"> **WARNING — scale {', '.join(scales)}: this is NOT the paper's protocol.** "
-        "Budgets (trials, seeds, epochs, environment steps, repetitions) are reduced, so the "
-        "numbers below test the pipeline, not the paper's claims. Only a `paper`-scale run can "
-        "confirm or refute them."
-    )
+banner = scale_banner(summary)
 display(Markdown(banner))
 if len(summary):
     inv = (summary.groupby(["setting", "method", "reg"])
@@ -120,9 +110,16 @@ if len(summary):
 # ## Benchmarks π\*
 #
 # L\* per setting: INDEP = exact DP on the training pmf (spec §6.1), IID = critical fractile
-# (§6.2), AR(1) = DS-Base tuned on the test set (the paper's method, §6.3(a)), with the exact
-# per-SKU DP (§6.3(b)) and the paper's implied 2.2838 beside it. The fixture column holds the
-# spec's expected value of each computed benchmark.
+# (§6.2), AR(1) = our stand-in for the paper's benchmark (§6.3(a)), with the exact per-SKU DP
+# (§6.3(b)) and the paper's implied 2.2838 beside it. The fixture column holds the spec's
+# expected value of each computed benchmark.
+#
+# For AR(1) the paper says only that "the optimal loss is approximated by training DS on the
+# testing dataset" (Appendix); it names no regularization, hyper-parameters, tuning or seed. The
+# AR(1) stand-in (`ds_on_test`) is therefore OUR construction: the Base regularization, our
+# two-stage tuning protocol (spec §8) at this run's scale, repetition 0 only, training and
+# validation both on the test SKUs 21–120, and L\* = the winner's test loss at its reported
+# (median-validation) seed.
 
 # %%
 fx = reported["benchmark_fixtures"]
@@ -158,7 +155,8 @@ if len(benchmarks):
             vals = {k: f"{v:.4f}" for k, v in zip(g["kind"], g["test_loss"], strict=True)}
             lines.append(
                 f"- {s}: exact DP {vals.get('ar1_dp', 'not run')} (spec fixture 2.2503 on SKUs "
-                f"21–120), DS-Base tuned on test {vals.get('ds_on_test', 'not run')}, paper "
+                f"21–120), our DS-on-test stand-in (DS-Base, our tuning, repetition 0) "
+                f"{vals.get('ds_on_test', 'not run')}, paper "
                 f"{vals.get('paper', '2.2838')}. The DP knows each SKU's (φ, μ, σ), so it "
                 "lower-bounds any policy that sees only (x_t, I_t)."
             )
@@ -222,10 +220,11 @@ claims.append(surpass_counts(surpass))
 show(claims_frame(claims[-1:])[["claim", "paper", "ours", "verdict", "evidence"]])
 
 # %% [markdown]
-# ## Takeaway (3): DS in Setting 3
+# ## Takeaway (3): DS-Base vs DDPG-Base in Setting 3
 
 # %%
-empty = pd.DataFrame(columns=["setting", "method", "reg", "val_gap", "test_gap", "test_loss"])
+empty = pd.DataFrame(columns=["setting", "method", "reg", "val_loss", "val_gap", "test_gap",
+                              "test_loss"])
 new = setting3_ds(summary if len(summary) else empty)
 claims += new
 show(claims_frame(new)[["claim", "paper", "ours", "verdict", "evidence"]])
@@ -273,7 +272,7 @@ display(Markdown(
 # %% [markdown]
 # ## Compute spent per Snakemake rule
 #
-# From `logs/benchmarks/{rule}/*.tsv` (Snakemake's `benchmark:` files): jobs, total wall seconds
+# From `logs/timing/{rule}/*.tsv` (Snakemake's `benchmark:` files): jobs, total wall seconds
 # (`s`), total CPU seconds (`cpu_time`) and the peak resident memory (MB).
 
 # %%

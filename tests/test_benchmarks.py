@@ -322,6 +322,24 @@ def test_ar1_fixtures_delta_1_test_and_delta_025_train_val():
     assert conv["rel_change"] < 1e-3
 
 
+def test_ar1_dp_reaches_the_spec_fixture_2_2503_on_the_test_skus_at_delta_025():
+    """Spec §6.3 fixture: L*_DP = 2.2503 on SKUs 21–120 at δ = 0.25 (expected value 2.3244).
+
+    The demand grid is cut at nsd = 4 instead of 6 to keep this under 20 s (13–19 s on the shared
+    2-core machine, depending on its load, vs 30 s at nsd = 6; nsd = 3.5 is too small for SKU 65).
+    Measured there: nsd = 4 gives 2.250239 (expected 2.324231), nsd = 6 gives
+    2.250255 (2.324396), so the cut moves the test loss by 1.6e-5 and the expected value by
+    1.7e-4. Bars: 1e-4 on the loss (fixture rounding 5e-5 plus the cut; δ = 0.5 lies 7.3e-4
+    away, so the bar tells δ = 0.25 apart) and 3e-4 on the expected value.
+    """
+    ds = dataset("s2")
+    test = ds.split_idx["test"]
+    assert ds.ids[test].tolist() == list(range(21, 121))
+    sol = solve_ar1_rows(ds, test, delta=0.25, nsd=4.0)
+    assert rows_loss(sol.policy(), ds, test).mean() == pytest.approx(2.2503, abs=1e-4)
+    assert sol.expected_losses(ds, test).mean() == pytest.approx(2.3244, abs=3e-4)
+
+
 def test_ar1_grid_too_small_raises():
     ds = dataset("s2")
     with pytest.raises(DeepstockError, match="increase nsd"):

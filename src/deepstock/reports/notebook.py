@@ -4,6 +4,10 @@ The percent-format script (``paper/replication.py``) becomes a notebook with ker
 runs with nbclient in ``cwd`` (the repository root) and reads its inputs from environment
 variables (``DEEPSTOCK_RESULTS``, ``DEEPSTOCK_FIGURES``, ``DEEPSTOCK_TABLES``, ``DEEPSTOCK_LOGS``,
 ``DEEPSTOCK_REPORTED``), all absolute paths. Every output file is written atomically.
+
+:func:`scale_banner` writes the report's statement of the run's scale from ``summary.csv``: the
+scales, the stage-1 trials and the repetitions are counted per cell, never assumed from the scale
+name.
 """
 
 from __future__ import annotations
@@ -12,8 +16,53 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
+import pandas as pd
+
 from deepstock.errors import DataError, DeepstockError
 from deepstock.io import write_bytes, write_text
+
+PAPER_REPETITIONS = 3  # the paper averages 3 tuning repetitions per cell (Section 5)
+CELL = ["setting", "method", "reg"]
+
+
+def _span(values: pd.Series, noun: str) -> str:
+    """'3 repetitions' or '1–3 repetitions' for the per-cell counts in ``values``."""
+    lo, hi = int(values.min()), int(values.max())
+    count = str(lo) if lo == hi else f"{lo}–{hi}"
+    return f"{count} {noun}{'' if hi == 1 else 's'}"
+
+
+def repetition_counts(summary: pd.DataFrame) -> pd.Series:
+    """Distinct repetitions per (setting, method, reg) cell of ``summary``."""
+    if summary.empty:
+        return pd.Series(dtype="int64")
+    return summary.groupby(CELL)["repetition"].nunique()
+
+
+def scale_banner(summary: pd.DataFrame) -> str:
+    """The report's banner: the scales found and the counted trials and repetitions per cell."""
+    if summary.empty:
+        return "**No tuned cells found** — this report shows the paper's numbers only."
+    scales = sorted(set(summary["scale"].dropna().astype(str)))
+    reps = repetition_counts(summary)
+    counts = f"{_span(reps, 'repetition')} per cell"
+    if scales != ["paper"]:
+        return (
+            f"> **WARNING — scale {', '.join(scales)}: this is NOT the paper's protocol.** "
+            f"Budgets (trials, seeds, epochs, environment steps, repetitions) are reduced "
+            f"({counts}), so the numbers below test the pipeline, not the paper's claims. Only "
+            "a `paper`-scale run can confirm or refute them."
+        )
+    trials = (summary.groupby(CELL)["num_samples"].max().dropna() if "num_samples" in summary
+              else pd.Series(dtype="float64"))
+    stage1 = f" (stage 1: {_span(trials, 'configuration')} per cell)" if len(trials) else ""
+    text = f"All {len(reps)} cells ran at the **paper** scale{stage1}, {counts}."
+    short = int((reps < PAPER_REPETITIONS).sum())
+    if short:
+        text += (f" **{short} of {len(reps)} cells have fewer than the paper's "
+                 f"{PAPER_REPETITIONS} repetitions**: their means are over fewer tuning runs "
+                 "than the paper's.")
+    return text
 
 
 @contextmanager

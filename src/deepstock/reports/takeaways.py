@@ -1,8 +1,18 @@
 """The paper's takeaways, checked against reproduced numbers (spec §9.1–§9.3).
 
 Each check returns a :class:`Claim` with ``reproduced`` = True / False, or None when the data to
-decide is missing, and the evidence as text. Thresholds that the paper leaves vague are PROJECT
-choices, stated in the evidence.
+decide is missing, and the evidence as text. Each check tests the paper's sentence as written:
+where the paper states an order ("fewer", "better", "worse", "largest") the comparison is strict,
+so a tie is NOT reproduced. Thresholds that the paper leaves vague (``LARGE_GAP``,
+``CONVERGED_GAP``, the 80 % of critic checkpoints) are PROJECT choices, stated in the evidence;
+docs/validation.md judges its recorded runs with these same functions.
+
+Checked: (1) Base lowers the mean test loss in >= 8 of 9 cells of Settings 1–3; (2) Base makes
+DDPG and PPO need strictly fewer stage-1 configurations to surpass DS (Figure 2); (3) Setting 3:
+DS-Base has a strictly lower validation and a strictly higher test loss than DDPG-Base, and DS is
+the best method without regularization while DDPG-Base is the best overall; Figure 3: critic loss
+and replay-buffer band; (4) Table 9 / Figure 4: the N = 5 gap at T = 131, the decrease in N, no
+convergence at T = 131, and N = 5 having the largest validation-test gap.
 """
 
 from __future__ import annotations
@@ -83,7 +93,7 @@ def surpass_counts(surpass: pd.DataFrame) -> Claim:
             if got["base"][0] > n_max and got["none"][0] > n_max:
                 verdicts.append(None)  # neither ever surpasses DS: the data carry no signal
             else:
-                verdicts.append(got["base"][0] <= got["none"][0])
+                verdicts.append(got["base"][0] < got["none"][0])
         parts.append(f"{METHOD_LABELS[m]}: None {got.get('none', (0, 'not run'))[1]}, "
                      f"Base {got.get('base', (0, 'not run'))[1]}")
     ok = None if len(verdicts) < 2 or None in verdicts else all(verdicts)
@@ -91,36 +101,55 @@ def surpass_counts(surpass: pd.DataFrame) -> Claim:
                  "DDPG 17 -> 11, PPO 32 -> 7", "; ".join(parts), ok,
                  "first stage-1 trial where the repetition-mean best-so-far val loss is below "
                  "DS's final tuned val loss with the same regularization ('> n' = never); "
-                 "reproduced if Base <= None for both methods")
+                 "reproduced if Base needs strictly fewer than None for both methods (a tie "
+                 "is not)")
 
 
 def setting3_ds(summary: pd.DataFrame) -> list[Claim]:
-    """Takeaway (3): in Setting 3 DS overfits (val gap < 0 < test gap) and DDPG-Base beats DS."""
-    val = mean_by_cell(summary, "val_gap")
+    """Takeaway (3), Setting 3: DS-Base overfits against DDPG-Base, and Base makes DDPG the best.
+
+    The paper: "In Setting 3 (with the Base regularization), we can see that DS has better
+    Validation Loss than DDPG but worse Testing Loss, suggesting that DS is overfitting", and
+    regularization "can change whether DDPG or DS is best, in Setting 3".
+    """
+    return [_s3_ds_vs_ddpg(summary), _s3_ranking(summary)]
+
+
+def _s3_ds_vs_ddpg(summary: pd.DataFrame) -> Claim:
+    val, test = mean_by_cell(summary, "val_loss"), mean_by_cell(summary, "test_loss")
+    cells = {m: (val.get(("s3", m, "base")), test.get(("s3", m, "base"))) for m in ("ds", "ddpg")}
+    if any(v is None or t is None for v, t in cells.values()):
+        ok, ours = None, "not run"
+    else:
+        (dv, dt), (gv, gt) = cells["ds"], cells["ddpg"]
+        ok = bool(dv < gv and dt > gt)
+        ours = f"val DS-Base {dv:.4f} vs DDPG-Base {gv:.4f}; test {dt:.4f} vs {gt:.4f}"
+    return Claim("s3_ds_overfits",
+                 "Setting 3 (Base): DS has better validation loss than DDPG but worse test loss",
+                 "val DS-Base 2.2141 vs DDPG-Base 2.3236; test 2.5060 vs 2.4727", ours, ok,
+                 "mean val and test loss of the two Base cells; reproduced if DS-Base's val loss "
+                 "is strictly lower and its test loss strictly higher than DDPG-Base's")
+
+
+def _s3_ranking(summary: pd.DataFrame) -> Claim:
     test = mean_by_cell(summary, "test_gap")
-    out = []
-    ds = [(r, val.get(("s3", "ds", r)), test.get(("s3", "ds", r))) for r in ("none", "base")]
-    have = [(r, v, t) for r, v, t in ds if v is not None and t is not None]
-    ours = ", ".join(f"DS-{r.title()} val {v:.2f}% / test {t:.2f}%" for r, v, t in have) or "not run"
-    ok = None if len(have) < 2 else all(v < t and t > 0 for _, v, t in have)
-    out.append(Claim("s3_ds_val_test", "Setting 3: DS's validation gap is far below its test gap",
-                     "DS-None val -5.23% / test 9.54%, DS-Base val -3.05% / test 9.73%", ours, ok,
-                     "reproduced if val gap < test gap and test gap > 0 for both DS cells"))
     cells = {(m, r): test.get(("s3", m, r)) for m in ("ddpg", "ppo", "ds") for r in ("none", "base")}
     have = {k: v for k, v in cells.items() if v is not None}
     if len(have) == 6:
         best = min(have, key=have.get)
         best_none = min((k for k in have if k[1] == "none"), key=have.get)
-        ok = best == ("ddpg", "base") and best_none[0] == "ds"
+        ddpg_best = all(have[("ddpg", "base")] < v for k, v in have.items() if k != ("ddpg", "base"))
+        ds_best_none = all(have[("ds", "none")] < have[(m, "none")] for m in ("ddpg", "ppo"))
+        ok: bool | None = ddpg_best and ds_best_none
         ours = (f"best overall {METHOD_LABELS[best[0]]}-{best[1].title()} ({have[best]:.2f}%), "
                 f"best without regularization {METHOD_LABELS[best_none[0]]} "
                 f"({have[best_none]:.2f}%)")
     else:
         ok, ours = None, f"{len(have)} of 6 cells run"
-    out.append(Claim("s3_ranking", "Setting 3: regularization makes DDPG beat DS",
-                     "best without reg: DS (9.54%); best overall: DDPG-Base (8.27%)", ours, ok,
-                     "ranking of the mean test gaps of the six Setting 3 cells"))
-    return out
+    return Claim("s3_ranking", "Setting 3: regularization makes DDPG beat DS",
+                 "best without reg: DS (9.54%); best overall: DDPG-Base (8.27%)", ours, ok,
+                 "mean test gaps of the six Setting 3 cells; reproduced if DS-None is strictly "
+                 "below DDPG-None and PPO-None and DDPG-Base strictly below the five others")
 
 
 def _t9(summary: pd.DataFrame, metric: str) -> dict[int, np.ndarray]:
@@ -134,7 +163,8 @@ def figure4_trends(summary: pd.DataFrame) -> list[Claim]:
     gap, val, loss = _t9(summary, "test_gap"), _t9(summary, "val_gap"), _t9(summary, "test_loss")
     out = []
     g = gap[5][-1]
-    out.append(Claim("n5_gap_t131", "N = 5: the test gap is still large at T = 131", "8.33%",
+    out.append(Claim("n5_gap_t131",
+                     f"N = 5: the test gap is still large (> {LARGE_GAP:.0f}%) at T = 131", "8.33%",
                      "not run" if math.isnan(g) else f"{g:.2f}%",
                      None if math.isnan(g) else bool(g > LARGE_GAP),
                      f"reproduced if the N = 5, T = 131 test gap exceeds {LARGE_GAP:.0f}%"))
@@ -150,18 +180,21 @@ def figure4_trends(summary: pd.DataFrame) -> list[Claim]:
     last = {n: gap[n][-1] for n in TABLE9_N}
     have = {n: v for n, v in last.items() if np.isfinite(v)}
     ok = None if len(have) < 3 else bool(all(v > CONVERGED_GAP for v in have.values()))
-    out.append(Claim("no_convergence", "No convergence in T: gaps stay positive at T = 131",
+    out.append(Claim("no_convergence",
+                     f"No convergence in T: every N's test gap stays above {CONVERGED_GAP:.0f}% "
+                     "at T = 131",
                      "T=131 test gaps 8.33 / 3.31 / 1.79% for N = 5 / 10 / 20",
                      ", ".join(f"N={n}: {v:.2f}%" for n, v in have.items()) or "not run", ok,
                      f"reproduced if every N's test gap at T = 131 exceeds {CONVERGED_GAP:.0f}%"))
     diff = {n: float(np.nanmean(gap[n] - val[n])) if np.isfinite(gap[n] - val[n]).any()
             else math.nan for n in TABLE9_N}
     have = {n: v for n, v in diff.items() if math.isfinite(v)}
-    ok = None if len(have) < 3 else bool(have[5] == max(have.values()))
+    ok = None if len(have) < 3 else bool(all(have[5] > have[n] for n in (10, 20)))
     out.append(Claim("few_samples_overfit", "Few samples: large validation-test gap",
                      "mean (test gap - val gap) over T: N=5: 24.5, N=10: 12.7, N=20: 13.6",
                      ", ".join(f"N={n}: {v:.1f}" for n, v in have.items()) or "not run", ok,
-                     "reproduced if N = 5 has the largest mean (test gap - val gap) over T"))
+                     "reproduced if N = 5 has the strictly largest mean (test gap - val gap) "
+                     "over T"))
     return out
 
 
