@@ -21,10 +21,14 @@ report: "workflow/report/workflow.rst"
 
 
 # Canonical spellings only (no leading zeros): one path per cell, so no table counts a cell twice.
+# Methods and regularizations come from the one registry (src/deepstock/registry.py).
+from deepstock import registry
+
+
 wildcard_constraints:
     setting=r"s1|s2|s3|s4_n[1-9]\d*_t[1-9]\d*",
-    method="ddpg|ppo|ds",
-    reg="none|base|coeff|both",
+    method="|".join(registry.METHODS),
+    reg="|".join(registry.REGULARIZATIONS),
     rep=r"0|[1-9]\d*",
 
 

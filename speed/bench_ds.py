@@ -4,7 +4,7 @@ Measures ms/epoch (one epoch = the mini-batch pass over the 10 training trajecto
 no-grad train and val evaluations) on a fixed-length run, and the wall time and losses of the full
 DS-Base (and DS-None) run with the authors' Setting 1 winner at seed 45. Run::
 
-    python benchmarks/bench_ds.py [--device cpu] [--epochs 200] [--seed 45]
+    python speed/bench_ds.py [--device cpu] [--epochs 200] [--seed 45]
 
 Targets (CPU, one thread): < 20 ms/epoch (batch 5, [64, 64]) and < 30 s for the full DS-Base run.
 Paper Table 6 (means of 3 repetitions): DS-Base test 1.0959, DS-None test 1.2540.
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     ds = generate_dataset("s1")
-    fixed = {"epochs": args.epochs, "patience": args.epochs}
+    fixed = {"epochs": args.epochs, "patience_epochs": args.epochs}
     train(ds, "ds", "base", {"epochs": 2}, args.seed, device=args.device)  # warm-up
     t0, c0 = time.perf_counter(), time.process_time()
     r = train(ds, "ds", "base", fixed, args.seed, device=args.device)

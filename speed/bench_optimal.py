@@ -3,7 +3,7 @@
 Times the Setting 1 DP (both pmfs), the 15 IID critical-fractile cells (both z) and the exact
 AR(1) DP on all 120 SKUs of Setting 2, and prints each result next to its spec fixture. Run::
 
-    python benchmarks/bench_benchmarks.py [--delta 0.25] [--skip-ar1] [--refine]
+    python speed/bench_optimal.py [--delta 0.25] [--skip-ar1] [--refine]
 
 Targets: s1 DP < 0.2 s; all 15 IID cells < 1 s together; s2 AR(1) DP (120 SKUs, δ = 0.25) < 60 s.
 Dataset generation is not timed.

@@ -10,7 +10,7 @@ Measures
 
 Run::
 
-    python benchmarks/bench_rl.py [--steps 4096] [--full] [--methods ddpg ppo] [--regs base none]
+    python speed/bench_rl.py [--steps 4096] [--full] [--methods ddpg ppo] [--regs base none]
                                   [--seed 45] [--json out.json]
 
 Table 6 test losses (means of 3 repetitions): DDPG-Base 0.9356, DDPG-None 0.9443,
@@ -94,7 +94,7 @@ def main() -> None:
         for method in args.methods:
             # fixed length: no early stop (patience never reached), the winner's eval_freq
             res = run(method, "base", args.seed,
-                      {"total_steps": args.steps, "patience": 10**6})
+                      {"total_steps": args.steps, "patience_evals": 10**6})
             out["throughput"].append(res)
             print(f"{method}-base {res['steps']} steps: {res['steps_per_s']:.0f} env steps/s, "
                   f"eval share {100 * res['eval_share']:.2f}% ({res['n_evals']} evals; "

@@ -4,7 +4,7 @@ Measures SKU-days/s of the batched numpy simulator under a base-stock policy, th
 and forward+backward speed of the same code, and the time to evaluate a base-stock policy on all
 of Setting 1 (skipped when ``deepstock.generators`` is absent). Run::
 
-    python benchmarks/bench_simulator.py --n 8192 --T 31 --repeat 20
+    python speed/bench_simulator.py --n 8192 --T 31 --repeat 20
 
 Targets: >= 20 million SKU-days/s (numpy) and < 10 ms for the Setting 1 evaluation.
 """

@@ -1,8 +1,8 @@
 """The tuner's own overhead (issue 6): a tuned cell against the same trainings run bare.
 
-    python benchmarks/bench_tuning.py --executor local            # the default tiny cell
-    python benchmarks/bench_tuning.py --executor ray --num-samples 22
-    python benchmarks/bench_tuning.py --executor ray --address auto   # after `ray start --head`
+    python speed/bench_tuning.py --executor local            # the default tiny cell
+    python speed/bench_tuning.py --executor ray --num-samples 22
+    python speed/bench_tuning.py --executor ray --address auto   # after `ray start --head`
 
 Each repeat runs, in fresh processes, on Setting 1 DS-Base:
 

@@ -36,7 +36,7 @@ def write_yaml(path, d: dict):
 def test_valid_dict_gives_setting():
     s = setting_from_dict(spec(options={"data_seed": 3}))
     assert s == Setting("my_set", "indep", T=61, n_train=4, n_val=3, n_test=6, R=2, L=1, M=80.0)
-    assert s.counted_days == 58
+    assert s.n_counted_days == 58
     # optional R, L, M take their defaults; IID: N = n_train distinct sigmas
     d = {k: v for k, v in spec(family="iid", T=9).items() if k not in ("R", "L", "M")}
     s = setting_from_dict(d)

@@ -72,7 +72,7 @@ def test_gradient_reaches_every_parameter(noisy):
 def test_ds_learns_flat_demand(flat):
     """Lower bound: each counted pair of days (odd t, t+1) ends at (e, e-10), cost >= 1 (at e=10),
     so ℓ >= 14/28 = 0.5 for every policy; the initial target ≈ 60 costs ≈ 3.5."""
-    r = train(flat, "ds", "base", {**FAST, "learning_rate": 0.003, "epochs": 40, "patience": 40},
+    r = train(flat, "ds", "base", {**FAST, "learning_rate": 0.003, "epochs": 40, "patience_epochs": 40},
               3, device="cpu")
     first = r.curve["val_loss"].iloc[0]
     assert first > 2.5
@@ -110,7 +110,7 @@ def expected_lrs(val: list[float], lr0: float, factor: float, patience: int) -> 
 
 @pytest.mark.parametrize("checkpoint", ["best", "last"])
 def test_early_stop_schedule_and_checkpoint(flat, checkpoint):
-    hp = {**FAST, "learning_rate": 0.01, "epochs": 60, "patience": 5, "plateau_patience": 1,
+    hp = {**FAST, "learning_rate": 0.01, "epochs": 60, "patience_epochs": 5, "plateau_patience": 1,
           "checkpoint": checkpoint}
     r = train(flat, "ds", "none", hp, 3, device="cpu")
     val = r.curve["val_loss"].tolist()
@@ -129,7 +129,7 @@ def test_non_finite_batches_are_skipped():
     demand = np.full((6, 31), 10.0)
     demand[0, 5] = np.nan  # train trajectory 0 gives a NaN loss
     ds = tiny_dataset(demand)
-    r = train(ds, "ds", "base", {**FAST, "learning_rate": 0.003, "epochs": 3, "patience": 3}, 1,
+    r = train(ds, "ds", "base", {**FAST, "learning_rate": 0.003, "epochs": 3, "patience_epochs": 3}, 1,
               device="cpu")
     assert r.curve["skipped_steps"].tolist() == [1, 2, 3]
     assert np.isfinite(r.val_loss) and np.isnan(r.train_loss)

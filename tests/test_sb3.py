@@ -178,7 +178,7 @@ def test_ddpg_no_training_stops_deterministically():
     """Before learning_starts the weights never change: no improvement after evaluation 1."""
     ds = make_dataset(seed=1)
     h = hp("ddpg", total_steps=200000, eval_freq=100, learning_starts=10**6, min_evals=0,
-           patience=1, **SMALL_DDPG)
+           patience_evals=1, **SMALL_DDPG)
     r = train_ddpg(ds, "base", h, 7)
     assert r.iterations == 300 and r.extras["stopped_early"]
     assert list(r.curve.step) == [0, 100, 200, 300]

@@ -104,7 +104,7 @@ def test_tiny_dag_outputs(tiny_run):
         assert (wd / "results" / "report" / f"replication.{ext}").stat().st_size > 1000
     summary = pd.read_csv(wd / "results" / "summary.csv")
     assert len(summary) == 18 + 15  # s1-s3: 3 methods x 2 regs; s4: 15 DS-Base cells
-    for log in (wd / "logs" / "benchmarks" / "tune").glob("*.tsv"):
+    for log in (wd / "logs" / "timing" / "tune").glob("*.tsv"):
         assert log.stat().st_size > 0
 
 

@@ -5,7 +5,7 @@ The same code runs on numpy arrays (evaluation, environments, benchmarks) and on
 ``zeros_like``, arithmetic) has the same meaning in both libraries, so there is no second copy of
 the dynamics. The Python loop is over days only; every day is one vectorized step over the batch.
 Only the bookkeeping differs (``_Record``): numpy writes each day into one preallocated buffer,
-torch keeps lists for autograd. See ``benchmarks/bench_simulator.py`` for the speed.
+torch keeps lists for autograd. See ``speed/bench_simulator.py`` for the speed.
 
 Within-day order of events (spec §2): order -> demand -> record -> shift the pipeline.
 """

@@ -8,8 +8,7 @@ one-line :class:`~deepstock.errors.ConfigError` that names the key.
 from __future__ import annotations
 
 import copy
-import math
-import os
+import functools
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -19,136 +18,27 @@ import yaml
 
 from deepstock.errors import ConfigError
 from deepstock.io import read_yaml
-from deepstock.settings import Setting, get_setting, is_builtin
+from deepstock.limits import TRAIN_ENV, check_bytes
+from deepstock.registry import METHODS as REGISTERED_METHODS
+from deepstock.registry import Param, check_supported, get_method
+from deepstock.settings import Setting, get_setting
 
-METHODS = ("ds", "ddpg", "ppo")
-
-
-@dataclass(frozen=True)
-class Param:
-    """Type and admissible range of one hyper-parameter."""
-
-    kind: str  # float | int | bool | str | int_list | float_pair | net_arch
-    low: float | None = None
-    high: float | None = None
-    choices: tuple | None = None
-    arch_keys: tuple[str, ...] = ()
-
-    def check(self, key: str, value: Any) -> Any:
-        """Return the value coerced to its type, or raise ConfigError naming ``key``."""
-        k = self.kind
-        if k == "float":
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"hyper-parameter {key!r} must be a number, got {value!r}")
-            value = float(value)
-            if not math.isfinite(value):
-                raise ConfigError(f"hyper-parameter {key!r} must be finite, got {value!r}")
-        elif k == "int":
-            if isinstance(value, bool) or not (
-                isinstance(value, int) or (isinstance(value, float) and value.is_integer())
-            ):
-                raise ConfigError(f"hyper-parameter {key!r} must be an integer, got {value!r}")
-            value = int(value)
-        elif k == "bool":
-            if not isinstance(value, bool):
-                raise ConfigError(f"hyper-parameter {key!r} must be true or false, got {value!r}")
-        elif k == "str":
-            if value not in (self.choices or ()):
-                raise ConfigError(
-                    f"hyper-parameter {key!r} must be one of {list(self.choices or ())}, got {value!r}"
-                )
-            return value
-        elif k == "int_list":
-            if not isinstance(value, (list, tuple)) or not value or not all(
-                isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value
-            ):
-                raise ConfigError(
-                    f"hyper-parameter {key!r} must be a non-empty list of positive integers, got {value!r}"
-                )
-            return [int(v) for v in value]
-        elif k == "float_pair":
-            if not isinstance(value, (list, tuple)) or len(value) != 2:
-                raise ConfigError(f"hyper-parameter {key!r} must be a pair [low, high], got {value!r}")
-            lo, hi = (Param("float").check(key, v) for v in value)
-            if lo > hi:
-                raise ConfigError(f"hyper-parameter {key!r} needs low <= high, got {value!r}")
-            return [lo, hi]
-        elif k == "net_arch":
-            if not isinstance(value, dict) or set(value) != set(self.arch_keys):
-                raise ConfigError(
-                    f"hyper-parameter {key!r} must be a mapping with keys {list(self.arch_keys)}, got {value!r}"
-                )
-            return {a: Param("int_list").check(f"{key}.{a}", value[a]) for a in self.arch_keys}
-        if self.low is not None and value < self.low:
-            raise ConfigError(f"hyper-parameter {key!r}={value!r} is below its minimum {self.low}")
-        if self.high is not None and value > self.high:
-            raise ConfigError(f"hyper-parameter {key!r}={value!r} is above its maximum {self.high}")
-        return value
+METHODS = tuple(REGISTERED_METHODS)
+SCHEMA = {name: m.schema for name, m in REGISTERED_METHODS.items()}  # read-only view
 
 
-_COMMON = {
-    "learning_rate": Param("float", 1e-7, 1.0),
-    "initial_action_bias": Param("float", 0.0, 1.0),
-    "batch_size": Param("int", 1, 1_000_000),
-    "M": Param("float", 1e-9, None),
-    "patience": Param("int", 0, None),
-    "checkpoint": Param("str", choices=("best", "last")),
-    "coeff_scale": Param("float", 0.0, None),
-    "coeff_clip": Param("float_pair"),
-    "loss_h": Param("float", 0.0, 1.0),
-}
-_RL = {
-    "lr_min": Param("float", 0.0, 1.0),
-    "lr_fraction": Param("float", 1e-9, 1.0),
-    "gamma": Param("float", 0.0, 1.0),
-    "eval_freq": Param("int", 1, None),
-    "total_steps": Param("int", 1, None),
-    "min_evals": Param("int", 0, None),
-}
-SCHEMA: dict[str, dict[str, Param]] = {
-    "ds": {
-        **_COMMON,
-        "neurons_per_hidden_layer": Param("int_list"),
-        "scheduler_factor": Param("float", 1e-9, 1.0 - 1e-9),
-        "epochs": Param("int", 1, None),
-        "plateau_patience": Param("int", 0, None),
-        "grad_clip": Param("float", 1e-12, None),
-    },
-    "ddpg": {
-        **_COMMON,
-        **_RL,
-        "net_arch": Param("net_arch", arch_keys=("pi", "qf")),
-        "tau": Param("float", 1e-9, 1.0),
-        "buffer_size": Param("int", 1, None),
-        "train_freq": Param("int", 1, None),
-        "learning_starts": Param("int", 0, None),
-        "gradient_steps": Param("int", 1, None),
-        "ddpg_bias_on_target": Param("bool"),
-    },
-    "ppo": {
-        **_COMMON,
-        **_RL,
-        "net_arch": Param("net_arch", arch_keys=("pi", "vf")),
-        "n_steps": Param("int", 2, None),
-        "gae_lambda": Param("float", 0.0, 1.0),
-        "clip_range": Param("float", 1e-9, 1.0),
-        "clip_end_ratio": Param("float", 0.0, 1.0),
-        "ent_coef": Param("float", 0.0, None),
-        "vf_coef": Param("float", 0.0, None),
-        "n_epochs": Param("int", 1, None),
-        "max_grad_norm": Param("float", 1e-12, None),
-    },
-}
-
-
-def _check_method(method: str) -> None:
-    if method not in METHODS:
-        raise ConfigError(f"unknown method {method!r}; expected one of {list(METHODS)}")
+def schema_of(method: str) -> dict[str, Param]:
+    return get_method(method).schema
 
 
 def _load_conf(name: str) -> dict:
-    text = resources.files("deepstock.conf").joinpath(name).read_text()
-    return yaml.safe_load(text)
+    """A packaged YAML file, parsed once per process; callers copy what they keep."""
+    return copy.deepcopy(_parsed_conf(name))
+
+
+@functools.cache
+def _parsed_conf(name: str) -> dict:
+    return yaml.safe_load(resources.files("deepstock.conf").joinpath(name).read_text())
 
 
 def read_mapping(path: str | Path) -> dict:
@@ -180,8 +70,7 @@ def _layered(table: dict, method: str, setting_id: str | Setting, reg: str) -> d
 
 def validate_hparams(method: str, values: dict, *, source: str = "hyper-parameters") -> dict:
     """Check every key and value of ``values`` against the method's schema."""
-    _check_method(method)
-    schema = SCHEMA[method]
+    schema = schema_of(method)
     out = {}
     for key, value in values.items():
         if key not in schema:
@@ -192,40 +81,64 @@ def validate_hparams(method: str, values: dict, *, source: str = "hyper-paramete
     return out
 
 
-def default_hparams(method: str, setting_id: str | Setting, reg: str) -> dict:
-    """The spec defaults of a (method, setting, regularization) cell.
+def _as_setting(setting: str | Setting) -> Setting:
+    return setting if isinstance(setting, Setting) else get_setting(setting)
 
-    A custom :class:`Setting` gets its family's defaults with ``M`` set to the setting's cap.
-    """
-    _check_method(method)
-    values = _layered(_load_conf("hparams.yaml"), method, setting_id, reg)
-    if isinstance(setting_id, Setting) and not is_builtin(setting_id.id) and "M" in values:
-        values["M"] = float(setting_id.M)
+
+def default_hparams(method: str, setting: str | Setting, reg: str) -> dict:
+    """Layer 1 of :func:`resolve_hparams`: the setting's order cap ``M``, then the YAML layers
+    ``*`` -> family -> setting -> family/reg -> setting/reg of ``conf/hparams.yaml``."""
+    setting = _as_setting(setting)
+    values = {"M": float(setting.M),
+              **_layered(_load_conf("hparams.yaml"), method, setting, reg)}
     return validate_hparams(method, values, source="hparams.yaml")
 
 
 def resolve_hparams(
     method: str,
-    setting_id: str | Setting,
+    setting: str | Setting,
     reg: str,
     overrides: dict | None = None,
     path: str | Path | None = None,
+    *,
+    scale: Scale | None = None,
+    notes: list[str] | None = None,
 ) -> dict:
-    """Defaults, then a YAML file's values, then ``overrides``; fully validated."""
-    values = default_hparams(method, setting_id, reg)
+    """The complete, validated hyper-parameters of one training: the one place they are resolved.
+
+    Layers, each overriding the ones before:
+
+    1. defaults: the setting's ``M``, then ``conf/hparams.yaml`` (``*`` -> family -> setting ->
+       family/reg -> setting/reg);
+    2. the scale's budget (``conf/scales.yaml``; tuning only);
+    3. the user's YAML file (``--hparams``);
+    4. ``overrides`` (``--set``, a winner's hyper-parameters, a Python call's dict).
+
+    Where a user layer replaces a value of the scale's budget, a one-line note is appended to
+    ``notes``. Every trainer receives this complete dict: ``train(..., {})`` is the defaults.
+    """
+    setting = _as_setting(setting)
+    check_supported(method, reg, setting.family)
+    values = default_hparams(method, setting, reg)
+    budget = validate_hparams(method, scale.budget(method), source=f"scale {scale.name}") \
+        if scale is not None else {}
+    values.update(budget)
+    users = []
     if path is not None:
-        values.update(validate_hparams(method, read_mapping(path), source=str(path)))
+        users.append((str(path), validate_hparams(method, read_mapping(path), source=str(path))))
     if overrides:
-        values.update(validate_hparams(method, overrides, source="overrides"))
-    if method == "ds" and values["M"] <= 0:
-        raise ConfigError("hyper-parameter 'M' must be positive")
+        users.append(("overrides", validate_hparams(method, overrides, source="overrides")))
+    for source, layer in users:
+        for key, value in layer.items():
+            if key in budget and value != budget[key] and notes is not None:
+                notes.append(f"{source} sets {key}={value!r} over the {scale.name} scale's "
+                             f"budget {budget[key]!r}")
+        values.update(layer)
     check_memory(method, values)
     return values
 
 
 # ----------------------------------------------------------------------------- memory bound
-MAX_TRAIN_GB_ENV = "DEEPSTOCK_MAX_TRAIN_GB"
-DEFAULT_MAX_TRAIN_GB = 8.0  # GiB, as the dataset bound (deepstock.settings)
 _IO_DIMS = (16, 8)  # bounds of any network's input and output width here (observations: < 16)
 
 
@@ -253,29 +166,10 @@ def training_memory(method: str, values: dict) -> int:
     return 4 * (4 * params + 3 * batch + rows * (2 * _IO_DIMS[0] + _IO_DIMS[1] + 4))
 
 
-def max_train_bytes() -> int:
-    """The bound in bytes: ``$DEEPSTOCK_MAX_TRAIN_GB`` GiB if set, else the default."""
-    raw = os.environ.get(MAX_TRAIN_GB_ENV, "").strip()
-    try:
-        gib = float(raw) if raw else DEFAULT_MAX_TRAIN_GB
-    except ValueError:
-        gib = math.nan
-    if not (math.isfinite(gib) and gib > 0):
-        raise ConfigError(f"{MAX_TRAIN_GB_ENV}={raw!r} must be a positive number of GiB")
-    return int(gib * 2**30)
-
-
 def check_memory(method: str, values: dict) -> None:
     """Refuse, before anything is allocated, a configuration whose sizes exceed the memory bound."""
-    from deepstock.settings import format_bytes
-
-    need, limit = training_memory(method, values), max_train_bytes()
-    if need > limit:
-        raise ConfigError(
-            f"hyper-parameters of {method} would need about {format_bytes(need)} (network widths, "
-            f"batch_size, buffer_size/n_steps); the limit is {format_bytes(limit)} (set "
-            f"{MAX_TRAIN_GB_ENV} to raise it)"
-        )
+    check_bytes(training_memory(method, values), f"hyper-parameters of {method}", TRAIN_ENV,
+                content="network widths, batch_size and buffer_size/n_steps")
 
 
 # ----------------------------------------------------------------------------- search spaces
@@ -327,11 +221,10 @@ def search_space(
     method: str, setting_id: str | Setting, reg: str, path: str | Path | None = None
 ) -> dict[str, Dimension]:
     """The validated stage-1 search space of a cell (Tables 3-5), from YAML."""
-    _check_method(method)
+    schema = schema_of(method)
     table = read_mapping(path) if path is not None else _load_conf("search_spaces.yaml")
     source = str(path) if path is not None else "search_spaces.yaml"
     raw = _layered(table, method, setting_id, reg)
-    schema = SCHEMA[method]
     dims = {}
     for key, spec in raw.items():
         if key not in schema:

@@ -2,8 +2,9 @@
 
 One place defines the four mappings — None, Base, Coeff, Both — and the network input each one
 uses. DS, DDPG and PPO all decode actions through :func:`get_regularization`. Every function works
-on numpy arrays and torch tensors alike. A new regularization is one :class:`Regularization`
-instance added to ``REGULARIZATIONS``.
+on numpy arrays and torch tensors alike. The four are declared, with their labels, colours and
+markers, in :mod:`deepstock.registry`; a new one is one :class:`Regularization` passed to
+``registry.register_regularization`` (a subclass may override ``decode``).
 
 - None:  q = clip(μ, 0, M)
 - Base:  q = clip(μ - tot(I_t), 0, M)
@@ -47,6 +48,13 @@ class Regularization:
     name: str
     subtract_position: bool  # Base / Both
     uses_coeff: bool  # Coeff / Both
+    label: str = ""  # in tables and legends (default: the capitalized name)
+    color: str = "#777777"
+    marker: str = "o"
+
+    @property
+    def title(self) -> str:
+        return self.label or self.name.capitalize()
 
     @property
     def output_dim(self) -> int:
@@ -86,21 +94,11 @@ class Regularization:
         return value.clip(min=0.0, max=params.M)
 
 
-REGULARIZATIONS: dict[str, Regularization] = {
-    "none": Regularization("none", subtract_position=False, uses_coeff=False),
-    "base": Regularization("base", subtract_position=True, uses_coeff=False),
-    "coeff": Regularization("coeff", subtract_position=False, uses_coeff=True),
-    "both": Regularization("both", subtract_position=True, uses_coeff=True),
-}
-
-
 def get_regularization(name: str) -> Regularization:
-    try:
-        return REGULARIZATIONS[name]
-    except KeyError:
-        raise ConfigError(
-            f"unknown regularization {name!r}; expected one of {sorted(REGULARIZATIONS)}"
-        ) from None
+    """The registered regularization ``name`` (one-line ConfigError listing the known ones)."""
+    from deepstock.registry import get_regularization as lookup
+
+    return lookup(name)
 
 
 def minmax_normalize(a: np.ndarray, axis: int = 1) -> np.ndarray:

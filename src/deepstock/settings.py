@@ -8,25 +8,22 @@ is a ConfigError that names the canonical id.
 
 Custom settings (:func:`setting_from_dict`) are bounded in size before anything is allocated: the
 stored arrays (demand, features, coeff: 6 float64 values per trajectory and day) may take at most
-``DEFAULT_MAX_DATASET_GB`` GiB, or ``$DEEPSTOCK_MAX_DATASET_GB``. The same bound applies when a
+8 GiB, or ``$DEEPSTOCK_MAX_DATASET_GB`` (:mod:`deepstock.limits`). The same bound applies when a
 dataset is generated and when a dataset file is loaded.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 from deepstock.errors import ConfigError
+from deepstock.limits import DATASET_ENV, check_bytes, format_bytes  # noqa: F401
+from deepstock.registry import FAMILIES, IID_H, IID_N, IID_T, iid_setting_id  # noqa: F401
 
 Family = Literal["indep", "ar1", "iid"]
-
-IID_N = (5, 10, 20)
-IID_H = (2, 8, 16, 32, 64)
-IID_T = tuple(3 + 2 * h for h in IID_H)
 IID_TEST_PER_SIGMA = 100
 
 
@@ -47,16 +44,13 @@ class Setting:
     H: int | None = None  # IID: number of review cycles (T = 3 + 2H)
 
     @property
-    def counted_days(self) -> int:
-        """Number of days that enter every loss: t = R+L ... T-1."""
+    def n_counted_days(self) -> int:
+        """Number of days that enter every loss: t = R+L ... T-1 (the mask is
+        :func:`deepstock.dynamics.counted_days`)."""
         return self.T - self.R - self.L
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def iid_setting_id(n: int, t: int) -> str:
-    return f"s4_n{n}_t{t}"
 
 
 SETTING_IDS: tuple[str, ...] = ("s1", "s2", "s3") + tuple(
@@ -168,46 +162,14 @@ def is_reserved_id(setting_id: str) -> bool:
 
 
 # --------------------------------------------------------------------------- size bound
-#: Default bound on a dataset's arrays, in GiB (2**30 bytes); the environment variable wins.
-DEFAULT_MAX_DATASET_GB = 8.0
-MAX_DATASET_GB_ENV = "DEEPSTOCK_MAX_DATASET_GB"
+MAX_DATASET_GB_ENV = DATASET_ENV
 #: float64 values stored per trajectory and day: demand 1, features 1 (x_t), coeff 4.
 VALUES_PER_DAY = 6
 
 
-def max_dataset_bytes() -> int:
-    """The bound in bytes: ``$DEEPSTOCK_MAX_DATASET_GB`` GiB if set, else the default."""
-    raw = os.environ.get(MAX_DATASET_GB_ENV, "").strip()
-    if not raw:
-        return int(DEFAULT_MAX_DATASET_GB * 2**30)
-    try:
-        gib = float(raw)
-    except ValueError:
-        gib = math.nan
-    if not (math.isfinite(gib) and gib > 0):
-        raise ConfigError(f"{MAX_DATASET_GB_ENV}={raw!r} must be a positive number of GiB")
-    return int(gib * 2**30)
-
-
-def format_bytes(nbytes: int) -> str:
-    """``7.5 TiB``-style size with binary units (any int, however large)."""
-    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
-    if nbytes >= 2**80:
-        return f"more than 2^{nbytes.bit_length() - 1} B"
-    k = 0
-    while k + 1 < len(units) and nbytes >= 1024 ** (k + 1):
-        k += 1
-    return f"{nbytes} B" if k == 0 else f"{nbytes / 1024**k:.1f} {units[k]}"
-
-
 def check_dataset_bytes(nbytes: int, what: str, content: str = "demand/features/coeff") -> None:
     """ConfigError if ``nbytes`` (of ``content``) exceed the bound; ``what`` names the dataset."""
-    limit = max_dataset_bytes()
-    if nbytes > limit:
-        raise ConfigError(
-            f"{what} would need {format_bytes(nbytes)} for {content}; the limit is "
-            f"{format_bytes(limit)} (set {MAX_DATASET_GB_ENV} to raise it)"
-        )
+    check_bytes(nbytes, what, DATASET_ENV, content=content)
 
 
 def dataset_bytes(setting: Setting) -> int:
@@ -250,8 +212,8 @@ def setting_from_dict(d: dict) -> Setting:
     if is_reserved_id(sid):
         raise ConfigError(f"setting field 'id'={sid!r} clashes with a built-in setting id")
     family = d["family"]
-    if family not in ("indep", "ar1", "iid"):
-        raise ConfigError(f"setting field 'family'={family!r} is not one of ['indep', 'ar1', 'iid']")
+    if family not in FAMILIES:
+        raise ConfigError(f"setting field 'family'={family!r} is not one of {list(FAMILIES)}")
     R = _int_field(d, "R", 1, ">= 1 (review period)")
     L = _int_field(d, "L", 0, ">= 0 (lead time)")
     if isinstance(d["T"], bool) or not isinstance(d["T"], int):

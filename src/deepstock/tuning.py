@@ -50,14 +50,15 @@ from deepstock.hparams import (
     decode_config,
     encode_choice,
     get_scale,
+    read_mapping,
     resolve_hparams,
     search_space,
 )
-from deepstock.io import read_json, write_csv, write_json
+from deepstock.io import read_json, write_csv, write_folder, write_json
 from deepstock.journal import CellLock, Journal, JournalError, canonical_json, digest, file_sha256
+from deepstock.registry import EXECUTORS, method_device
 
 METRIC = "val_loss"
-EXECUTORS = ("auto", "ray", "local")
 CELL_FILES = ("stage1.jsonl", "stage2.jsonl", "stage1.csv", "stage2.csv", "winner.json")
 CELL_DIRS = ("stage2", "final", ".ray")
 
@@ -225,15 +226,6 @@ def _ray_init(address: str | None, num_cpus: int | None) -> None:
         )
 
 
-def _trial_device(method: str, device: str) -> str:
-    """DS trials use ``device`` ('auto' = CUDA when present); SB3 methods always run on the CPU."""
-    if method != "ds":
-        return "cpu"
-    from deepstock.trainers.common import resolve_device
-
-    return resolve_device(device)
-
-
 def _trial_resources(device: str) -> dict:
     return {"cpu": 1, "gpu": 0.25} if device == "cuda" else {"cpu": 1}
 
@@ -353,6 +345,7 @@ class CellPlan:
     dims: dict[str, Dimension]
     num_samples: int
     fingerprint: dict
+    notes: list[str] = field(default_factory=list)  # where user values replace the scale's
 
 
 def plan_cell(setting: str, method: str, reg: str, data_path: str | Path,
@@ -367,14 +360,19 @@ def plan_cell(setting: str, method: str, reg: str, data_path: str | Path,
     cell_setting = load_dataset(data_path, expect_setting=setting).setting
     scale = get_scale(opts.scale)
     opts = replace(opts, executor=resolve_executor(opts, scale))
-    budget = scale.budget(method)
-    base = resolve_hparams(method, cell_setting, reg, overrides=budget, path=opts.hparams_path)
+    notes: list[str] = []
+    base = resolve_hparams(method, cell_setting, reg, path=opts.hparams_path, scale=scale,
+                           notes=notes)
     dims = search_space(method, cell_setting, reg, path=opts.space_path)
-    for key in budget:  # a scale that fixes a searched key (e.g. tiny n_steps) removes it
-        dims.pop(key, None)
+    fixed = dict(scale.budget(method))
+    if opts.hparams_path is not None:
+        fixed.update(read_mapping(opts.hparams_path))
+    for key in sorted(set(dims) & set(fixed)):  # a value fixed by the scale or the user
+        notes.append(f"{key} is fixed at {base[key]!r}: not searched")
+        del dims[key]
     if not dims:
         raise ConfigError(f"empty search space for {method}/{setting}/{reg}")
-    device = _trial_device(method, opts.device)
+    device = method_device(method, opts.device)
     num_samples = opts.num_samples or scale.num_samples
     fingerprint = {
         "setting": setting, "method": method, "reg": reg, "repetition": opts.repetition,
@@ -389,7 +387,7 @@ def plan_cell(setting: str, method: str, reg: str, data_path: str | Path,
     spec = CellSpec(setting=setting, method=method, reg=reg, data_path=data_path,
                     base_hparams=base, device=device, train_options=dict(opts.train_options),
                     fingerprint=digest(fingerprint))
-    return CellPlan(spec, scale, opts, dims, num_samples, fingerprint)
+    return CellPlan(spec, scale, opts, dims, num_samples, fingerprint, notes)
 
 
 def _prepare_folder(out: Path, plan: CellPlan) -> tuple[Journal, Journal]:
@@ -613,6 +611,8 @@ def tune_cell(
 ) -> dict:
     """Run both stages for one cell and write stage1.csv, stage2.csv, winner.json and final/."""
     plan = plan_cell(setting, method, reg, data_path, opts or TuneOptions())
+    for note in plan.notes:
+        print(f"note: {note}", file=sys.stderr, flush=True)
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -671,15 +671,13 @@ def _write_winner(plan: CellPlan, out: Path, table1: pd.DataFrame, table2: pd.Da
 
 
 def _replace_dir(src: Path, dst: Path) -> None:
-    """Copy a run folder to ``dst`` atomically (copy to a temp name, then rename)."""
+    """Replace ``dst`` by a copy of the complete run folder ``src`` in one step."""
     if not (src / "metrics.json").is_file():
         raise DataError(f"run folder {src} is incomplete (no metrics.json)")
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp)
-    old = dst.with_name(f".{dst.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if dst.exists():
-        os.replace(dst, old)
-    os.replace(tmp, dst)
-    shutil.rmtree(old, ignore_errors=True)
+
+    def fill(tmp: Path) -> None:
+        for item in src.iterdir():
+            copy = shutil.copytree if item.is_dir() else shutil.copy2
+            copy(item, tmp / item.name)
+
+    write_folder(dst, fill)

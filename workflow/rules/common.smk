@@ -1,8 +1,9 @@
 # Shared helpers: which cells the configuration selects, and the expected output files.
 import shlex
 
+from deepstock import registry
 from deepstock.hparams import get_scale
-from deepstock.settings import IID_N, IID_T, iid_setting_id
+from deepstock.registry import IID_N, IID_T, iid_setting_id
 
 SCALE = get_scale(config["scale"])
 REPS = [int(r) for r in config.get("repetitions") or range(SCALE.repetitions)]
@@ -58,12 +59,18 @@ def tune_flags():
     return " ".join(flags)
 
 
+def uses_gpu(method):
+    """A tuning job asks Snakemake for a GPU when its method's backend runs on one (registry)."""
+    backend = registry.get_method(method).backend()
+    return backend.gpu and config["tuning"].get("device", "auto") == "cuda"
+
+
 def log_path(rule_name, name):
     return f"logs/{rule_name}/{name}.log"
 
 
-def bench_path(rule_name, name):
-    return f"logs/benchmarks/{rule_name}/{name}.tsv"
+def timing_path(rule_name, name):
+    return f"logs/timing/{rule_name}/{name}.tsv"
 
 
 def benchmark_method(setting):

@@ -16,6 +16,6 @@ rule dataset:
     log:
         log_path("dataset", "{setting}"),
     benchmark:
-        bench_path("dataset", "{setting}")
+        timing_path("dataset", "{setting}")
     shell:
         "deepstock data {wildcards.setting} --out {output} {params.opts} > {log} 2>&1"

@@ -20,7 +20,7 @@ rule figures:
     log:
         log_path("figures", "figures"),
     benchmark:
-        bench_path("figures", "figures")
+        timing_path("figures", "figures")
     shell:
         "deepstock report figures --results results --summary {input.summary} "
         "--reported {input.reported} --out figures > {log} 2>&1"

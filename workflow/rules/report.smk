@@ -22,7 +22,7 @@ rule replication_report:
     log:
         log_path("replication_report", "report"),
     benchmark:
-        bench_path("replication_report", "report")
+        timing_path("replication_report", "report")
     shell:
         "deepstock report notebook --source paper/replication.py --out results/report "
         "--results results > {log} 2>&1"

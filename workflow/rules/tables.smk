@@ -23,7 +23,7 @@ rule summary:
     log:
         log_path("summary", "summary"),
     benchmark:
-        bench_path("summary", "summary")
+        timing_path("summary", "summary")
     shell:
         "deepstock report summary --results results --out {output.summary} "
         "--ar1-gap-reference {params.ref} > {log} 2>&1"
@@ -44,7 +44,7 @@ rule tables:
     log:
         log_path("tables", "tables"),
     benchmark:
-        bench_path("tables", "tables")
+        timing_path("tables", "tables")
     shell:
         "deepstock report tables --summary {input.summary} --reported {input.reported} "
         "--out results/tables > {log} 2>&1"

@@ -12,16 +12,16 @@ rule tune:
     params:
         out=lambda wc, output: os.path.dirname(output.winner),
         flags=tune_flags(),
-        device=lambda wc: config["tuning"].get("device", "auto") if wc.method == "ds" else "cpu",
+        device=config["tuning"].get("device", "auto"),
     threads: config["tuning"]["threads"]
     resources:
-        gpu=lambda wc: 1 if wc.method == "ds" and config["tuning"]["device"] == "cuda" else 0,
+        gpu=lambda wc: 1 if uses_gpu(wc.method) else 0,
     conda:
         "../envs/deepstock.yaml"
     log:
         log_path("tune", "{setting}_{method}_{reg}_rep{rep}"),
     benchmark:
-        bench_path("tune", "{setting}_{method}_{reg}_rep{rep}")
+        timing_path("tune", "{setting}_{method}_{reg}_rep{rep}")
     shell:
         "deepstock tune {wildcards.setting} --method {wildcards.method} --reg {wildcards.reg} "
         "--repetition {wildcards.rep} --data {input.data} --out {params.out} "
@@ -44,7 +44,7 @@ rule figure3_run:
     log:
         log_path("figure3_run", "{reg}"),
     benchmark:
-        bench_path("figure3_run", "{reg}")
+        timing_path("figure3_run", "{reg}")
     shell:
         "deepstock train s1 --method ddpg --reg {wildcards.reg} --from-winner {input.winner} "
         "--log-critic --device cpu --data {input.data} --out {params.out} > {log} 2>&1"

@@ -65,7 +65,7 @@ def register(subparsers) -> None:
     n.add_argument("--results", default="results")
     n.add_argument("--figures", default="figures")
     n.add_argument("--tables", default=None, help="default: RESULTS/tables")
-    n.add_argument("--logs", default="logs", help="Snakemake logs (benchmarks/*/*.tsv)")
+    n.add_argument("--logs", default="logs", help="Snakemake logs (timing/*/*.tsv)")
     n.add_argument("--reported", default=DEFAULT_REPORTED)
     n.add_argument("--timeout", type=int, default=600, help="seconds per cell")
     n.set_defaults(func=run_notebook)

@@ -19,8 +19,8 @@ import sys
 
 import yaml
 
+from deepstock import registry
 from deepstock.errors import ConfigError
-from deepstock.regularizations import REGULARIZATIONS
 
 
 def register(subparsers) -> None:
@@ -30,8 +30,8 @@ def register(subparsers) -> None:
         description="Train one policy (spec §7) and write metrics.json, curve.csv and weights.",
     )
     p.add_argument("setting", help="setting id, e.g. s1, s2, s3, s4_n5_t7 (or a custom id of --data)")
-    p.add_argument("--method", required=True, choices=["ds", "ddpg", "ppo"])
-    p.add_argument("--reg", required=True, choices=sorted(REGULARIZATIONS))
+    p.add_argument("--method", required=True, choices=list(registry.METHODS))
+    p.add_argument("--reg", required=True, choices=list(registry.REGULARIZATIONS))
     p.add_argument("--seed", type=int, default=None,
                    help="run seed (default 45, spec §7.5; with --from-winner its reported seed)")
     p.add_argument("--hparams", metavar="FILE.yaml", help="YAML mapping of hyper-parameters")
@@ -65,6 +65,27 @@ def parse_overrides(items: list[str]) -> dict:
     return out
 
 
+def read_winner(path: str, method: str) -> tuple[dict, int]:
+    """(hyper-parameters, reported seed) of a ``winner.json``; a one-line error if malformed."""
+    from deepstock.hparams import validate_hparams
+    from deepstock.io import read_json
+
+    winner = read_json(path)
+    where = f"--from-winner {path}"
+    if not isinstance(winner, dict) or winner.get("method") != method or "hparams" not in winner:
+        raise ConfigError(f"{where}: not a {method} winner.json of deepstock tune")
+    if not isinstance(winner["hparams"], dict):
+        raise ConfigError(f"{where}: 'hparams' must be a mapping, got "
+                          f"{type(winner['hparams']).__name__}")
+    seed = winner.get("reported_seed")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"{where}: 'reported_seed' must be a non-negative integer, got {seed!r}")
+    try:
+        return validate_hparams(method, winner["hparams"], source="hparams"), seed
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
 def show_progress() -> bool:
     """Progress bar only on an interactive terminal, never under Snakemake or CI."""
     return sys.stderr.isatty() and not os.environ.get("SNAKEMAKE") and not os.environ.get("CI")
@@ -73,21 +94,18 @@ def show_progress() -> bool:
 def run(args: argparse.Namespace) -> int:
     from deepstock.data import load_dataset
     from deepstock.hparams import resolve_hparams
+    from deepstock.journal import dataset_provenance
     from deepstock.trainers import save_run, train
+    from deepstock.trainers.common import check_run_dir
 
     seed = 45 if args.seed is None else args.seed
     overrides = parse_overrides(args.overrides)
     if args.from_winner:
-        from deepstock.io import read_json
-
-        winner = read_json(args.from_winner)
-        if winner.get("method") != args.method or "hparams" not in winner:
-            raise ConfigError(
-                f"--from-winner {args.from_winner}: not a {args.method} winner.json of deepstock tune"
-            )
-        overrides = {**winner["hparams"], **overrides}
+        winner_hparams, winner_seed = read_winner(args.from_winner, args.method)
+        overrides = {**winner_hparams, **overrides}
         if args.seed is None:
-            seed = int(winner["reported_seed"])
+            seed = winner_seed
+    check_run_dir(args.out)  # refuse a bad --out before any compute
     dataset = load_dataset(args.data, expect_setting=args.setting)
     # the loaded Setting (not the id) so that a custom setting gets its family's defaults
     hparams = resolve_hparams(args.method, dataset.setting, args.reg,
@@ -104,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
             options[name] = getattr(args, name)
     result = train(dataset, args.method, args.reg, hparams, seed, device=args.device,
                    progress=show_progress(), **options)
+    result.extras["provenance"] = dataset_provenance(args.data)
     save_run(result, args.out)
     print(f"{args.setting} {args.method}-{args.reg} seed {seed}: train {result.train_loss:.4f} "
           f"val {result.val_loss:.4f} test {result.test_loss:.4f} ({result.iterations} "

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import argparse
 
-from deepstock.hparams import METHODS, SCALES
-from deepstock.regularizations import REGULARIZATIONS
-
-EXECUTORS = ("auto", "ray", "local")  # validated again in deepstock.tuning (imported lazily: pandas)
+from deepstock import registry
+from deepstock.hparams import SCALES
 
 
 def register(subparsers) -> None:
@@ -25,17 +23,17 @@ def register(subparsers) -> None:
         "stage1.csv, stage2.csv, winner.json and final/ into --out. Re-running resumes.",
     )
     p.add_argument("setting", help="setting id, e.g. s1 or s4_n5_t7")
-    p.add_argument("--method", required=True, choices=METHODS)
-    p.add_argument("--reg", required=True, choices=sorted(REGULARIZATIONS))
+    p.add_argument("--method", required=True, choices=list(registry.METHODS))
+    p.add_argument("--reg", required=True, choices=list(registry.REGULARIZATIONS))
     p.add_argument("--repetition", type=int, default=0,
                    help="repetition r >= 0; seeds the TPE sampler with r (spec §8)")
     p.add_argument("--scale", default="quick", choices=SCALES, help="budget profile")
     p.add_argument("--data", required=True, help="dataset .npz of the setting")
     p.add_argument("--out", required=True, help="cell output folder")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                   help="device of DS trials: auto = CUDA when present (Ray: 0.25 GPU per "
-                   "trial); DDPG/PPO trials always use the CPU")
-    p.add_argument("--executor", default="auto", choices=EXECUTORS,
+                   help="device of trials whose backend runs on a GPU (DS): auto = CUDA when "
+                   "present (Ray: 0.25 GPU per trial); CPU-only backends (SB3 DDPG/PPO) ignore it")
+    p.add_argument("--executor", default="auto", choices=registry.EXECUTORS,
                    help="ray: Ray Tune trials; local: the same TPE study, trials one after the "
                    "other in this process; auto (default): ray with --address, or at a scale "
                    "that asks for it (paper) when more than one trial can run at once")

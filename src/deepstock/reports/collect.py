@@ -213,12 +213,12 @@ def build_summary(results: str | Path, reported: dict | None = None,
 
 # ----------------------------------------------------------------------------- compute
 def collect_compute(logs: str | Path) -> pd.DataFrame:
-    """Compute per Snakemake rule from ``{logs}/benchmarks/{rule}/{name}.tsv`` files.
+    """Compute per Snakemake rule from ``{logs}/timing/{rule}/{name}.tsv`` files.
 
     Columns: rule, jobs, wall_s (sum of ``s``), cpu_s (sum of ``cpu_time``), max_rss_mb (max).
     Files that cannot be parsed are skipped; a missing folder gives an empty table.
     """
-    root = Path(logs) / "benchmarks"
+    root = Path(logs) / "timing"
     rows = []
     for path in sorted(root.glob("*/*.tsv")) if root.is_dir() else []:
         try:

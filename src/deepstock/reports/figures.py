@@ -19,13 +19,16 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from deepstock import registry  # noqa: E402
 from deepstock.io import write_bytes, write_csv  # noqa: E402
-from deepstock.reports.reported import METHODS, REGS, paper_surpass  # noqa: E402
-from deepstock.reports.tables import METHOD_LABELS, REG_LABELS, TABLE9_N, TABLE9_T  # noqa: E402
+from deepstock.reports.reported import paper_surpass  # noqa: E402
+from deepstock.reports.tables import METHOD_LABELS, TABLE9_N, TABLE9_T, reg_label  # noqa: E402
 
 DPI = 150
-REG_COLORS = {"none": "#4C72B0", "base": "#DD8452"}
-METHOD_COLORS = {"ddpg": "#4C72B0", "ppo": "#55A868", "ds": "#C44E52"}
+METHODS = tuple(registry.METHODS)
+METHOD_COLORS = {name: m.color for name, m in registry.METHODS.items()}
+#: Figure 3 compares DDPG's critic under the paper's two regularizations.
+FIG3_REGS = registry.PAPER_REGS
 N_COLORS = {5: "#4C72B0", 10: "#DD8452", 20: "#55A868"}
 SETTING_TITLES = {"s1": "Setting 1 (INDEP)", "s2": "Setting 2 (AR(1), 10 SKUs)",
                   "s3": "Setting 3 (AR(1), 5 SKUs)"}
@@ -36,6 +39,16 @@ SYMLOG_ABOVE = 150.0  # Figure 1 switches to a symlog gap axis beyond this many 
 
 def _style() -> None:
     sns.set_theme(style="whitegrid", context="paper", font_scale=1.15)
+
+
+def _regs(summary: pd.DataFrame) -> list[str]:
+    """The paper's regularizations, then every other one with results, in registry order."""
+    return registry.regs_present(set(summary["reg"]) if len(summary) else set())
+
+
+def _color(reg: str) -> str:
+    r = registry.REGULARIZATIONS.get(reg)
+    return r.color if r is not None else "#777777"
 
 
 def _not_run(ax, text: str = "not run") -> None:
@@ -81,17 +94,18 @@ def figure1(summary: pd.DataFrame, reported: dict | None, out: Path) -> list[Pat
             for m, regs in table["cells"].items():
                 for r, v in regs.items():
                     paper[(table["setting"], m, r)] = v
-    width = 0.2
-    slots = [(r, k) for r in REGS for k in ("val_gap", "test_gap")]
+    regs = _regs(summary)
+    slots = [(r, k) for r in regs for k in ("val_gap", "test_gap")]
+    width = 0.8 / len(slots)
     for ax, setting in zip(axes, ("s1", "s2", "s3"), strict=True):
         sub = summary[summary["setting"] == setting] if len(summary) else summary
         for j, (reg, key) in enumerate(slots):
-            xs = np.arange(len(METHODS)) + (j - 1.5) * width
+            xs = np.arange(len(METHODS)) + (j - (len(slots) - 1) / 2) * width
             for i, m in enumerate(METHODS):
                 cell = sub[(sub["method"] == m) & (sub["reg"] == reg)] if len(sub) else sub
                 vals = pd.to_numeric(cell[key], errors="coerce").dropna() if len(cell) else []
                 if len(vals):
-                    ax.bar(xs[i], float(np.mean(vals)), width * 0.92, color=REG_COLORS[reg],
+                    ax.bar(xs[i], float(np.mean(vals)), width * 0.92, color=_color(reg),
                            alpha=0.45 if key == "val_gap" else 0.95,
                            hatch="//" if key == "val_gap" else None, edgecolor="0.25", lw=0.6)
                     jitter = np.linspace(-0.05, 0.05, len(vals)) if len(vals) > 1 else [0.0]
@@ -116,15 +130,14 @@ def figure1(summary: pd.DataFrame, reported: dict | None, out: Path) -> list[Pat
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    handles = [
-        Patch(facecolor=REG_COLORS["none"], edgecolor="0.25", label="None"),
-        Patch(facecolor=REG_COLORS["base"], edgecolor="0.25", label="Base"),
+    handles = [Patch(facecolor=_color(r), edgecolor="0.25", label=reg_label(r)) for r in regs]
+    handles += [
         Patch(facecolor="white", edgecolor="0.25", hatch="//", label="validation gap"),
         Patch(facecolor="0.5", edgecolor="0.25", label="test gap"),
         Line2D([], [], marker="o", ls="", color="0.15", ms=4, label="single repetition"),
         Line2D([], [], marker="D", ls="", color="black", ms=5, label="paper (Tables 6–8)"),
     ]
-    fig.legend(handles=handles, loc="lower center", ncol=6, frameon=False,
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False,
                bbox_to_anchor=(0.5, -0.06))
     fig.suptitle("Figure 1: validation and test loss gaps (mean over repetitions)", y=1.02)
     fig.tight_layout()
@@ -194,7 +207,7 @@ def surpass_table(results: Path, summary: pd.DataFrame, reported: dict | None,
     rows = []
     ds = summary[(summary["setting"] == setting) & (summary["method"] == "ds")] if len(summary) \
         else summary
-    for reg in REGS:
+    for reg in _regs(summary):
         ds_reg = ds[ds["reg"] == reg] if len(ds) else ds
         ds_mean = float(pd.to_numeric(ds_reg["val_loss"], errors="coerce").mean()) \
             if len(ds_reg) else math.nan
@@ -266,8 +279,9 @@ def figure2(results: Path, summary: pd.DataFrame, reported: dict | None, out: Pa
 
     _style()
     surpass = surpass if surpass is not None else surpass_table(results, summary, reported)
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
-    for ax, reg in zip(axes, REGS, strict=True):
+    regs = _regs(summary)
+    fig, axes = plt.subplots(1, len(regs), figsize=(6.5 * len(regs), 4.8), squeeze=False)
+    for ax, reg in zip(axes[0], regs, strict=True):
         drawn, vals, n_max = False, [], 0
         for method in METHODS:
             curves = stage1_curves(results, "s1", method, reg)
@@ -282,7 +296,7 @@ def figure2(results: Path, summary: pd.DataFrame, reported: dict | None, out: Pa
             n_max = max(n_max, len(mc))
             vals.extend(mc[np.isfinite(mc)].tolist())
             _steps(ax, mc, color=color, lw=2,
-                   label=f"{METHOD_LABELS[method]}-{REG_LABELS[reg]} (mean of {len(curves)})")
+                   label=f"{METHOD_LABELS[method]}-{reg_label(reg)} (mean of {len(curves)})")
         ds = summary[(summary["setting"] == "s1") & (summary["method"] == "ds")
                      & (summary["reg"] == reg)] if len(summary) else summary
         if len(ds):
@@ -290,7 +304,7 @@ def figure2(results: Path, summary: pd.DataFrame, reported: dict | None, out: Pa
             if math.isfinite(v):
                 vals.append(v)
                 ax.axhline(v, color=METHOD_COLORS["ds"], ls="--", lw=1.4,
-                           label=f"DS-{REG_LABELS[reg]} final tuned val loss ({v:.4f})")
+                           label=f"DS-{reg_label(reg)} final tuned val loss ({v:.4f})")
         lines = []
         for method in ("ddpg", "ppo"):
             r = surpass[(surpass["method"] == method) & (surpass["reg"] == reg)
@@ -302,7 +316,7 @@ def figure2(results: Path, summary: pd.DataFrame, reported: dict | None, out: Pa
         ax.text(0.98, 0.97, "configs to surpass DS\n" + "\n".join(lines), transform=ax.transAxes,
                 ha="right", va="top", fontsize=10,
                 bbox={"boxstyle": "round", "fc": "white", "ec": "0.7", "alpha": 0.9})
-        ax.set_title(f"Setting 1, regularization {REG_LABELS[reg]}")
+        ax.set_title(f"Setting 1, regularization {reg_label(reg)}")
         ax.set_xlabel("stage-1 trial (suggestion order)")
         ax.set_ylabel("best-so-far validation loss")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -354,11 +368,15 @@ def critic_checkpoints(critic: pd.DataFrame, every: int = FIG3_EVERY, last: int 
 def figure3_data(results: Path) -> dict[str, dict]:
     """{reg: {"critic": checkpoints, "replay": first 10 000 transitions, "steps": run length}}.
 
-    Missing inputs are None. The run length is ``iterations`` (env steps) of ``metrics.json``.
+    Missing inputs are None; a folder without ``metrics.json`` (an incomplete run) counts as
+    missing. The run length is ``iterations`` (env steps) of ``metrics.json``.
     """
     out = {}
-    for reg in REGS:
+    for reg in FIG3_REGS:
         d = results / "figure3" / reg
+        if not (d / "metrics.json").is_file():  # only a complete run folder counts
+            out[reg] = {"critic": None, "replay": None, "steps": None}
+            continue
         critic = _read_csv(d / "critic_log.csv")
         replay = _read_csv(d / "replay_log.csv")
         if replay is not None:
@@ -381,7 +399,7 @@ def figure3_stats(results: Path) -> dict:
         both = np.isfinite(cn["critic_loss"]) & np.isfinite(cb["critic_loss"])
         out["checkpoints"] = int(both.sum())
         out["base_lower"] = int((cb["critic_loss"][both] < cn["critic_loss"][both]).sum())
-    for reg in REGS:
+    for reg in FIG3_REGS:
         r = data[reg]["replay"]
         if r is not None:
             q = np.nanquantile(r["onhand"].to_numpy(float), [0.05, 0.95])
@@ -398,26 +416,26 @@ def figure3(results: Path, out: Path) -> list[Path]:
     gs = fig.add_gridspec(2, 2, height_ratios=[1, 1.1], hspace=0.38, wspace=0.12)
     top = fig.add_subplot(gs[0, :])
     drawn = False
-    for reg in REGS:
+    for reg in FIG3_REGS:
         c = data[reg]["critic"]
         if c is None:
             continue
         drawn = True
         steps = data[reg]["steps"]
-        top.plot(c["step"], c["critic_loss"], marker="o", ms=4, color=REG_COLORS[reg],
-                 label=f"DDPG-{REG_LABELS[reg]}"
+        top.plot(c["step"], c["critic_loss"], marker="o", ms=4, color=_color(reg),
+                 label=f"DDPG-{reg_label(reg)}"
                  + (f" (run of {steps:,} steps)" if steps is not None else ""))
     if drawn:
         _plain_log(top)
         top.legend()
-    missing = [REG_LABELS[r] for r in REGS if data[r]["critic"] is None]
+    missing = [reg_label(r) for r in FIG3_REGS if data[r]["critic"] is None]
     if missing:
         _not_run(top, f"not run: {', '.join(missing)}" if drawn else "not run")
     top.set_xlabel("environment step")
     top.set_ylabel("critic loss (MSE Bellman error)")
     top.set_title("Critic loss, latest value at every 500 steps (first 10,000 steps)")
     top.set_xlim(0, FIG3_STEPS + 250)
-    replays = [data[r]["replay"] for r in REGS if data[r]["replay"] is not None]
+    replays = [data[r]["replay"] for r in FIG3_REGS if data[r]["replay"] is not None]
     ylim = None
     vmin = vmax = None
     if replays:
@@ -426,7 +444,7 @@ def figure3(results: Path, out: Path) -> list[Path]:
         ylim = (np.nanmin(allv) - 5, np.nanmax(allv) + 5)
         vmin, vmax = float(np.nanmin(allx)), float(np.nanmax(allx))
     sc = None
-    for j, reg in enumerate(REGS):
+    for j, reg in enumerate(FIG3_REGS):
         ax = fig.add_subplot(gs[1, j])
         r = data[reg]["replay"]
         if r is None:
@@ -443,7 +461,7 @@ def figure3(results: Path, out: Path) -> list[Path]:
         ax.set_xlim(0, FIG3_STEPS + 250)
         ax.set_xlabel("environment step (transition)")
         ax.set_ylabel("next on-hand inventory $I_{t,0}$ (units)" if j == 0 else "")
-        ax.set_title(f"Replay-buffer states, DDPG-{REG_LABELS[reg]}")
+        ax.set_title(f"Replay-buffer states, DDPG-{reg_label(reg)}")
     if sc is not None:
         cbar = fig.colorbar(sc, ax=fig.axes[1:], shrink=0.9, pad=0.01)
         cbar.set_label("feature $x_t = \\lfloor t/2 \\rfloor$")

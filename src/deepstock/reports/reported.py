@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from deepstock import registry
 from deepstock.errors import DataError
 from deepstock.io import read_yaml
 
-METHODS = ("ddpg", "ppo", "ds")
-REGS = ("none", "base")
 METRICS = ("val_loss", "val_gap", "test_loss", "test_gap")
-TABLE_SETTINGS = {"table6": "s1", "table7": "s2", "table8": "s3"}
+TABLE_SETTINGS = registry.TABLE_SETTINGS
 DEFAULT_PATH = "paper/reported.yaml"
 
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from deepstock import registry
 from deepstock.io import write_csv, write_text
-from deepstock.reports.reported import METHODS, REGS, TABLE_SETTINGS, paper_cells
+from deepstock.reports.reported import TABLE_SETTINGS, paper_cells
 
 ROW_LABELS = {
     "val_loss": "Validation Loss",
@@ -23,15 +24,26 @@ ROW_LABELS = {
     "test_gap": "Testing Loss Gap (%)",
     "benchmark": "Benchmark Loss",
 }
-METHOD_LABELS = {"ddpg": "DDPG", "ppo": "PPO", "ds": "DS"}
-REG_LABELS = {"none": "None", "base": "Base", "coeff": "Coeff", "both": "Both"}
-TABLE9_T = (7, 19, 35, 67, 131)
-TABLE9_N = (5, 10, 20)
+METHOD_LABELS = {name: m.label for name, m in registry.METHODS.items()}
+TABLE9_T = registry.IID_T
+TABLE9_N = registry.IID_N
 DASH = "—"
 
 
+def reg_label(reg: str) -> str:
+    r = registry.REGULARIZATIONS.get(reg)
+    return r.title if r is not None else reg
+
+
 def cell_label(method: str, reg: str) -> str:
-    return f"{METHOD_LABELS.get(method, method)}-{REG_LABELS.get(reg, reg)}"
+    return f"{METHOD_LABELS.get(method, method)}-{reg_label(reg)}"
+
+
+def columns_of(stats: pd.DataFrame, setting: str) -> list[tuple[str, str]]:
+    """Tables 6-8 columns: the paper's (method, reg) pairs, then any other pair with results."""
+    sub = stats[stats["setting"] == setting] if len(stats) else stats
+    present = set(zip(sub["method"], sub["reg"], strict=True)) if len(sub) else set()
+    return registry.table_columns(present)
 
 
 def cell_stats(summary: pd.DataFrame) -> pd.DataFrame:
@@ -55,11 +67,12 @@ def _lookup(stats: pd.DataFrame, setting: str, method: str, reg: str, metric: st
 
 
 def table_6_8(stats: pd.DataFrame, setting: str) -> pd.DataFrame:
-    """Rows val loss/gap, test loss/gap; columns DDPG-None … DS-Base (spec §9.1)."""
+    """Rows val loss/gap, test loss/gap; columns DDPG-None … DS-Base (spec §9.1), then every
+    other regularization with results, in the registry's order."""
     data = {
         cell_label(m, r): [_lookup(stats, setting, m, r, k) for k in
                            ("val_loss", "val_gap", "test_loss", "test_gap")]
-        for m in METHODS for r in REGS
+        for m, r in columns_of(stats, setting)
     }
     df = pd.DataFrame(data, index=[ROW_LABELS[k] for k in
                                    ("val_loss", "val_gap", "test_loss", "test_gap")])
@@ -79,7 +92,7 @@ def table_9(stats: pd.DataFrame, benchmarks: pd.DataFrame | None = None) -> pd.D
             values = []
             for t in TABLE9_T:
                 setting = f"s4_n{n}_t{t}"
-                v = _lookup(stats, setting, "ds", "base", metric)
+                v = _lookup(stats, setting, *registry.TABLE9_CELL, metric)
                 if metric == "benchmark" and not math.isfinite(v) and benchmarks is not None:
                     b = benchmarks[(benchmarks["setting"] == setting) & benchmarks["reference"]]
                     if len(b):
@@ -124,11 +137,7 @@ def to_latex(df: pd.DataFrame, title: str, kind: str) -> str:
     fmt = _formatted(flat)
     lines = [f"% {title}", r"\begin{tabular}{l" + "r" * (len(fmt.columns) - 1) + "}", r"\toprule"]
     if kind == "6-8":
-        lines.append("DRL Method & " + " & ".join(
-            rf"\multicolumn{{2}}{{c}}{{{METHOD_LABELS[m]}}}" for m in METHODS) + r" \\")
-        lines.append(r"\cmidrule(lr){2-3}\cmidrule(lr){4-5}\cmidrule(lr){6-7}")
-        lines.append("Policy Regularization & " + " & ".join(
-            REG_LABELS[r] for _ in METHODS for r in REGS) + r" \\")
+        lines += _latex_header(list(fmt.columns[1:]))
         body_cols = list(fmt.columns[1:])
         lines.append(r"\midrule")
         for i in range(len(fmt)):
@@ -151,6 +160,27 @@ def to_latex(df: pd.DataFrame, title: str, kind: str) -> str:
     if kind != "6-8":
         lines[1] = r"\begin{tabular}{rl" + "r" * len(TABLE9_T) + "}"
     return "\n".join(lines)
+
+
+def _latex_header(labels: list[str]) -> list[str]:
+    """The paper's two header rows: methods over their regularizations (one group per run)."""
+    pairs = [label.split("-", 1) for label in labels]
+    groups: list[list] = []
+    for method, reg in pairs:
+        if groups and groups[-1][0] == method:
+            groups[-1][1].append(reg)
+        else:
+            groups.append([method, [reg]])
+    rules, col = [], 2
+    for _, regs in groups:
+        rules.append(rf"\cmidrule(lr){{{col}-{col + len(regs) - 1}}}")
+        col += len(regs)
+    return [
+        "DRL Method & " + " & ".join(
+            rf"\multicolumn{{{len(regs)}}}{{c}}{{{m}}}" for m, regs in groups) + r" \\",
+        "".join(rules),
+        "Policy Regularization & " + " & ".join(r for _, regs in groups for r in regs) + r" \\",
+    ]
 
 
 def comparison(stats: pd.DataFrame, reported: dict) -> pd.DataFrame:

@@ -1,8 +1,10 @@
 """The training API shared by DS, DDPG, PPO, the tuning code and ``deepstock train``.
 
-``train(dataset, method, reg, hparams, seed)`` dispatches to the trainer registered in
-``TRAINERS`` (imported lazily, so DS never loads stable-baselines3) and returns a
-:class:`TrainResult`; ``save_run`` writes it to a run folder (see :mod:`deepstock.trainers.common`).
+``train(dataset, method, reg, hparams, seed)`` resolves the complete hyper-parameters and
+dispatches to the method's trainer in :mod:`deepstock.registry` (imported lazily, so DS never
+loads stable-baselines3) and returns a
+:class:`TrainResult`; ``save_run`` writes it to a run folder atomically and ``read_run`` reads
+a complete one back (see :mod:`deepstock.trainers.common`).
 
 Every trainer has the signature
 ``fn(dataset, reg, hparams, seed, *, device, progress, **options) -> TrainResult``, seeds itself
@@ -20,10 +22,9 @@ from typing import Any
 import pandas as pd
 
 from deepstock.data import Dataset
-from deepstock.errors import ConfigError
-from deepstock.trainers.common import resolve_device, save_run, seed_everything
+from deepstock.trainers.common import read_run, resolve_device, save_run, seed_everything
 
-__all__ = ["TRAINERS", "TrainResult", "get_trainer", "resolve_device", "save_run",
+__all__ = ["TrainResult", "get_trainer", "read_run", "resolve_device", "save_run",
            "seed_everything", "train"]
 
 
@@ -49,20 +50,11 @@ class TrainResult:
     model_state: Any = None  # torch state_dict or SB3 model
 
 
-TRAINERS: dict[str, str] = {
-    "ds": "deepstock.trainers.ds:train_ds",
-    "ddpg": "deepstock.trainers.sb3:train_ddpg",
-    "ppo": "deepstock.trainers.sb3:train_ppo",
-}
+def get_trainer(method: str, backend: str | None = None) -> Callable[..., TrainResult]:
+    """Import and return the trainer function of ``method`` (its registry backend)."""
+    from deepstock.registry import get_method
 
-
-def get_trainer(method: str) -> Callable[..., TrainResult]:
-    """Import and return the trainer function of ``method`` (ConfigError if unknown)."""
-    try:
-        target = TRAINERS[method]
-    except KeyError:
-        raise ConfigError(f"unknown method {method!r}; expected one of {sorted(TRAINERS)}") from None
-    module, _, name = target.partition(":")
+    module, _, name = get_method(method).backend(backend).trainer.partition(":")
     return getattr(importlib.import_module(module), name)
 
 
@@ -77,9 +69,14 @@ def train(
     progress: bool = False,
     **options: Any,
 ) -> TrainResult:
-    """Train ``method`` with regularization ``reg`` on ``dataset`` and return the selected policy."""
-    from deepstock.regularizations import get_regularization
+    """Train ``method`` with regularization ``reg`` on ``dataset`` and return the selected policy.
 
-    get_regularization(reg)  # validate early, one-line ConfigError
+    ``hparams`` are overrides of the cell's defaults, resolved here by
+    :func:`deepstock.hparams.resolve_hparams` exactly as ``deepstock train`` resolves them:
+    ``train(dataset, "ddpg", "base", {})`` is the default configuration of every method.
+    """
+    from deepstock.hparams import resolve_hparams
+
+    config = resolve_hparams(method, dataset.setting, reg, overrides=hparams)
     fn = get_trainer(method)
-    return fn(dataset, reg, hparams, seed, device=device, progress=progress, **options)
+    return fn(dataset, reg, config, seed, device=device, progress=progress, **options)

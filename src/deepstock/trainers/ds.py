@@ -6,8 +6,8 @@ seeded with the run seed, partial last batch kept), each batch rolled out throug
 :func:`deepstock.losses.trajectory_loss`, one Adam step per batch with grad-norm clip
 (``grad_clip``, 5.0) and a skipped step on a non-finite loss; then the train loss and val loss of
 the whole splits (no grad, one batched rollout each); ReduceLROnPlateau(min, ``plateau_patience``,
-``scheduler_factor``) steps on the val loss; stop after ``patience`` epochs without strict val
-improvement or at ``epochs``; restore the best-val state (``checkpoint: best``) or keep the last.
+``scheduler_factor``) steps on the val loss; stop after ``patience_epochs`` epochs without strict
+val improvement or at ``epochs``; restore the best-val state (``checkpoint: best``) or keep the last.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from deepstock.data import Dataset
 from deepstock.dynamics import simulate
 from deepstock.errors import ConfigError
 from deepstock.evaluation import evaluate_policy
-from deepstock.hparams import resolve_hparams
 from deepstock.losses import LossConfig, trajectory_loss
 from deepstock.policies import NumpyPolicy, TorchPolicy, build_ds_network, normalized_coeff
+from deepstock.registry import check_complete
 from deepstock.regularizations import RegularizationParams, get_regularization
 from deepstock.trainers import TrainResult
 from deepstock.trainers.common import resolve_device, seed_everything
@@ -55,16 +55,12 @@ class _SplitTensors:
                 "z": pick(self.z)}
 
 
-def _config(dataset: Dataset, reg: str, hparams: dict, options: dict) -> dict:
-    """Spec defaults of the cell overridden by ``hparams`` (validated), plus the run options."""
+def _config(hparams: dict, options: dict) -> dict:
+    """The complete hyper-parameters (resolved by ``deepstock.hparams``) plus the run options."""
     unknown = set(options) - set(OPTIONS)
     if unknown:
         raise ConfigError(f"unknown DS option(s) {sorted(unknown)}; expected {sorted(OPTIONS)}")
-    cfg = {**resolve_hparams("ds", dataset.setting, reg, overrides=hparams), **OPTIONS, **options}
-    for key in ("batch_size", "epochs", "patience"):
-        if cfg[key] < 1:
-            raise ConfigError(f"hyper-parameter {key!r}={cfg[key]!r} must be >= 1")
-    return cfg
+    return {**check_complete("ds", hparams), **OPTIONS, **options}
 
 
 def train_ds(
@@ -80,7 +76,7 @@ def train_ds(
     """Train a DS policy (spec §7.5); see the module docstring for the exact loop."""
     t0 = time.perf_counter()
     regz = get_regularization(reg)
-    cfg = _config(dataset, reg, hparams, options)
+    cfg = _config(hparams, options)
     dev = resolve_device(device)
     seed_everything(seed, threads=1 if dev == "cpu" else None)
     st = dataset.setting
@@ -153,7 +149,7 @@ def train_ds(
         })
         if bar is not None:
             bar.set_postfix(val=f"{val_loss:.4f}", best=f"{best_val:.4f}")
-        if bad >= int(cfg["patience"]):
+        if bad >= int(cfg["patience_epochs"]):
             break
     if bar is not None:
         bar.close()

@@ -13,7 +13,7 @@
 - Evaluation (spec §7.2): every ``eval_freq`` env steps, the deterministic policy on the whole
   validation split in ONE batched rollout of the shared simulator; metric = mean episode return
   (:func:`deepstock.envs.window_returns`). Checkpoint on strict improvement; stop like SB3's
-  ``StopTrainingOnNoModelImprovement(patience, min_evals)``; cap ``total_steps``; restore the
+  ``StopTrainingOnNoModelImprovement(patience_evals, min_evals)``; cap ``total_steps``; restore the
   best checkpoint (``checkpoint: best``) or keep the last. An evaluation of the initial policy is
   recorded as curve row ``step = 0`` but takes no part in selection or stopping.
 - ``log_critic`` (DDPG, Figure 3): every critic loss (MSE Bellman error of each gradient update)
@@ -47,28 +47,11 @@ from deepstock.envs import InventoryEnv, network_policy, rl_context, simulate_sp
 from deepstock.errors import ConfigError
 from deepstock.evaluation import evaluate_policy
 from deepstock.losses import LossConfig, trajectory_loss
+from deepstock.registry import check_complete, method_device
 from deepstock.regularizations import RegularizationParams, get_regularization
 from deepstock.trainers import TrainResult
 from deepstock.trainers.common import seed_everything
 
-#: Fallback hyper-parameters: the authors' Setting 1 DDPG-Base / PPO-Base winners (spec §8) and
-#: the fixed values of Tables 3-4. ``deepstock.hparams.resolve_hparams`` is the real source.
-DDPG_DEFAULTS: dict[str, Any] = {
-    "learning_rate": 0.0039512, "lr_min": 1.7422e-4, "lr_fraction": 0.95, "gamma": 0.98814,
-    "net_arch": {"pi": [64, 64], "qf": [64, 64]}, "initial_action_bias": 0.47504,
-    "batch_size": 128, "tau": 0.0010265, "buffer_size": 20000, "train_freq": 1,
-    "learning_starts": 1000, "eval_freq": 1024, "total_steps": 200000, "patience": 10,
-    "min_evals": 5, "gradient_steps": 1, "checkpoint": "best", "ddpg_bias_on_target": False,
-    "coeff_scale": 28.0, "coeff_clip": [0.0, 1.0], "loss_h": 0.1,
-}
-PPO_DEFAULTS: dict[str, Any] = {
-    "learning_rate": 0.0042493, "lr_min": 1.5346e-5, "lr_fraction": 0.9, "n_steps": 1024,
-    "gamma": 0.99475, "gae_lambda": 0.69404, "net_arch": {"pi": [256, 256], "vf": [256, 256]},
-    "eval_freq": 2048, "initial_action_bias": 0.20303, "clip_range": 0.10446,
-    "clip_end_ratio": 0.5, "batch_size": 256, "ent_coef": 0.15582, "vf_coef": 0.4,
-    "total_steps": 200000, "patience": 10, "min_evals": 5, "n_epochs": 10, "max_grad_norm": 0.5,
-    "checkpoint": "best", "coeff_scale": 28.0, "coeff_clip": [0.0, 1.0], "loss_h": 0.1,
-}
 OPTIONS: dict[str, Any] = {
     "train_split": "train", "val_split": "val", "lost_sales": False, "critic_log_steps": 10000,
 }
@@ -181,7 +164,7 @@ class _EvalCallback(BaseCallback):
         self.evaluate, self.lr_fn, self.bar = evaluate, lr_fn, bar
         self.eval_freq = int(cfg["eval_freq"])
         self.total_steps = int(cfg["total_steps"])
-        self.stopper = NoImprovementStopper(cfg["patience"], cfg["min_evals"])
+        self.stopper = NoImprovementStopper(cfg["patience_evals"], cfg["min_evals"])
         self.best_return = -math.inf
         self.best_state: dict | None = None
         self.best_step = 0
@@ -264,36 +247,12 @@ class _LoggedDDPG(DDPG):
 
 
 # ---------------------------------------------------------------------- shared driver
-def _config(method: str, dataset: Dataset, hparams: dict, options: dict) -> dict:
+def _config(method: str, hparams: dict, options: dict) -> dict:
+    """The complete hyper-parameters (resolved by ``deepstock.hparams``) plus the run options."""
     unknown = set(options) - set(OPTIONS)
     if unknown:
         raise ConfigError(f"unknown {method} option(s) {sorted(unknown)}; expected {sorted(OPTIONS)}")
-    defaults = DDPG_DEFAULTS if method == "ddpg" else PPO_DEFAULTS
-    cfg = {**copy.deepcopy(defaults), "M": float(dataset.setting.M), **copy.deepcopy(hparams),
-           **OPTIONS, **options}
-    for key in ("eval_freq", "total_steps", "batch_size"):
-        if int(cfg[key]) < 1:
-            raise ConfigError(f"{method} hyper-parameter {key}={cfg[key]!r} must be >= 1")
-    if int(cfg["patience"]) < 0 or int(cfg["min_evals"]) < 0:
-        raise ConfigError(f"{method} hyper-parameters patience/min_evals must be >= 0")
-    if cfg["checkpoint"] not in ("best", "last"):
-        raise ConfigError(f"{method} hyper-parameter checkpoint={cfg['checkpoint']!r} not in [best, last]")
-    if float(cfg["learning_rate"]) <= 0:
-        raise ConfigError(f"{method} hyper-parameter learning_rate must be > 0")
-    arch_key = "qf" if method == "ddpg" else "vf"
-    arch = cfg["net_arch"]
-    if not isinstance(arch, dict) or set(arch) != {"pi", arch_key}:
-        raise ConfigError(f"{method} hyper-parameter net_arch must have keys ['pi', '{arch_key}']")
-    return cfg
-
-
-def _rl_device(device: str) -> str:
-    """RL runs on the CPU (spec §7.1); 'auto' means cpu, an explicit 'cuda' is honoured."""
-    if device in ("auto", "cpu"):
-        return "cpu"
-    from deepstock.trainers.common import resolve_device
-
-    return resolve_device(device)
+    return {**check_complete(method, copy.deepcopy(hparams)), **OPTIONS, **options}
 
 
 @dataclass
@@ -317,8 +276,8 @@ def build_model(method: str, dataset: Dataset, reg: str, hparams: dict, seed: in
     """Seed, build the env and the SB3 model (spec §7.4) and apply the initial action bias."""
     if method not in ("ddpg", "ppo"):
         raise ConfigError(f"unknown SB3 method {method!r}; expected ddpg or ppo")
-    cfg = _config(method, dataset, hparams, options)
-    dev = _rl_device(device)
+    cfg = _config(method, hparams, options)
+    dev = method_device(method, device)
     seed_everything(seed, threads=1)
     regz = get_regularization(reg)
     params = RegularizationParams(

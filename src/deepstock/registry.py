@@ -1,0 +1,330 @@
+"""The experiment's axes, declared once: methods, regularizations and the settings grid.
+
+Everything that enumerates an axis derives it from here: the CLI's choices, the workflow's
+wildcards and its config schema's enums (a test holds the schema to this module), the
+hyper-parameter schema, the trainers' dispatch and devices, and the tables' and figures'
+columns, labels, colours and markers.
+
+- A **method** (:class:`Method`) names its label, colour and marker, its hyper-parameter schema
+  (key -> :class:`Param`), its stopping rule (``stopping``: the patience key and its unit), its
+  training backends (:class:`Backend`: trainer function and whether it runs on a GPU), and the
+  regularizations and setting families it supports. Table columns follow :data:`METHODS` order,
+  the paper's (DDPG, PPO, DS).
+- A **regularization** is a :class:`~deepstock.regularizations.Regularization` (the mapping from
+  network output to order, with its label, colour and marker): :func:`register_regularization`
+  adds one, and every consumer sees it — CLI, trainers, summary, tables and figures.
+- The **settings grid**: Settings 1-3 and Setting 4's (N, H) grid, T = 3 + 2H.
+
+Adding a method or a regularization is one entry here (plus, for a method, its trainer and its
+YAML defaults and search space); see README "Extending".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from deepstock.errors import ConfigError
+from deepstock.regularizations import Regularization
+
+
+@dataclass(frozen=True)
+class Param:
+    """Type and admissible range of one hyper-parameter."""
+
+    kind: str  # float | int | bool | str | int_list | float_pair | net_arch
+    low: float | None = None
+    high: float | None = None
+    choices: tuple | None = None
+    arch_keys: tuple[str, ...] = ()
+
+    def check(self, key: str, value: Any) -> Any:
+        """Return the value coerced to its type, or raise ConfigError naming ``key``."""
+        k = self.kind
+        if k == "float":
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"hyper-parameter {key!r} must be a number, got {value!r}")
+            value = float(value)
+            if not math.isfinite(value):
+                raise ConfigError(f"hyper-parameter {key!r} must be finite, got {value!r}")
+        elif k == "int":
+            if isinstance(value, bool) or not (
+                isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+            ):
+                raise ConfigError(f"hyper-parameter {key!r} must be an integer, got {value!r}")
+            value = int(value)
+        elif k == "bool":
+            if not isinstance(value, bool):
+                raise ConfigError(f"hyper-parameter {key!r} must be true or false, got {value!r}")
+        elif k == "str":
+            if value not in (self.choices or ()):
+                raise ConfigError(
+                    f"hyper-parameter {key!r} must be one of {list(self.choices or ())}, got {value!r}"
+                )
+            return value
+        elif k == "int_list":
+            if not isinstance(value, (list, tuple)) or not value or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value
+            ):
+                raise ConfigError(
+                    f"hyper-parameter {key!r} must be a non-empty list of positive integers, got {value!r}"
+                )
+            return [int(v) for v in value]
+        elif k == "float_pair":
+            if not isinstance(value, (list, tuple)) or len(value) != 2:
+                raise ConfigError(f"hyper-parameter {key!r} must be a pair [low, high], got {value!r}")
+            lo, hi = (Param("float").check(key, v) for v in value)
+            if lo > hi:
+                raise ConfigError(f"hyper-parameter {key!r} needs low <= high, got {value!r}")
+            return [lo, hi]
+        elif k == "net_arch":
+            if not isinstance(value, dict) or set(value) != set(self.arch_keys):
+                raise ConfigError(
+                    f"hyper-parameter {key!r} must be a mapping with keys {list(self.arch_keys)}, got {value!r}"
+                )
+            return {a: Param("int_list").check(f"{key}.{a}", value[a]) for a in self.arch_keys}
+        if self.low is not None and value < self.low:
+            raise ConfigError(f"hyper-parameter {key!r}={value!r} is below its minimum {self.low}")
+        if self.high is not None and value > self.high:
+            raise ConfigError(f"hyper-parameter {key!r}={value!r} is above its maximum {self.high}")
+        return value
+
+
+# ----------------------------------------------------------------------------- hyper-parameters
+_COMMON = {
+    "learning_rate": Param("float", 1e-7, 1.0),
+    "initial_action_bias": Param("float", 0.0, 1.0),
+    "batch_size": Param("int", 1, 1_000_000),
+    "M": Param("float", 1e-9, None),
+    "checkpoint": Param("str", choices=("best", "last")),
+    "coeff_scale": Param("float", 0.0, None),
+    "coeff_clip": Param("float_pair"),
+    "loss_h": Param("float", 0.0, 1.0),
+}
+_RL = {
+    "lr_min": Param("float", 0.0, 1.0),
+    "lr_fraction": Param("float", 1e-9, 1.0),
+    "gamma": Param("float", 0.0, 1.0),
+    "eval_freq": Param("int", 1, None),
+    "total_steps": Param("int", 1, None),
+    "patience_evals": Param("int", 0, None),
+    "min_evals": Param("int", 0, None),
+}
+DS_SCHEMA = {
+    **_COMMON,
+    "neurons_per_hidden_layer": Param("int_list"),
+    "scheduler_factor": Param("float", 1e-9, 1.0 - 1e-9),
+    "epochs": Param("int", 1, None),
+    "patience_epochs": Param("int", 1, None),
+    "plateau_patience": Param("int", 0, None),
+    "grad_clip": Param("float", 1e-12, None),
+}
+DDPG_SCHEMA = {
+    **_COMMON,
+    **_RL,
+    "net_arch": Param("net_arch", arch_keys=("pi", "qf")),
+    "tau": Param("float", 1e-9, 1.0),
+    "buffer_size": Param("int", 1, None),
+    "train_freq": Param("int", 1, None),
+    "learning_starts": Param("int", 0, None),
+    "gradient_steps": Param("int", 1, None),
+    "ddpg_bias_on_target": Param("bool"),
+}
+PPO_SCHEMA = {
+    **_COMMON,
+    **_RL,
+    "net_arch": Param("net_arch", arch_keys=("pi", "vf")),
+    "n_steps": Param("int", 2, None),
+    "gae_lambda": Param("float", 0.0, 1.0),
+    "clip_range": Param("float", 1e-9, 1.0),
+    "clip_end_ratio": Param("float", 0.0, 1.0),
+    "ent_coef": Param("float", 0.0, None),
+    "vf_coef": Param("float", 0.0, None),
+    "n_epochs": Param("int", 1, None),
+    "max_grad_norm": Param("float", 1e-12, None),
+}
+
+
+# ----------------------------------------------------------------------------- methods
+@dataclass(frozen=True)
+class Backend:
+    """One implementation of a method: its trainer (``module:function``) and its devices."""
+
+    name: str
+    trainer: str
+    gpu: bool  # False: every device request resolves to the CPU
+
+
+@dataclass(frozen=True)
+class Stopping:
+    """An early-stopping rule: the patience key and what it counts."""
+
+    key: str
+    unit: str
+
+
+@dataclass(frozen=True)
+class Method:
+    """One training method of the comparison."""
+
+    name: str
+    label: str
+    color: str
+    marker: str
+    schema: dict[str, Param]
+    stopping: Stopping
+    iterations: str  # what TrainResult.iterations counts
+    backends: dict[str, Backend]
+    default_backend: str
+    regs: tuple[str, ...] | None = None  # None: every registered regularization
+    families: tuple[str, ...] | None = None  # None: every family
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def backend(self, name: str | None = None) -> Backend:
+        name = name or self.default_backend
+        if name not in self.backends:
+            raise ConfigError(f"method {self.name!r} has no backend {name!r}; expected one of "
+                              f"{sorted(self.backends)}")
+        return self.backends[name]
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("ddpg", "DDPG", "#4C72B0", "s", DDPG_SCHEMA,
+               Stopping("patience_evals", "evaluations"), "env steps",
+               {"sb3": Backend("sb3", "deepstock.trainers.sb3:train_ddpg", gpu=False)}, "sb3"),
+        Method("ppo", "PPO", "#55A868", "^", PPO_SCHEMA,
+               Stopping("patience_evals", "evaluations"), "env steps",
+               {"sb3": Backend("sb3", "deepstock.trainers.sb3:train_ppo", gpu=False)}, "sb3"),
+        Method("ds", "DS", "#C44E52", "o", DS_SCHEMA,
+               Stopping("patience_epochs", "epochs"), "epochs",
+               {"torch": Backend("torch", "deepstock.trainers.ds:train_ds", gpu=True)}, "torch"),
+    )
+}
+
+
+def check_complete(method: str, config: dict) -> dict:
+    """Validate a trainer's hyper-parameters: every key of the method's schema, each in range.
+
+    Trainers call this and hold no defaults: a missing key is a one-line ConfigError that points
+    to ``deepstock.hparams.resolve_hparams``, the one place defaults are resolved.
+    """
+    schema = get_method(method).schema
+    missing = sorted(set(schema) - set(config))
+    if missing:
+        raise ConfigError(f"{method} hyper-parameters lack {missing}; a trainer takes the complete "
+                          "set that deepstock.hparams.resolve_hparams (or trainers.train) returns")
+    unknown = sorted(set(config) - set(schema))
+    if unknown:
+        raise ConfigError(f"unknown {method} hyper-parameter {unknown[0]!r}")
+    return {key: schema[key].check(key, value) for key, value in config.items()}
+
+
+def get_method(name: str) -> Method:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ConfigError(f"unknown method {name!r}; expected one of {list(METHODS)}") from None
+
+
+def method_device(method: str, requested: str = "auto", backend: str | None = None) -> str:
+    """The device a training runs on: CPU for CPU-only backends (SB3's small MLPs, spec §7.1);
+    otherwise ``requested``, with 'auto' = CUDA when present."""
+    if requested not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"device {requested!r} is not one of ['auto', 'cpu', 'cuda']")
+    if not get_method(method).backend(backend).gpu:
+        return "cpu"
+    from deepstock.trainers.common import resolve_device
+
+    return resolve_device(requested)
+
+
+#: How a tuning cell runs its trials (deepstock.tuning.resolve_executor).
+EXECUTORS: tuple[str, ...] = ("auto", "ray", "local")
+
+
+# ----------------------------------------------------------------------------- regularizations
+REGULARIZATIONS: dict[str, Regularization] = {}
+
+
+def register_regularization(reg: Regularization) -> Regularization:
+    """Add a regularization to every axis (CLI, trainers, summary, tables, figures)."""
+    if not reg.name.isidentifier() or reg.name != reg.name.lower():
+        raise ConfigError(f"regularization name {reg.name!r} must be a lower-case identifier")
+    REGULARIZATIONS[reg.name] = reg
+    return reg
+
+
+for _reg in (
+    Regularization("none", subtract_position=False, uses_coeff=False, label="None",
+                   color="#4C72B0", marker="o"),
+    Regularization("base", subtract_position=True, uses_coeff=False, label="Base",
+                   color="#DD8452", marker="s"),
+    Regularization("coeff", subtract_position=False, uses_coeff=True, label="Coeff",
+                   color="#55A868", marker="^"),
+    Regularization("both", subtract_position=True, uses_coeff=True, label="Both",
+                   color="#8172B3", marker="D"),
+):
+    register_regularization(_reg)
+
+
+def get_regularization(name: str) -> Regularization:
+    try:
+        return REGULARIZATIONS[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown regularization {name!r}; expected one of {list(REGULARIZATIONS)}"
+        ) from None
+
+
+def check_supported(method: str, reg: str, family: str) -> None:
+    """One-line ConfigError unless ``method`` supports the regularization and setting family."""
+    m, r = get_method(method), get_regularization(reg)
+    if m.regs is not None and r.name not in m.regs:
+        raise ConfigError(f"method {method!r} does not support regularization {reg!r} "
+                          f"(supported: {list(m.regs)})")
+    if m.families is not None and family not in m.families:
+        raise ConfigError(f"method {method!r} does not support {family!r} settings "
+                          f"(supported: {list(m.families)})")
+
+
+def regs_of(method: str) -> tuple[str, ...]:
+    """The regularizations a method supports, in registry order."""
+    allowed = get_method(method).regs
+    return tuple(r for r in REGULARIZATIONS if allowed is None or r in allowed)
+
+
+# ----------------------------------------------------------------------------- settings grid
+#: Demand families (spec §5): each has a generator (deepstock.generators) and a π* (benchmarks).
+FAMILIES: tuple[str, ...] = ("indep", "ar1", "iid")
+#: Settings 1-3 of Tables 6-8 (ids) and the table each one fills.
+TABLE_SETTINGS: dict[str, str] = {"table6": "s1", "table7": "s2", "table8": "s3"}
+#: Setting 4 (Table 9, Figure 4): N distinct sigmas x H review cycles, T = 3 + 2H.
+IID_N: tuple[int, ...] = (5, 10, 20)
+IID_H: tuple[int, ...] = (2, 8, 16, 32, 64)
+IID_T: tuple[int, ...] = tuple(3 + 2 * h for h in IID_H)
+#: The paper's Table 9 cells: (method, reg) tuned on Setting 4.
+TABLE9_CELL = ("ds", "base")
+#: The paper's Tables 6-8 columns, in its order; other regularizations follow them.
+PAPER_REGS: tuple[str, ...] = ("none", "base")
+
+
+def iid_setting_id(n: int, t: int) -> str:
+    return f"s4_n{n}_t{t}"
+
+
+def table_columns(present: set[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
+    """(method, reg) columns of Tables 6-8: the paper's, then any other pair in ``present``,
+    each in registry order."""
+    paper = [(m, r) for m in METHODS for r in PAPER_REGS]
+    extra = [(m, r) for m in METHODS for r in regs_of(m)
+             if (m, r) in (present or set()) and (m, r) not in paper]
+    return paper + extra
+
+
+def regs_present(present: set[str] | None = None) -> list[str]:
+    """The paper's regularizations, then any other present one, in registry order."""
+    return [r for r in REGULARIZATIONS if r in PAPER_REGS or r in (present or set())]
+

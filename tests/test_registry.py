@@ -1,0 +1,181 @@
+"""The registry is the one declaration of the experiment's axes; everything else derives from it."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from deepstock import registry
+from deepstock.cli import build_parser, main
+from deepstock.errors import ConfigError
+from deepstock.generators import generate_dataset
+from deepstock.hparams import SCALES, get_scale, resolve_hparams
+from deepstock.regularizations import Regularization, get_regularization
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _choices(command: str, option: str) -> list[str]:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices[command]
+    return list(next(a for a in sub._actions if option in a.option_strings).choices)
+
+
+def test_cli_choices_are_the_registry_axes():
+    for command in ("train", "tune"):
+        assert _choices(command, "--method") == list(registry.METHODS)
+        assert _choices(command, "--reg") == list(registry.REGULARIZATIONS)
+    assert _choices("tune", "--executor") == list(registry.EXECUTORS)
+
+
+def test_workflow_schema_enums_equal_the_registry():
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    props = schema["properties"]
+    for key in ("methods", "s4_methods"):
+        assert props[key]["items"]["enum"] == list(registry.METHODS), key
+    for key in ("regs", "s4_regs"):
+        assert props[key]["items"]["enum"] == list(registry.REGULARIZATIONS), key
+    assert props["tuning"]["properties"]["executor"]["enum"] == list(registry.EXECUTORS)
+    assert props["scale"]["enum"] == list(SCALES)
+    pattern = re.compile(props["settings"]["items"]["pattern"])
+    grid = [registry.iid_setting_id(n, t) for n in registry.IID_N for t in registry.IID_T]
+    for sid in ["s1", "s2", "s3", "s4", *grid]:
+        assert pattern.match(sid), sid
+    for sid in ("s4_n05_t7", "s4_n5_t8", "s4_n6_t7", "s5"):
+        assert not pattern.match(sid), sid
+
+
+def test_snakefile_wildcards_come_from_the_registry():
+    text = (ROOT / "Snakefile").read_text()
+    assert 'method="|".join(registry.METHODS)' in text
+    assert 'reg="|".join(registry.REGULARIZATIONS)' in text
+
+
+def test_rl_runs_on_the_cpu_and_ds_where_asked_one_rule_for_all_callers():
+    assert registry.method_device("ddpg", "cuda") == "cpu"
+    assert registry.method_device("ppo", "auto") == "cpu"
+    assert registry.method_device("ds", "cpu") == "cpu"
+    with pytest.raises(ConfigError, match="device"):
+        registry.method_device("ds", "tpu")
+
+
+def test_every_method_takes_the_same_defaults_from_python_and_the_cli(tmp_path, monkeypatch):
+    """`train(..., {})` is the resolved default set for every method, as `deepstock train`."""
+    import deepstock.trainers as trainers
+
+    path = tmp_path / "s2.npz"
+    generate_dataset("s2").save(path)
+    data = generate_dataset("s2")
+    seen: dict[tuple[str, str], dict] = {}
+
+    def capturing(method, backend=None):
+        def trainer(dataset, reg, hp, seed, **kw):
+            seen[(method, kw.get("via", "cli"))] = hp
+            raise ConfigError("captured")
+        return trainer
+
+    monkeypatch.setattr(trainers, "get_trainer", capturing)
+    for method in registry.METHODS:
+        with pytest.raises(ConfigError, match="captured"):
+            trainers.train(data, method, "base", {}, 1, via="python")
+        assert main(["train", "s2", "--method", method, "--reg", "base", "--data", str(path),
+                     "--out", str(tmp_path / method)]) == 2
+        assert seen[(method, "python")] == seen[(method, "cli")]
+        assert seen[(method, "python")] == resolve_hparams(method, "s2", "base")
+    assert seen[("ddpg", "python")]["net_arch"] == {"pi": [32, 32], "qf": [32, 32]}  # AR(1)
+
+
+def test_a_trainer_refuses_an_incomplete_configuration_naming_the_missing_keys():
+    from deepstock.trainers.ds import train_ds
+
+    with pytest.raises(ConfigError, match="lack .*learning_rate"):
+        train_ds(generate_dataset("s1"), "base", {"epochs": 1}, 1)
+
+
+def test_resolution_order_user_file_and_overrides_win_over_the_scale_budget(tmp_path):
+    user = tmp_path / "h.yaml"
+    user.write_text("epochs: 7\ngrad_clip: 2.0\n")
+    notes: list[str] = []
+    hp = resolve_hparams("ds", "s1", "base", path=user, scale=get_scale("tiny"), notes=notes)
+    assert hp["epochs"] == 7 and hp["patience_epochs"] == 2 and hp["grad_clip"] == 2.0
+    assert notes == [f"{user} sets epochs=7 over the tiny scale's budget 4"]
+    hp = resolve_hparams("ds", "s1", "base", {"epochs": 9}, path=user, scale=get_scale("tiny"))
+    assert hp["epochs"] == 9
+    assert resolve_hparams("ds", "s4_n5_t7", "base")["M"] == 500.0  # the setting's cap
+    assert resolve_hparams("ppo", "s4_n5_t7", "base")["M"] == 500.0
+
+
+def test_each_stopping_rule_has_its_own_key():
+    keys = {name: m.stopping.key for name, m in registry.METHODS.items()}
+    assert keys == {"ddpg": "patience_evals", "ppo": "patience_evals", "ds": "patience_epochs"}
+    for name, m in registry.METHODS.items():
+        assert m.stopping.key in m.schema and "patience" not in m.schema, name
+
+
+@dataclass(frozen=True)
+class BaseWithOffset(Regularization):
+    """Base plus a constant safety stock: q = clip(μ - position + offset, 0, M)."""
+
+    offset: float = 2.0
+
+    def decode(self, out, obs, params):
+        out = out[:, 0] if out.ndim == 2 else out
+        return (out - obs.position + self.offset).clip(min=0.0, max=params.M)
+
+
+@pytest.fixture
+def offset_reg():
+    reg = registry.register_regularization(
+        BaseWithOffset("offset", subtract_position=True, uses_coeff=False, label="Offset",
+                       color="#937860", marker="P"))
+    yield reg
+    del registry.REGULARIZATIONS["offset"]
+
+
+def test_a_regularization_registered_in_a_test_reaches_the_summary_and_the_tables(
+    offset_reg, tmp_path
+):
+    """One entry, no other file: CLI, tuner, DS trainer, summary.csv and Table 6 all see it."""
+    data = tmp_path / "data" / "s1.npz"
+    generate_dataset("s1").save(data)
+    results = tmp_path / "results"
+    assert get_regularization("offset") is offset_reg
+    for reg in ("base", "offset"):
+        rc = main(["tune", "s1", "--method", "ds", "--reg", reg, "--scale", "tiny", "--executor",
+                   "local", "--quiet", "--data", str(data),
+                   "--out", str(results / "s1" / "ds" / reg / "rep0")])
+        assert rc == 0
+    assert main(["report", "summary", "--results", str(results)]) == 0
+    summary = pd.read_csv(results / "summary.csv")
+    assert sorted(summary["reg"]) == ["base", "offset"]
+    assert main(["report", "tables", "--summary", str(results / "summary.csv"),
+                 "--out", str(results / "tables")]) == 0
+    table6 = pd.read_csv(results / "tables" / "table6.csv")
+    paper = ["DDPG-None", "DDPG-Base", "PPO-None", "PPO-Base", "DS-None", "DS-Base"]
+    assert list(table6.columns) == ["row", *paper, "DS-Offset"]  # paper's columns first
+    row = summary[summary["reg"] == "offset"].iloc[0]
+    assert table6.set_index("row").loc["Testing Loss", "DS-Offset"] == pytest.approx(
+        row["test_loss"])
+    tex = (results / "tables" / "table6.tex").read_text()
+    assert r"\multicolumn{3}{c}{DS}" in tex and "None & Base & Offset" in tex
+    assert main(["report", "figures", "--results", str(results), "--out",
+                 str(tmp_path / "figures")]) == 0
+    surpass = pd.read_csv(results / "tables" / "surpass.csv")
+    assert set(surpass["reg"]) == {"none", "base", "offset"}  # Figure 2 has an Offset panel
+
+
+def test_a_method_refuses_a_regularization_or_family_it_does_not_declare(monkeypatch):
+    import dataclasses
+
+    narrow = dataclasses.replace(registry.METHODS["ds"], regs=("base",), families=("indep",))
+    monkeypatch.setitem(registry.METHODS, "ds", narrow)
+    assert resolve_hparams("ds", "s1", "base")["epochs"] == 3000
+    with pytest.raises(ConfigError, match="does not support regularization 'none'"):
+        resolve_hparams("ds", "s1", "none")
+    with pytest.raises(ConfigError, match="does not support 'ar1' settings"):
+        resolve_hparams("ds", "s2", "base")
