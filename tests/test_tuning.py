@@ -123,7 +123,7 @@ def test_bad_config_fails_before_compute(s1_path, tmp_path, capsys):
 
 def test_resume_after_kill_does_not_rerun_finished_trials(s1_path, tmp_path):
     hp = tmp_path / "slow.yaml"
-    hp.write_text("epochs: 150\npatience_epochs: 150\n")  # ~1 s per trial
+    hp.write_text("epochs: 60\npatience_epochs: 60\n")  # ~0.4 s per trial
     out = tmp_path / "cell"
     cmd = [sys.executable, "-m", "deepstock.cli", "tune", "s1", "--method", "ds", "--reg", "base",
            "--scale", "tiny", "--executor", "local", "--num-samples", "6", "--hparams", str(hp),

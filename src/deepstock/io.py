@@ -129,15 +129,20 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_default) + "\n")
 
 
+def _read_text(path: Path, kind: str, error: type) -> str:
+    """A text file's content; missing or unreadable is a one-line ``error`` naming it."""
+    if not path.is_file():
+        raise error(f"{kind} not found: {path}")
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+
+
 def read_json(path: str | os.PathLike) -> Any:
     """Parse a JSON file; missing, unreadable or invalid JSON is a one-line DataError naming it."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"file not found: {path}")
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    text = _read_text(path, "file", DataError)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -168,18 +173,15 @@ def read_yaml(path: str | os.PathLike, *, kind: str = "file", error: type = Conf
     import yaml
 
     path = Path(path)
-    if not path.is_file():
-        raise error(f"{kind} not found: {path}")
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise error(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    text = _read_text(path, kind, error)
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise error(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
     except RecursionError:
         raise error(f"{path}: invalid YAML (nested too deeply)") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise error(f"{path}: invalid YAML ({exc})") from None
 
 
 # ----------------------------------------------------------------------------- folders

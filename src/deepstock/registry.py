@@ -297,8 +297,16 @@ def regs_of(method: str) -> tuple[str, ...]:
 
 
 # ----------------------------------------------------------------------------- settings grid
-#: Demand families (spec §5): each has a generator (deepstock.generators) and a π* (benchmarks).
-FAMILIES: tuple[str, ...] = ("indep", "ar1", "iid")
+#: Demand families (spec §5) and the benchmark policies π* of each (deepstock.benchmarks), the
+#: first being what ``deepstock benchmark --method auto`` computes; generators: deepstock.generators.
+FAMILY_BENCHMARKS: dict[str, tuple[str, ...]] = {
+    "indep": ("dp_empirical", "dp_true"),
+    "ar1": ("ar1_dp", "ds_on_test"),
+    "iid": ("critical_fractile",),
+}
+FAMILIES: tuple[str, ...] = tuple(FAMILY_BENCHMARKS)
+BENCHMARK_METHODS: tuple[str, ...] = ("auto",) + tuple(
+    m for ms in FAMILY_BENCHMARKS.values() for m in ms)
 #: Settings 1-3 of Tables 6-8 (ids) and the table each one fills.
 TABLE_SETTINGS: dict[str, str] = {"table6": "s1", "table7": "s2", "table8": "s3"}
 #: Setting 4 (Table 9, Figure 4): N distinct sigmas x H review cycles, T = 3 + 2H.

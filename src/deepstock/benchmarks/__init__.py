@@ -19,7 +19,6 @@ from deepstock.benchmarks.critical_fractile import (
 )
 from deepstock.benchmarks.indep_dp import IndepDPSolution, indep_pmf, solve_indep_dp
 from deepstock.benchmarks.run import (
-    METHODS,
     BenchmarkResult,
     resolve_method,
     run_benchmark,
@@ -27,7 +26,6 @@ from deepstock.benchmarks.run import (
 )
 
 __all__ = [
-    "METHODS",
     "Ar1DPSolution",
     "Ar1SkuSolution",
     "BenchmarkResult",

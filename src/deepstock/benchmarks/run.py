@@ -29,13 +29,8 @@ from deepstock.errors import ConfigError, DeepstockError
 from deepstock.evaluation import evaluate_policy
 from deepstock.io import check_target, ensure_folder, write_json
 from deepstock.losses import DEFAULT_LOSS, LossConfig
+from deepstock.registry import BENCHMARK_METHODS, FAMILY_BENCHMARKS
 
-METHODS = ("auto", "dp_empirical", "dp_true", "critical_fractile", "ar1_dp", "ds_on_test")
-FAMILY_METHODS = {
-    "indep": ("dp_empirical", "dp_true"),
-    "iid": ("critical_fractile",),
-    "ar1": ("ar1_dp", "ds_on_test"),
-}
 DS_SEED = 45  # the single-run seed of spec §7.5
 
 
@@ -75,9 +70,10 @@ class BenchmarkResult:
 
 def resolve_method(family: str, method: str = "auto") -> str:
     """Validate ``method`` for a family; ``auto`` -> the family's exact benchmark."""
-    if method not in METHODS:
-        raise ConfigError(f"unknown benchmark method {method!r}; expected one of {list(METHODS)}")
-    allowed = FAMILY_METHODS[family]
+    if method not in BENCHMARK_METHODS:
+        raise ConfigError(f"unknown benchmark method {method!r}; expected one of "
+                          f"{list(BENCHMARK_METHODS)}")
+    allowed = FAMILY_BENCHMARKS[family]
     if method == "auto":
         return allowed[0]
     if method not in allowed:

@@ -17,6 +17,7 @@ import argparse
 import json
 import math
 
+from deepstock import registry
 from deepstock.errors import ConfigError
 
 
@@ -30,8 +31,7 @@ def register(subparsers) -> None:
     p.add_argument("--data", required=True, help="dataset .npz of that setting")
     p.add_argument("--out", required=True, help="output .json (AR(1) DP tables go to .npz beside)")
     p.add_argument("--method", default="auto",
-                   choices=["auto", "dp_empirical", "dp_true", "critical_fractile", "ar1_dp",
-                            "ds_on_test"])
+                   choices=registry.BENCHMARK_METHODS)
     p.add_argument("--distribution", default=None, choices=["empirical", "true"],
                    help="INDEP DP pmf: empirical (training data, default) or the true uniform one; "
                    "shorthand for --method dp_empirical / dp_true")
