@@ -35,7 +35,7 @@ import deepstock.trainers
 from deepstock.cli import main
 from deepstock.errors import DataError
 from deepstock.generators import generate_dataset
-from deepstock.hparams import SCHEMA
+from deepstock.registry import METHODS as REGISTERED
 from deepstock.trainers import TrainResult, read_run, save_run
 
 IS_ROOT = os.geteuid() == 0
@@ -406,7 +406,7 @@ CAPS = {
     "ppo": ["total_steps=64", "eval_freq=32"],
 }
 # Values that pass validation but make even a capped run allocate gigabytes or run for minutes
-# or hours: these keys have no upper bound in hparams.SCHEMA, or one far above what trains in
+# or hours: these keys have no upper bound in the registry's schemas, or one far above what trains in
 # seconds. Per method: key -> the largest value the fuzz test trains ("width": any layer).
 KNOWN_UNBOUNDED = {
     "ds": {"width": 1024},
@@ -478,7 +478,7 @@ def mutated_file(rng: random.Random, method: str, path: Path) -> None:
     if roll < 0.16:
         path.write_text(yaml.safe_dump(rng.choice([[1, 2], "text", 42, 3.5, True, [{"a": 1}]])))
         return
-    schema = SCHEMA[method]
+    schema = REGISTERED[method].schema
     doc: dict = {}
     for _ in range(rng.randint(1, 3)):
         if rng.random() < 0.12:
@@ -567,7 +567,7 @@ def test_random_hyper_parameter_files_train_or_fail_in_one_line(
     for name in KNOWN_UNBOUNDED[method]:
         key, value = (network_key(method), EXTREME[name]) if name == "width" else (name, EXTREME[name])
         if key == "net_arch":
-            value = {a: value for a in SCHEMA[method][key].arch_keys}
+            value = {a: value for a in REGISTERED[method].schema[key].arch_keys}
         path = tmp_path / f"extreme_{key}.yaml"
         path.write_text(yaml.safe_dump({key: value}))
         outcome = check_case(method, path, data, capsys)

@@ -19,12 +19,8 @@ import yaml
 from deepstock.errors import ConfigError
 from deepstock.io import read_yaml
 from deepstock.limits import TRAIN_ENV, check_bytes
-from deepstock.registry import METHODS as REGISTERED_METHODS
 from deepstock.registry import Param, check_supported, get_method
 from deepstock.settings import Setting, get_setting
-
-METHODS = tuple(REGISTERED_METHODS)
-SCHEMA = {name: m.schema for name, m in REGISTERED_METHODS.items()}  # read-only view
 
 
 def schema_of(method: str) -> dict[str, Param]:

@@ -22,7 +22,7 @@ YAML defaults and search space); see README "Extending".
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from deepstock.errors import ConfigError
@@ -179,7 +179,6 @@ class Method:
     default_backend: str
     regs: tuple[str, ...] | None = None  # None: every registered regularization
     families: tuple[str, ...] | None = None  # None: every family
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def backend(self, name: str | None = None) -> Backend:
         name = name or self.default_backend
