@@ -55,21 +55,29 @@ def file_kind(mode: int) -> str:
     return "an unknown kind of file"
 
 
-def check_target(path: Path) -> bool:
-    """True if ``path`` is a regular file, False if missing; DataError for anything else.
-
-    Uses ``lstat``: a symbolic link is refused, never followed.
-    """
+def _lstat_target(path: Path) -> os.stat_result | None:
+    """``lstat`` of a write target: None if missing; DataError if a link or unreadable."""
     try:
         st = os.lstat(path)
     except (FileNotFoundError, NotADirectoryError):
-        return False  # a parent that is a file is reported by ensure_folder
+        return None
     except OSError as exc:
         raise DataError(f"cannot write {path}: {exc.strerror or exc}") from None
     if stat.S_ISLNK(st.st_mode):
         raise DataError(
             f"cannot write {path}: it is a symbolic link; deepstock does not write through links"
         )
+    return st
+
+
+def check_target(path: Path) -> bool:
+    """True if ``path`` is a regular file, False if missing; DataError for anything else.
+
+    Uses ``lstat``: a symbolic link is refused, never followed.
+    """
+    st = _lstat_target(path)
+    if st is None:
+        return False  # a parent that is a file is reported by ensure_folder
     if not stat.S_ISREG(st.st_mode):
         raise DataError(f"cannot write {path}: it is {file_kind(st.st_mode)}, not a regular file")
     return True
@@ -233,16 +241,9 @@ def check_folder_target(path: Path, owned: Callable[[str], bool]) -> None:
         cwd = None
     if cwd is not None and (path == cwd or path in cwd.parents):
         raise DataError(f"cannot write {path}: it contains the working directory")
-    try:
-        st = os.lstat(path)
-    except (FileNotFoundError, NotADirectoryError):
+    st = _lstat_target(path)
+    if st is None:
         return
-    except OSError as exc:
-        raise DataError(f"cannot write {path}: {exc.strerror or exc}") from None
-    if stat.S_ISLNK(st.st_mode):
-        raise DataError(
-            f"cannot write {path}: it is a symbolic link; deepstock does not write through links"
-        )
     if not stat.S_ISDIR(st.st_mode):
         raise DataError(f"cannot write {path}: it is {file_kind(st.st_mode)}, not a folder")
     try:
