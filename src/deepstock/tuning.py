@@ -54,7 +54,7 @@ from deepstock.hparams import (
     resolve_hparams,
     search_space,
 )
-from deepstock.io import read_json, write_csv, write_folder, write_json
+from deepstock.io import write_csv, write_folder, write_json
 from deepstock.journal import CellLock, Journal, JournalError, canonical_json, digest, file_sha256
 from deepstock.registry import EXECUTORS, method_device
 
@@ -143,11 +143,14 @@ def run_trial(spec: CellSpec, sampled: dict, seed: int | None, run_dir: str | No
 
 def run_is_complete(run_dir: Path, fingerprint: str) -> bool:
     """A run folder counts only with a readable ``metrics.json`` of this cell's fingerprint."""
+    from deepstock.trainers.common import read_run
+
     try:
-        metrics = read_json(Path(run_dir) / "metrics.json")
-    except (DeepstockError, OSError, ValueError):
+        metrics = read_run(run_dir)
+    except DeepstockError:
         return False
-    cell = metrics.get("extras", {}).get("cell", {}) if isinstance(metrics, dict) else {}
+    extras = metrics.get("extras")
+    cell = extras.get("cell") if isinstance(extras, dict) else None
     return isinstance(cell, dict) and cell.get("fingerprint") == fingerprint
 
 

@@ -7,7 +7,6 @@ still renders. Paper values are drawn as black markers (Figure 1) or dashed line
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 from pathlib import Path
 
@@ -20,9 +19,11 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from deepstock import registry  # noqa: E402
+from deepstock.errors import DeepstockError  # noqa: E402
 from deepstock.io import write_bytes, write_csv  # noqa: E402
 from deepstock.reports.reported import paper_surpass  # noqa: E402
 from deepstock.reports.tables import METHOD_LABELS, TABLE9_N, TABLE9_T, reg_label  # noqa: E402
+from deepstock.trainers.common import read_run  # noqa: E402
 
 DPI = 150
 METHODS = tuple(registry.METHODS)
@@ -374,7 +375,9 @@ def figure3_data(results: Path) -> dict[str, dict]:
     out = {}
     for reg in FIG3_REGS:
         d = results / "figure3" / reg
-        if not (d / "metrics.json").is_file():  # only a complete run folder counts
+        try:
+            metrics = read_run(d)  # only a complete run folder counts
+        except DeepstockError:
             out[reg] = {"critic": None, "replay": None, "steps": None}
             continue
         critic = _read_csv(d / "critic_log.csv")
@@ -382,8 +385,8 @@ def figure3_data(results: Path) -> dict[str, dict]:
         if replay is not None:
             replay = replay.sort_values("step").head(FIG3_STEPS)
         steps = None
-        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            steps = int(json.loads((d / "metrics.json").read_text())["iterations"])
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            steps = int(metrics["iterations"])
         out[reg] = {"critic": None if critic is None else critic_checkpoints(critic,
                                                                              end_step=steps),
                     "replay": replay, "steps": steps}

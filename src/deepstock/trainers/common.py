@@ -101,8 +101,6 @@ def _jsonable(v: Any) -> bool:
     return isinstance(v, (str, int, float, bool, list, dict, tuple, type(None), np.generic))
 
 
-
-
 RUN_MARKER = "metrics.json"
 _RUN_NAMES = (RUN_MARKER, "model.pt", "model.zip")
 
