@@ -29,7 +29,7 @@ from IPython.display import Image, Markdown, display
 
 from deepstock.reports import collect_compute, load_reported
 from deepstock.reports.figures import figure3_stats
-from deepstock.reports.notebook import scale_banner
+from deepstock.reports.notebook import backend_statement, scale_banner
 from deepstock.reports.takeaways import (
     base_improves_test,
     claims_frame,
@@ -97,6 +97,7 @@ claims = []
 banner = scale_banner(summary)
 display(Markdown(banner))
 if len(summary):
+    display(Markdown(backend_statement(summary)))
     inv = (summary.groupby(["setting", "method", "reg"])
            .agg(repetitions=("repetition", "nunique"), scale=("scale", "first"),
                 trials=("num_samples", "max"), benchmark=("benchmark_method", "first"))

@@ -42,3 +42,38 @@ def failing_trials(monkeypatch):
         return failed
 
     return install
+
+
+@pytest.fixture
+def fake_trainers(monkeypatch):
+    """Replace every trainer (every method and backend) by an instant stand-in, in this process.
+
+    The stand-in's losses depend on the learning rate and the seed only, its ``TrainResult``
+    names the backend it was asked for, and each call is recorded as ``(method, backend,
+    device)`` in the returned list. Use it to exercise the plumbing of a backend whose trainer
+    is not needed (or not installed), never to check training itself.
+    """
+    import pandas as pd
+
+    import deepstock.trainers as trainers
+    from deepstock.registry import get_method
+
+    calls: list[tuple[str, str, str]] = []
+
+    def get_trainer(method, backend=None):
+        name = get_method(method).backend(backend).name
+
+        def trainer(dataset, reg, hparams, seed, *, device="auto", progress=False, **options):
+            calls.append((method, name, device))
+            val = 1.0 + hparams["learning_rate"] + seed * 1e-6
+            return trainers.TrainResult(
+                setting=dataset.setting.id, method=method, reg=reg, seed=seed,
+                train_loss=val - 0.1, val_loss=val, test_loss=val + 0.1, best_val=val,
+                iterations=1, wall_s=0.0, device=device,
+                curve=pd.DataFrame({"iteration": [1], "val_loss": [val]}),
+                config=dict(hparams), policy=lambda obs: None, backend=name)
+
+        return trainer
+
+    monkeypatch.setattr(trainers, "get_trainer", get_trainer)
+    return calls

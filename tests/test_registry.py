@@ -30,7 +30,9 @@ def test_cli_choices_are_the_registry_axes():
     for command in ("train", "tune"):
         assert _choices(command, "--method") == list(registry.METHODS)
         assert _choices(command, "--reg") == list(registry.REGULARIZATIONS)
+        assert _choices(command, "--backend") == registry.backend_names()
     assert _choices("tune", "--executor") == list(registry.EXECUTORS)
+    assert set(registry.backend_names()) == {"sb3", "jax", "torch"}
 
 
 def test_workflow_schema_enums_equal_the_registry():
@@ -41,6 +43,10 @@ def test_workflow_schema_enums_equal_the_registry():
     for key in ("regs", "s4_regs"):
         assert props[key]["items"]["enum"] == list(registry.REGULARIZATIONS), key
     assert props["tuning"]["properties"]["executor"]["enum"] == list(registry.EXECUTORS)
+    backends = props["backends"]
+    assert backends["additionalProperties"] is False and "backends" in schema["required"]
+    assert backends["properties"] == {
+        name: {"type": "string", "enum": list(m.backends)} for name, m in registry.METHODS.items()}
     assert props["scale"]["enum"] == list(SCALES)
     pattern = re.compile(props["settings"]["items"]["pattern"])
     grid = [registry.iid_setting_id(n, t) for n in registry.IID_N for t in registry.IID_T]

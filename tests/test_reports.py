@@ -24,7 +24,7 @@ from deepstock.reports.figures import (
     mean_curve,
     surpass_label,
 )
-from deepstock.reports.notebook import scale_banner
+from deepstock.reports.notebook import backend_statement, scale_banner
 from deepstock.reports.reported import load_reported, paper_cells
 from deepstock.reports.tables import TABLE9_T
 from deepstock.reports.takeaways import (
@@ -48,13 +48,15 @@ def _json(path: Path, obj: dict) -> None:
     path.write_text(json.dumps(obj))
 
 
-def _cell(root: Path, setting, method, reg, rep, val, test, stage1_vals=None, scale="tiny"):
+def _cell(root: Path, setting, method, reg, rep, val, test, stage1_vals=None, scale="tiny",
+          backend=None):
     d = root / setting / method / reg / f"rep{rep}"
     _json(d / "winner.json", {
         "setting": setting, "method": method, "reg": reg, "repetition": rep, "scale": scale,
         "train_loss": val - 0.01, "val_loss": val, "test_loss": test, "reported_seed": 43,
         "wall_s": 10.0 + rep, "trial_wall_s": 8.0, "num_samples": len(stage1_vals or [1]),
         "stage1_failed": 0, "hparams": {}, "configs": [],
+        **({"backend": backend} if backend else {}),
     })
     if stage1_vals is not None:
         pd.DataFrame({
@@ -151,6 +153,25 @@ def test_summary_gaps_from_hand_numbers(tree):
     assert (r["N"], r["T"], r["H"], r["family"]) == (5, 7, 2, "iid")
     assert r["test_gap"] == pytest.approx(10.0)
     assert r["scale"] == "tiny" and r["reported_seed"] == 43 and r["num_samples"] == 1
+
+
+def test_summary_names_the_backend_of_winner_json_and_guesses_none_for_older_files(tree):
+    _cell(tree, "s2", "ppo", "base", 0, 2.3, 2.6, backend="jax")
+    s = _summary(tree)
+    assert _row(s, "s2", "ppo", "base", 0)["backend"] == "jax"
+    assert pd.isna(_row(s, "s1", "ds", "base", 0)["backend"])  # no "backend" in its winner.json
+
+
+def test_the_report_states_each_methods_backend_and_flags_a_mix():
+    s = pd.DataFrame({"method": ["ds", "ppo", "ddpg", "ppo", "ppo"],
+                      "backend": ["torch", "jax", "sb3", "sb3", "jax"]})
+    assert backend_statement(s) == (
+        "Training backends: DDPG sb3; PPO **mixed: jax (2 tuned cells), sb3 (1 tuned cell)**, "
+        "averaged together in the tables; DS torch.")
+    old = pd.DataFrame({"method": ["ds"], "backend": [math.nan]})  # summary.csv read back
+    assert backend_statement(old) == "Training backends: DS not recorded."
+    assert backend_statement(pd.DataFrame({"method": ["ds"]})) == (
+        "Training backends: DS not recorded.")  # a summary.csv older than the column
 
 
 def test_summary_benchmarks_csv(tree):
@@ -376,6 +397,7 @@ def test_notebook_runs_on_partial_tree(tree):
     md = (out / "replication.md").read_text()
     assert "NOT the paper's protocol" in md  # tiny scale is flagged
     assert "1–2 repetitions per cell" in md  # counted from summary.csv
+    assert "Training backends: DDPG not recorded" in md  # the tree's winners predate backends
     assert "the paper's method" not in md and "OUR construction" in md  # AR(1) stand-in
     assert "| tune " in md  # compute per rule
     html = (out / "replication.html").read_text()

@@ -16,8 +16,8 @@ from deepstock.evaluation import evaluate_policy
 from deepstock.hparams import resolve_hparams
 from deepstock.settings import get_setting
 from deepstock.trainers import save_run, train
+from deepstock.trainers.common import NoImprovementStopper
 from deepstock.trainers.sb3 import (
-    NoImprovementStopper,
     apply_ddpg_bias,
     build_model,
     ddpg_bias_shift,

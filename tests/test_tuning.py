@@ -1,4 +1,5 @@
-"""Two-stage tuning: winner rules, resume after a kill, fault tolerance, executors agree."""
+"""Two-stage tuning: winner rules, resume after a kill, fault tolerance, executors agree, and
+the training backend as one of the cell's inputs (fingerprint, trials, winner.json, summary)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,15 @@ import pytest
 
 from deepstock.cli import main
 from deepstock.generators import generate_dataset
-from deepstock.tuning import TuneOptions, config_seed, median_seed_row, pick_winner, tune_cell
+from deepstock.journal import describe_change
+from deepstock.tuning import (
+    TuneOptions,
+    config_seed,
+    median_seed_row,
+    pick_winner,
+    plan_cell,
+    tune_cell,
+)
 
 
 @pytest.fixture(scope="module")
@@ -258,3 +267,65 @@ def test_cuda_trials_share_one_gpu_four_at_a_time(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got == {"n": 8, "peak": 4, "gpus": ["[0]"]}
+
+
+# ----------------------------------------------------------------------------- backends
+TINY = dict(scale="tiny", executor="local", quiet=True)
+
+
+def test_the_fingerprint_differs_when_only_the_backend_differs(s1_path):
+    default = plan_cell("s1", "ddpg", "base", s1_path, TuneOptions(**TINY))
+    sb3 = plan_cell("s1", "ddpg", "base", s1_path, TuneOptions(backend="sb3", **TINY))
+    jax = plan_cell("s1", "ddpg", "base", s1_path, TuneOptions(backend="jax", **TINY))
+    assert default.fingerprint == sb3.fingerprint and default.spec.backend == "sb3"
+    assert describe_change(sb3.fingerprint, jax.fingerprint) == "backend sb3 -> jax"
+    assert sb3.spec.fingerprint != jax.spec.fingerprint
+    assert (jax.spec.backend, jax.spec.device) == ("jax", "cpu")  # jax: 'auto' is the CPU
+
+
+def test_a_backend_the_method_lacks_is_refused_before_the_cell_folder_is_made(s1_path, tmp_path):
+    from deepstock.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="method 'ds' has no backend 'jax'"):
+        tune_cell("s1", "ds", "base", s1_path, tmp_path / "cell", TuneOptions(backend="jax", **TINY))
+    assert not (tmp_path / "cell").exists()
+
+
+def test_every_trial_trains_on_the_cells_backend_and_winner_json_records_it(
+        s1_path, tmp_path, fake_trainers):
+    w = tune_cell("s1", "ddpg", "base", s1_path, tmp_path, TuneOptions(backend="jax", **TINY))
+    n_stage2 = len(pd.read_csv(tmp_path / "stage2.csv"))
+    assert len(fake_trainers) == w["num_samples"] + n_stage2
+    assert set(fake_trainers) == {("ddpg", "jax", "cpu")}
+    stored = json.loads((tmp_path / "winner.json").read_text())
+    assert stored["backend"] == stored["fingerprint"]["backend"] == "jax"
+    assert json.loads((tmp_path / "final" / "metrics.json").read_text())["backend"] == "jax"
+
+
+def test_resuming_a_cell_with_another_backend_is_refused_naming_backend(
+        s1_path, tmp_path, capsys, fake_trainers):
+    argv = ["tune", "s1", "--method", "ddpg", "--reg", "base", "--scale", "tiny", "--executor",
+            "local", "--quiet", "--data", str(s1_path), "--out", str(tmp_path)]
+    assert main([*argv, "--backend", "sb3"]) == 0
+    files = lambda: {p: p.read_bytes() for p in tmp_path.rglob("*")  # noqa: E731
+                     if p.is_file() and p.name != ".lock"}
+    before, n = files(), len(fake_trainers)
+    capsys.readouterr()
+    assert main([*argv, "--backend", "jax"]) == 2
+    errors = [x for x in capsys.readouterr().err.splitlines() if not x.startswith("note: ")]
+    assert len(errors) == 1 and "backend sb3 -> jax" in errors[0] and "--restart" in errors[0]
+    assert files() == before and len(fake_trainers) == n  # nothing trained, nothing touched
+    assert main([*argv, "--backend", "jax", "--restart-if-changed"]) == 0
+    assert {backend for _, backend, _ in fake_trainers[n:]} == {"jax"}
+    assert json.loads((tmp_path / "winner.json").read_text())["backend"] == "jax"
+
+
+def test_summary_csv_names_the_backend_of_each_tuned_cell(s1_path, tmp_path, fake_trainers):
+    results = tmp_path / "results"
+    for method, backend in (("ddpg", "jax"), ("ppo", "sb3")):
+        tune_cell("s1", method, "base", s1_path, results / "s1" / method / "base" / "rep0",
+                  TuneOptions(backend=backend, **TINY))
+    assert main(["report", "summary", "--results", str(results)]) == 0
+    summary = pd.read_csv(results / "summary.csv")
+    assert dict(zip(summary["method"], summary["backend"], strict=True)) == {
+        "ddpg": "jax", "ppo": "sb3"}

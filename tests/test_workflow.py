@@ -57,6 +57,7 @@ def test_lint_is_clean(tmp_path):
         (("--config", "scael=tiny"), "scael"),
         (("--config", "settings=[s9]"), "s9"),
         (("--config", "scale=huge"), "huge"),
+        (("--config", "backends={ds: jax}"), "jax"),  # a backend DS does not have
     ],
 )
 def test_bad_config_fails_before_any_job(tmp_path, args, needle):
@@ -82,14 +83,41 @@ def test_subset_and_path_targets_dry_run(tmp_path):
     assert "rule tune" in res.stdout + res.stderr
 
 
+def _tune_commands(output: str) -> dict[str, set[str]]:
+    """method -> the `--backend B --device D` pairs of the dry run's `deepstock tune` commands."""
+    out: dict[str, set[str]] = {}
+    for line in output.splitlines():
+        words = line.split()
+        if "tune" in words and "--method" in words and "--backend" in words:
+            b, d = words.index("--backend"), words.index("--device")
+            out.setdefault(words[words.index("--method") + 1], set()).add(
+                f"{words[b + 1]} {words[d + 1]}")
+    return out
+
+
 def test_profiles_dry_run(tmp_path):
     wd = _workdir(tmp_path)
     for profile in ("paper", "gpu", "slurm"):
         res = _smk(wd, "-n", "--workflow-profile", f"workflow/profiles/{profile}")
         assert res.returncode == 0, (profile, res.stdout[-2000:], res.stderr[-2000:])
-    res = _smk(wd, "-n", "--workflow-profile", "workflow/profiles/paper")
+    res = _smk(wd, "-n", "-p", "--workflow-profile", "workflow/profiles/paper")
     # paper scale: 3 repetitions of every cell
     assert "results/s1/ds/base/rep2/winner.json" in res.stdout + res.stderr
+    assert _tune_commands(res.stdout + res.stderr) == {
+        "ddpg": {"sb3 auto"}, "ppo": {"sb3 auto"}, "ds": {"torch auto"}}
+
+
+def test_the_gpu_profile_trains_ddpg_and_ppo_on_jax_and_every_tuning_job_asks_for_the_gpu(
+        tmp_path):
+    wd = _workdir(tmp_path)
+    res = _smk(wd, "-n", "-p", "--workflow-profile", "workflow/profiles/gpu",
+               "--config", "settings=[s1]")
+    assert res.returncode == 0, res.stderr[-2000:]
+    text = res.stdout + res.stderr
+    assert _tune_commands(text) == {
+        "ddpg": {"jax cuda"}, "ppo": {"jax cuda"}, "ds": {"torch cuda"}}
+    jobs = text.split("rule tune:")[1:]
+    assert len(jobs) == 6 and all("gpu=1" in job.split("Shell command")[0] for job in jobs)
 
 
 def test_tiny_dag_outputs(tiny_run):
@@ -104,6 +132,10 @@ def test_tiny_dag_outputs(tiny_run):
         assert (wd / "results" / "report" / f"replication.{ext}").stat().st_size > 1000
     summary = pd.read_csv(wd / "results" / "summary.csv")
     assert len(summary) == 18 + 2  # s1-s3: 3 methods x 2 regs; s4: DS-Base, 2 corner cells
+    assert set(zip(summary["method"], summary["backend"], strict=True)) == {
+        ("ddpg", "sb3"), ("ppo", "sb3"), ("ds", "torch")}  # config.yaml's `backends`
+    report = (wd / "results" / "report" / "replication.md").read_text()
+    assert "Training backends: DDPG sb3; PPO sb3; DS torch." in report
     for log in (wd / "logs" / "timing" / "tune").glob("*.tsv"):
         assert log.stat().st_size > 0
 

@@ -1,9 +1,10 @@
 """The one inventory simulator (spec §2), batched over trajectories.
 
-The same code runs on numpy arrays (evaluation, environments, benchmarks) and on torch tensors
-(the differentiable simulator of DS): every operation used here (``clip``, ``stack``,
-``zeros_like``, arithmetic) has the same meaning in both libraries, so there is no second copy of
-the dynamics. The Python loop is over days only; every day is one vectorized step over the batch.
+The same code runs on numpy arrays (evaluation, environments, benchmarks), on torch tensors
+(the differentiable simulator of DS) and on JAX arrays (the compiled RL environment,
+:mod:`deepstock.envs_jax`): every operation used here (``clip``, ``stack``, ``concatenate``,
+``zeros_like``, arithmetic) has the same meaning in the three libraries, so there is no second
+copy of the dynamics. The Python loop is over days only; every day is one vectorized step over the batch.
 Only the bookkeeping differs (``_Record``): numpy writes each day into one preallocated buffer,
 torch keeps lists for autograd. See ``speed/bench_simulator.py`` for the speed.
 
@@ -19,14 +20,22 @@ from typing import Any
 
 import numpy as np
 
-Array = Any  # numpy.ndarray or torch.Tensor
+Array = Any  # numpy.ndarray, torch.Tensor or jax.Array
 
 
 def _xp(a: Array):
-    # torch is only looked up if already imported: numpy-only users never pay its import time,
-    # and a torch tensor cannot exist unless torch was imported.
+    """The array library of ``a``: torch, jax.numpy or numpy.
+
+    torch and JAX are only looked up if already imported: numpy-only users never pay their
+    import time, and a tensor of either cannot exist unless its library was imported.
+    """
     torch = sys.modules.get("torch")
-    return torch if torch is not None and isinstance(a, torch.Tensor) else np
+    if torch is not None and isinstance(a, torch.Tensor):
+        return torch
+    jax = sys.modules.get("jax")
+    if jax is not None and isinstance(a, jax.Array):
+        return jax.numpy
+    return np
 
 
 def positive_part(a: Array) -> Array:
@@ -121,10 +130,7 @@ class Observation:
     @property
     def state(self) -> Array:
         """The policy state s_t = (x_t, I_{t,0}, ..., I_{t,L}), shape [n, 2 + L]."""
-        xp = _xp(self.pipeline)
-        return xp.concatenate([self.x[:, None], self.pipeline], 1) if xp is np else xp.cat(
-            [self.x[:, None], self.pipeline], 1
-        )
+        return _xp(self.pipeline).concatenate([self.x[:, None], self.pipeline], 1)
 
     @property
     def position(self) -> Array:

@@ -1,10 +1,11 @@
 """Provenance of a tuning cell: its fingerprint, its append-only journals and its lock.
 
 A **fingerprint** is the canonical JSON of everything that determines a cell's trials: the
-dataset's content hash (SHA-256 of the ``.npz`` bytes), setting, method, regularization and
-repetition, the resolved fixed hyper-parameters, the search space, the scale's budgets, the
-trial device and options, and the package version. Its ``digest`` is the first 16 hex digits of
-the SHA-256 of that JSON. :func:`describe_change` names the fields that differ between two.
+dataset's content hash (SHA-256 of the ``.npz`` bytes), setting, method, training backend,
+regularization and repetition, the resolved fixed hyper-parameters, the search space, the scale's
+budgets, the trial device and options, and the package version. Its ``digest`` is the first 16
+hex digits of the SHA-256 of that JSON. :func:`describe_change` names the fields that differ
+between two.
 
 A **journal** (``stage1.jsonl``, ``stage2.jsonl``) is a file of JSON lines: the first is a header
 ``{"fingerprint": {...}}``, every other line one finished trial. Only newline-terminated lines

@@ -21,6 +21,7 @@ YAML defaults and search space); see README "Extending".
 
 from __future__ import annotations
 
+import importlib
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -154,6 +155,9 @@ class Backend:
     name: str
     trainer: str
     gpu: bool  # False: every device request resolves to the CPU
+    auto_gpu: bool = True  # what device 'auto' means when gpu: CUDA when present (True) or CPU
+    population: str | None = None  # "module:function" training K agents in one program
+    gpu_probe: str = "deepstock.trainers.common:cuda_available"  # "module:function" -> bool
 
 
 @dataclass(frozen=True)
@@ -193,10 +197,18 @@ METHODS: dict[str, Method] = {
     for m in (
         Method("ddpg", "DDPG", "#4C72B0", "s", DDPG_SCHEMA,
                Stopping("patience_evals", "evaluations"), "env steps",
-               {"sb3": Backend("sb3", "deepstock.trainers.sb3:train_ddpg", gpu=False)}, "sb3"),
+               {"sb3": Backend("sb3", "deepstock.trainers.sb3:train_ddpg", gpu=False),
+                "jax": Backend("jax", "deepstock.trainers.jax_ddpg:train_ddpg", gpu=True,
+                               auto_gpu=False, gpu_probe="deepstock.jaxrt:gpu_available",
+                               population="deepstock.trainers.jax_ddpg:train_ddpg_population")},
+               "sb3"),
         Method("ppo", "PPO", "#55A868", "^", PPO_SCHEMA,
                Stopping("patience_evals", "evaluations"), "env steps",
-               {"sb3": Backend("sb3", "deepstock.trainers.sb3:train_ppo", gpu=False)}, "sb3"),
+               {"sb3": Backend("sb3", "deepstock.trainers.sb3:train_ppo", gpu=False),
+                "jax": Backend("jax", "deepstock.trainers.jax_ppo:train_ppo", gpu=True,
+                               auto_gpu=False, gpu_probe="deepstock.jaxrt:gpu_available",
+                               population="deepstock.trainers.jax_ppo:train_ppo_population")},
+               "sb3"),
         Method("ds", "DS", "#C44E52", "o", DS_SCHEMA,
                Stopping("patience_epochs", "epochs"), "epochs",
                {"torch": Backend("torch", "deepstock.trainers.ds:train_ds", gpu=True)}, "torch"),
@@ -228,16 +240,26 @@ def get_method(name: str) -> Method:
         raise ConfigError(f"unknown method {name!r}; expected one of {list(METHODS)}") from None
 
 
+def backend_names() -> list[str]:
+    """Every method's backend names, in registry order (the CLI's ``--backend`` choices)."""
+    return list(dict.fromkeys(b for m in METHODS.values() for b in m.backends))
+
+
 def method_device(method: str, requested: str = "auto", backend: str | None = None) -> str:
     """The device a training runs on: CPU for CPU-only backends (SB3's small MLPs, spec §7.1);
-    otherwise ``requested``, with 'auto' = CUDA when present."""
+    otherwise ``requested``, with 'auto' = CUDA when the backend's ``gpu_probe`` finds one and
+    the backend is ``auto_gpu`` (DS), else CPU (JAX: one agent is fastest on a CPU core;
+    populations ask for ``cuda``). 'cuda' without a GPU is a one-line ConfigError."""
     if requested not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"device {requested!r} is not one of ['auto', 'cpu', 'cuda']")
-    if not get_method(method).backend(backend).gpu:
+    b = get_method(method).backend(backend)
+    if not b.gpu or requested == "cpu" or (requested == "auto" and not b.auto_gpu):
         return "cpu"
-    from deepstock.trainers.common import resolve_device
-
-    return resolve_device(requested)
+    module, _, name = b.gpu_probe.partition(":")
+    present = bool(getattr(importlib.import_module(module), name)())
+    if requested == "cuda" and not present:
+        raise ConfigError(f"device 'cuda' was asked for, but the {b.name} backend finds no GPU")
+    return "cuda" if present else "cpu"
 
 
 #: How a tuning cell runs its trials (deepstock.tuning.resolve_executor).

@@ -2,8 +2,8 @@
 
 One place defines the four mappings — None, Base, Coeff, Both — and the network input each one
 uses. DS, DDPG and PPO all decode actions through :func:`get_regularization`. Every function works
-on numpy arrays and torch tensors alike. The four are declared, with their labels, colours and
-markers, in :mod:`deepstock.registry`; a new one is one :class:`Regularization` passed to
+on numpy arrays, torch tensors and JAX arrays alike. The four are declared, with their labels,
+colours and markers, in :mod:`deepstock.registry`; a new one is one :class:`Regularization` passed to
 ``registry.register_regularization`` (a subclass may override ``decode``).
 
 - None:  q = clip(μ, 0, M)
@@ -37,8 +37,7 @@ class RegularizationParams:
 
 
 def _cat(parts: list[Array]) -> Array:
-    xp = _xp(parts[0])
-    return np.concatenate(parts, 1) if xp is np else xp.cat(parts, 1)
+    return _xp(parts[0]).concatenate(parts, 1)
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,9 @@ One call of :func:`tune_cell` handles one cell (setting × method × regularizat
    its median seed (sort by val, index ⌊n/2⌋), whose run folder is copied to ``final/``.
 
 Provenance and resume (:mod:`deepstock.journal`): the cell's fingerprint (dataset hash, resolved
-hyper-parameters, search space, budgets, method/reg/repetition, version) heads both journals
-(``stage1.jsonl``, ``stage2.jsonl``) and is stored in every run folder and in ``winner.json``.
+hyper-parameters, search space, budgets, method/backend/reg/repetition, version) heads both
+journals (``stage1.jsonl``, ``stage2.jsonl``) and is stored in every run folder and in
+``winner.json``.
 A rerun with the same fingerprint resumes: finished stage-1 trials are replayed into TPE as
 completed trials and not re-run; a stage-2 run is keyed by (configuration, seed), so it is reused
 only for the very configuration that produced it, and only while its run folder is complete. A
@@ -19,6 +20,10 @@ rerun with another fingerprint is refused with a one-line error naming what chan
 cell afresh (``restart``, or ``restart_if_changed`` — what the workflow uses). Later rows of the
 same trial supersede earlier ones, which is how ``retry_failed`` re-runs failed trials in an
 append-only journal. A cell holds an exclusive lock on its folder.
+
+The training backend (``TuneOptions.backend``; None = the method's default, registry) is resolved
+once per cell, trains every trial, and is recorded in the fingerprint and in ``winner.json``; the
+trials' device follows from it (:func:`deepstock.registry.method_device`).
 
 Executors (``auto``, the default, picks one: :func:`resolve_executor`): ``ray`` runs trials as
 Ray Tune trials, one CPU each (a fractional GPU for ``device='cuda'``), ``min(cpus, configs)`` at
@@ -56,7 +61,7 @@ from deepstock.hparams import (
 )
 from deepstock.io import write_csv, write_folder, write_json
 from deepstock.journal import CellLock, Journal, JournalError, canonical_json, digest, file_sha256
-from deepstock.registry import EXECUTORS, method_device
+from deepstock.registry import EXECUTORS, get_method, method_device
 
 METRIC = "val_loss"
 CELL_FILES = ("stage1.jsonl", "stage2.jsonl", "stage1.csv", "stage2.csv", "winner.json")
@@ -88,6 +93,7 @@ class CellSpec:
     data_path: str
     base_hparams: dict
     device: str = "cpu"
+    backend: str | None = None  # registry backend of the method; None = its default
     train_options: dict = field(default_factory=dict)
     fingerprint: str = ""  # digest of the cell's fingerprint, stored in every run folder
 
@@ -118,9 +124,8 @@ def run_trial(spec: CellSpec, sampled: dict, seed: int | None, run_dir: str | No
 
         hp = validate_hparams(spec.method, {**spec.base_hparams, **searched})
         check_memory(spec.method, hp)
-        result = train(
-            _load(spec), spec.method, spec.reg, hp, seed, device=spec.device, **spec.train_options
-        )
+        result = train(_load(spec), spec.method, spec.reg, hp, seed, device=spec.device,
+                       backend=spec.backend, **spec.train_options)
         if not math.isfinite(result.best_val):
             raise FloatingPointError(f"non-finite validation loss {result.best_val}")
         if run_dir:
@@ -275,6 +280,7 @@ class TuneOptions:
     scale: str = "quick"
     repetition: int = 0
     device: str = "auto"
+    backend: str | None = None  # the method's training backend (registry); None = its default
     address: str | None = None
     max_concurrent: int | None = None
     stage2_winner: str = "mean"
@@ -358,6 +364,8 @@ def plan_cell(setting: str, method: str, reg: str, data_path: str | Path,
     from deepstock.data import load_dataset
 
     _check_options(opts)
+    backend = get_method(method).backend(opts.backend).name
+    opts = replace(opts, backend=backend)
     data_path = str(Path(data_path).resolve())
     # fail on a wrong or missing dataset before any compute; custom settings come from the file
     cell_setting = load_dataset(data_path, expect_setting=setting).setting
@@ -375,11 +383,11 @@ def plan_cell(setting: str, method: str, reg: str, data_path: str | Path,
         del dims[key]
     if not dims:
         raise ConfigError(f"empty search space for {method}/{setting}/{reg}")
-    device = method_device(method, opts.device)
+    device = method_device(method, opts.device, backend)
     num_samples = opts.num_samples or scale.num_samples
     fingerprint = {
-        "setting": setting, "method": method, "reg": reg, "repetition": opts.repetition,
-        "dataset_sha256": file_sha256(data_path),
+        "setting": setting, "method": method, "backend": backend, "reg": reg,
+        "repetition": opts.repetition, "dataset_sha256": file_sha256(data_path),
         "scale": {"name": scale.name, "num_samples": num_samples,
                   "n_startup_trials": scale.n_startup_trials, "top_k": scale.top_k,
                   "seeds": list(scale.seeds)},
@@ -388,7 +396,8 @@ def plan_cell(setting: str, method: str, reg: str, data_path: str | Path,
         "device": device, "train_options": dict(opts.train_options), "version": __version__,
     }
     spec = CellSpec(setting=setting, method=method, reg=reg, data_path=data_path,
-                    base_hparams=base, device=device, train_options=dict(opts.train_options),
+                    base_hparams=base, device=device, backend=backend,
+                    train_options=dict(opts.train_options),
                     fingerprint=digest(fingerprint))
     return CellPlan(spec, scale, opts, dims, num_samples, fingerprint, notes)
 
@@ -651,7 +660,7 @@ def _write_winner(plan: CellPlan, out: Path, table1: pd.DataFrame, table2: pd.Da
                  out / "final")
     spec, ok1 = plan.spec, table1["status"] == "ok"
     winner = {
-        "setting": spec.setting, "method": spec.method, "reg": spec.reg,
+        "setting": spec.setting, "method": spec.method, "backend": spec.backend, "reg": spec.reg,
         "repetition": plan.opts.repetition, "scale": plan.scale.name,
         "stage2_winner": plan.opts.stage2_winner, "executor": plan.opts.executor,
         "hparams": {**spec.base_hparams, **summaries[win_idx]["config"]},

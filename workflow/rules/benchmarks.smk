@@ -34,9 +34,10 @@ rule ar1_ds_on_test:
         out=lambda wc, output: os.path.dirname(output[0]),
         flags=tune_flags(),
         device=config["tuning"]["device"],
+        backend=backend_of("ds"),
     threads: config["tuning"]["threads"]
     resources:
-        gpu=1 if config["tuning"]["device"] == "cuda" else 0,
+        gpu=1 if uses_gpu("ds") else 0,
     conda:
         "../envs/deepstock.yaml"
     log:
@@ -45,5 +46,5 @@ rule ar1_ds_on_test:
         timing_path("ar1_ds_on_test", "{setting}")
     shell:
         "deepstock tune {wildcards.setting} --method ds --reg base --repetition 0 --fit-on test "
-        "--data {input.data} --out {params.out} --device {params.device} --cpus {threads} "
-        "{params.flags} > {log} 2>&1"
+        "--data {input.data} --out {params.out} --backend {params.backend} "
+        "--device {params.device} --cpus {threads} {params.flags} > {log} 2>&1"

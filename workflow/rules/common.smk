@@ -59,9 +59,15 @@ def tune_flags():
     return " ".join(flags)
 
 
+def backend_of(method):
+    """The method's training backend: config `backends`, else the registry's default."""
+    return registry.get_method(method).backend(config["backends"].get(method)).name
+
+
 def uses_gpu(method):
-    """A tuning job asks Snakemake for a GPU when its method's backend runs on one (registry)."""
-    backend = registry.get_method(method).backend()
+    """A tuning job asks Snakemake for a GPU when its configured backend runs on one (registry)
+    and the trials are sent to CUDA."""
+    backend = registry.get_method(method).backend(backend_of(method))
     return backend.gpu and config["tuning"].get("device", "auto") == "cuda"
 
 

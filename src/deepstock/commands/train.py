@@ -5,6 +5,10 @@ Examples::
     deepstock train s1 --method ds --reg base --seed 45 --data data/s1.npz --out runs/s1/ds-base
     deepstock train s1 --method ds --reg none --hparams my.yaml --set epochs=50 --data ... --out ...
     deepstock train s1 --method ddpg --reg base --log-critic --data ... --out ...
+    deepstock train s1 --method ppo --reg base --backend sb3 --data ... --out ...
+
+The training backend is ``--backend`` (one of the method's in :mod:`deepstock.registry`; default:
+the method's default, or with ``--from-winner`` the winner's); metrics.json records it.
 
 Hyper-parameters: the spec defaults of the cell (``deepstock/conf/hparams.yaml``), then the
 ``--hparams`` YAML file, then ``--set key=value`` (values parsed as YAML: ``--set
@@ -36,10 +40,12 @@ def register(subparsers) -> None:
                    help="run seed (default 45, spec §7.5; with --from-winner its reported seed)")
     p.add_argument("--hparams", metavar="FILE.yaml", help="YAML mapping of hyper-parameters")
     p.add_argument("--from-winner", metavar="winner.json", default=None,
-                   help="retrain a tuned cell's winner: its hyper-parameters and reported seed")
+                   help="retrain a tuned cell's winner: its hyper-parameters, reported seed and "
+                   "backend")
     p.add_argument("--data", required=True, metavar="PATH", help="dataset .npz of the setting")
     p.add_argument("--out", required=True, metavar="DIR", help="run folder to write")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    add_backend_option(p)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                    help="override one hyper-parameter (repeatable)")
     p.add_argument("--log-critic", action="store_true",
@@ -49,6 +55,25 @@ def register(subparsers) -> None:
     p.add_argument("--val-split", default=None, choices=["train", "val", "test"],
                    help="DS: split used for early stopping and selection")
     p.set_defaults(func=run)
+
+
+def add_backend_option(p: argparse.ArgumentParser) -> None:
+    """``--backend``: the names of every method's backends (registry); None = the default."""
+    p.add_argument("--backend", default=None, choices=registry.backend_names(),
+                   help="training backend (default: the method's, "
+                   + ", ".join(f"{name}: {m.default_backend}" for name, m in
+                               registry.METHODS.items())
+                   + "); a method supports only its own: "
+                   + ", ".join(f"{name}: {'|'.join(m.backends)}" for name, m in
+                               registry.METHODS.items()))
+
+
+def check_backend(method: str, backend: str | None, option: str = "--backend") -> str:
+    """The backend name ``method`` trains with; a one-line ConfigError naming ``option``."""
+    try:
+        return registry.get_method(method).backend(backend).name
+    except ConfigError as exc:
+        raise ConfigError(f"{option} {backend}: {exc}") from None
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -65,8 +90,9 @@ def parse_overrides(items: list[str]) -> dict:
     return out
 
 
-def read_winner(path: str, method: str) -> tuple[dict, int]:
-    """(hyper-parameters, reported seed) of a ``winner.json``; a one-line error if malformed."""
+def read_winner(path: str, method: str) -> tuple[dict, int, str | None]:
+    """(hyper-parameters, reported seed, backend or None) of a ``winner.json``; a one-line error
+    if malformed or of a backend ``method`` lacks."""
     from deepstock.hparams import validate_hparams
     from deepstock.io import read_json
 
@@ -80,8 +106,11 @@ def read_winner(path: str, method: str) -> tuple[dict, int]:
     seed = winner.get("reported_seed")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"{where}: 'reported_seed' must be a non-negative integer, got {seed!r}")
+    backend = winner.get("backend")
+    if backend is not None:
+        backend = check_backend(method, str(backend), f"{where}: backend")
     try:
-        return validate_hparams(method, winner["hparams"], source="hparams"), seed
+        return validate_hparams(method, winner["hparams"], source="hparams"), seed, backend
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
 
@@ -99,12 +128,16 @@ def run(args: argparse.Namespace) -> int:
     from deepstock.trainers.common import check_run_dir
 
     seed = 45 if args.seed is None else args.seed
+    backend = check_backend(args.method, args.backend)
     overrides = parse_overrides(args.overrides)
     if args.from_winner:
-        winner_hparams, winner_seed = read_winner(args.from_winner, args.method)
+        winner_hparams, winner_seed, winner_backend = read_winner(args.from_winner, args.method)
         overrides = {**winner_hparams, **overrides}
         if args.seed is None:
             seed = winner_seed
+        if args.backend is None and winner_backend is not None:
+            backend = winner_backend
+    device = registry.method_device(args.method, args.device, backend)
     check_run_dir(args.out)  # refuse a bad --out before any compute
     dataset = load_dataset(args.data, expect_setting=args.setting)
     # the loaded Setting (not the id) so that a custom setting gets its family's defaults
@@ -120,12 +153,12 @@ def run(args: argparse.Namespace) -> int:
             if args.method != "ds":
                 raise ConfigError(f"--{name.replace('_', '-')} applies to --method ds only")
             options[name] = getattr(args, name)
-    result = train(dataset, args.method, args.reg, hparams, seed, device=args.device,
-                   progress=show_progress(), **options)
+    result = train(dataset, args.method, args.reg, hparams, seed, device=device,
+                   progress=show_progress(), backend=backend, **options)
     result.extras["provenance"] = dataset_provenance(args.data)
     save_run(result, args.out)
     print(f"{args.setting} {args.method}-{args.reg} seed {seed}: train {result.train_loss:.4f} "
           f"val {result.val_loss:.4f} test {result.test_loss:.4f} ({result.iterations} "
           f"{'epochs' if args.method == 'ds' else 'steps'}, {result.wall_s:.1f} s, "
-          f"{result.device}) -> {args.out}")
+          f"{result.device}, {backend}) -> {args.out}")
     return 0

@@ -5,6 +5,9 @@ Examples::
     deepstock tune s1 --method ds --reg base --repetition 0 --scale quick \\
         --data results/data/s1.npz --out results/s1/ds/base/rep0
     deepstock tune s2 --method ppo --reg none --scale paper --address auto   # on a Ray cluster
+    deepstock tune s1 --method ddpg --reg base --backend sb3 --data ... --out ...
+
+``--backend`` (default: the method's) is part of the cell's fingerprint and of winner.json.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 
 from deepstock import registry
+from deepstock.commands.train import add_backend_option, check_backend
 from deepstock.hparams import SCALES
 
 
@@ -31,8 +35,10 @@ def register(subparsers) -> None:
     p.add_argument("--data", required=True, help="dataset .npz of the setting")
     p.add_argument("--out", required=True, help="cell output folder")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                   help="device of trials whose backend runs on a GPU (DS): auto = CUDA when "
-                   "present (Ray: 0.25 GPU per trial); CPU-only backends (SB3 DDPG/PPO) ignore it")
+                   help="device of trials whose backend runs on a GPU (torch, jax): auto = CUDA "
+                   "when present for torch (DS), the CPU for jax; cuda: each Ray trial asks for "
+                   "0.25 GPU; CPU-only backends (sb3) ignore it")
+    add_backend_option(p)
     p.add_argument("--executor", default="auto", choices=registry.EXECUTORS,
                    help="ray: Ray Tune trials; local: the same TPE study, trials one after the "
                    "other in this process; auto (default): ray with --address, or at a scale "
@@ -53,7 +59,7 @@ def register(subparsers) -> None:
                    help="discard the cell's journals and runs in --out and start afresh")
     p.add_argument("--restart-if-changed", action="store_true",
                    help="start afresh only if the journals in --out belong to other inputs "
-                   "(dataset, hyper-parameters, space, budgets); default: refuse with an error")
+                   "(dataset, backend, hyper-parameters, space, budgets); default: refuse with an error")
     p.add_argument("--retry-failed", action="store_true",
                    help="re-run trials that failed before (default: a failure is kept as the "
                    "trial's result)")
@@ -64,12 +70,13 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from deepstock.tuning import TuneOptions, tune_cell
 
+    backend = check_backend(args.method, args.backend)
     train_options = {}
     if args.fit_on == "test":
         train_options = {"train_split": "test", "val_split": "test"}
     opts = TuneOptions(
-        scale=args.scale, repetition=args.repetition, device=args.device, address=args.address,
-        max_concurrent=args.max_concurrent, stage2_winner=args.stage2_winner,
+        scale=args.scale, repetition=args.repetition, device=args.device, backend=backend,
+        address=args.address, max_concurrent=args.max_concurrent, stage2_winner=args.stage2_winner,
         space_path=args.space, hparams_path=args.hparams, train_options=train_options,
         quiet=args.quiet, num_samples=args.num_samples,
         executor=args.executor, cpus=args.cpus, restart=args.restart,
@@ -77,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     )
     winner = tune_cell(args.setting, args.method, args.reg, args.data, args.out, opts)
     print(
-        f"{args.setting}/{args.method}/{args.reg} rep{args.repetition}: winner config "
+        f"{args.setting}/{args.method}/{args.reg} rep{args.repetition} ({backend}): winner config "
         f"{winner['winner_index']} (stage-1 trial {winner['stage1_trial']}), seed "
         f"{winner['reported_seed']}: val {winner['val_loss']:.4f} test {winner['test_loss']:.4f} "
         f"({winner['wall_s']:.1f}s)"

@@ -7,6 +7,9 @@ Inputs (all optional; a subset run gives a subset of rows):
   test set (spec §6.3(a)); its ``test_loss`` is L*;
 - ``{results}/{setting}/{method}/{reg}/rep{r}/winner.json`` — ``deepstock tune`` cells.
 
+Each cell row names the training ``backend`` its ``winner.json`` records (sb3, jax, torch, ...);
+a ``winner.json`` written before the tuner recorded backends leaves it empty, not guessed.
+
 Loss gap (spec §3): ``gap = 100 (L − L*) / L*`` with L* the benchmark's **test** loss, for both the
 validation and the test gap. AR(1) L* follows ``ar1_gap_reference``: ``ds_on_test`` (default),
 ``paper`` (2.2838) or ``dp``; a missing ``ds_on_test`` falls back to ``dp`` with a note.
@@ -27,7 +30,7 @@ from deepstock.settings import SETTING_IDS, get_setting
 
 AR1_REFERENCES = ("ds_on_test", "paper", "dp")
 SUMMARY_COLUMNS = [
-    "setting", "family", "N", "T", "H", "method", "reg", "repetition", "scale",
+    "setting", "family", "N", "T", "H", "method", "reg", "backend", "repetition", "scale",
     "train_loss", "val_loss", "test_loss", "benchmark", "benchmark_method", "val_gap", "test_gap",
     "wall_s", "trial_wall_s", "num_samples", "stage1_failed", "reported_seed", "note",
 ]
@@ -167,7 +170,8 @@ def _cell_row(path: Path) -> dict:
             rep = -1
     return {
         **_setting_cols(w.get("setting", setting)),
-        "method": w.get("method", method), "reg": w.get("reg", reg), "repetition": int(rep),
+        "method": w.get("method", method), "reg": w.get("reg", reg),
+        "backend": str(w.get("backend") or ""), "repetition": int(rep),
         "scale": w.get("scale", ""),
         "train_loss": _f(w.get("train_loss")), "val_loss": _f(w.get("val_loss")),
         "test_loss": _f(w.get("test_loss")),

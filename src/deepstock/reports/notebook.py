@@ -7,7 +7,8 @@ variables (``DEEPSTOCK_RESULTS``, ``DEEPSTOCK_FIGURES``, ``DEEPSTOCK_TABLES``, `
 
 :func:`scale_banner` writes the report's statement of the run's scale from ``summary.csv``: the
 scales, the stage-1 trials and the repetitions are counted per cell, never assumed from the scale
-name.
+name. :func:`backend_statement` names the training backend behind each method's numbers, from the
+same file's ``backend`` column.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from deepstock import registry
 from deepstock.errors import DataError, DeepstockError
 from deepstock.io import write_bytes, write_text
 
@@ -63,6 +65,31 @@ def scale_banner(summary: pd.DataFrame) -> str:
                  f"{PAPER_REPETITIONS} repetitions**: their means are over fewer tuning runs "
                  "than the paper's.")
     return text
+
+
+def backend_statement(summary: pd.DataFrame) -> str:
+    """'Training backends: DDPG sb3; PPO jax; DS torch.' from ``summary``'s rows; a method whose
+    cells mix backends, or whose ``winner.json`` did not record one, is flagged."""
+    if summary.empty:
+        return ""
+    backend = (summary["backend"] if "backend" in summary else pd.Series("", index=summary.index))
+    backend = backend.map(lambda b: b if isinstance(b, str) and b else "not recorded")
+    present = list(dict.fromkeys(summary["method"]))
+    order = [m for m in registry.METHODS if m in present] + [
+        m for m in present if m not in registry.METHODS]
+    parts = []
+    for method in order:
+        counts = (backend[summary["method"] == method].value_counts().sort_index()
+                  .sort_values(ascending=False, kind="stable"))
+        if len(counts) == 1:
+            text = counts.index[0]
+        else:
+            mixed = ", ".join(f"{b} ({n} tuned cell{'' if n == 1 else 's'})"
+                              for b, n in counts.items())
+            text = f"**mixed: {mixed}**, averaged together in the tables"
+        label = registry.METHODS[method].label if method in registry.METHODS else method
+        parts.append(f"{label} {text}")
+    return f"Training backends: {'; '.join(parts)}."
 
 
 @contextmanager

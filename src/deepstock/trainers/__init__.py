@@ -47,7 +47,8 @@ class TrainResult:
     config: dict  # full resolved hparams + options
     policy: Callable  # numpy Observation -> orders [n]
     extras: dict = field(default_factory=dict)  # method-specific payload (DataFrames -> CSV)
-    model_state: Any = None  # torch state_dict or SB3 model
+    model_state: Any = None  # torch state_dict, SB3 model, or a dict of numpy arrays (JAX)
+    backend: str = ""  # the registry backend that trained it (sb3 | jax | torch)
 
 
 def get_trainer(method: str, backend: str | None = None) -> Callable[..., TrainResult]:
@@ -67,6 +68,7 @@ def train(
     *,
     device: str = "auto",
     progress: bool = False,
+    backend: str | None = None,
     **options: Any,
 ) -> TrainResult:
     """Train ``method`` with regularization ``reg`` on ``dataset`` and return the selected policy.
@@ -74,9 +76,10 @@ def train(
     ``hparams`` are overrides of the cell's defaults, resolved here by
     :func:`deepstock.hparams.resolve_hparams` exactly as ``deepstock train`` resolves them:
     ``train(dataset, "ddpg", "base", {})`` is the default configuration of every method.
+    ``backend`` picks the method's implementation (registry; None = its default).
     """
     from deepstock.hparams import resolve_hparams
 
     config = resolve_hparams(method, dataset.setting, reg, overrides=hparams)
-    fn = get_trainer(method)
+    fn = get_trainer(method, backend)
     return fn(dataset, reg, config, seed, device=device, progress=progress, **options)

@@ -7,13 +7,15 @@ or the complete new run, never a mix; readers go through :func:`read_run`, which
 - ``metrics.json``  losses of the selected policy on train/val/test, ``best_val``, iterations,
   wall seconds, device, seed, the full resolved config and the package version (no gaps);
 - ``curve.csv``     per-epoch (DS) or per-evaluation (RL) history;
-- ``model.pt``      torch ``state_dict`` (DS), or ``model.zip`` (an SB3 model's own format);
+- ``model.pt``      torch ``state_dict`` (DS), ``model.zip`` (an SB3 model's own format), or
+  ``model.npz``     the JAX backend's parameters (numpy arrays keyed ``actor/0/w`` ...);
 - ``<key>.csv``     one file per pandas DataFrame found in ``extras`` (e.g. a critic-loss log).
 """
 
 from __future__ import annotations
 
 import io
+import math
 import os
 import random
 from pathlib import Path
@@ -38,6 +40,33 @@ if TYPE_CHECKING:  # pragma: no cover
 DEVICES = ("auto", "cpu", "cuda")
 
 
+class NoImprovementStopper:
+    """SB3 ``StopTrainingOnNoModelImprovement`` semantics (spec §7.2), called once per evaluation.
+
+    After evaluation k > ``min_evals`` the counter resets if the best improved since evaluation
+    k-1 and increments otherwise; training stops when the counter exceeds ``patience``.
+    """
+
+    def __init__(self, patience: int, min_evals: int) -> None:
+        self.patience, self.min_evals = int(patience), int(min_evals)
+        self.n_evals = 0
+        self.counter = 0
+        self.last_best = -math.inf
+
+    def update(self, best: float) -> bool:
+        """Record the best value after an evaluation; return False when training should stop."""
+        self.n_evals += 1
+        keep_going = True
+        if self.n_evals > self.min_evals:
+            if best > self.last_best:
+                self.counter = 0
+            else:
+                self.counter += 1
+                keep_going = self.counter <= self.patience
+        self.last_best = best
+        return keep_going
+
+
 def seed_everything(seed: int, *, threads: int | None = 1) -> None:
     """Seed Python, numpy and torch with the run seed; deterministic torch kernels (spec §7.5).
 
@@ -57,6 +86,13 @@ def seed_everything(seed: int, *, threads: int | None = 1) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
     if threads is not None and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
+
+
+def cuda_available() -> bool:
+    """Whether torch sees a CUDA GPU."""
+    import torch
+
+    return bool(torch.cuda.is_available())
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -91,6 +127,7 @@ def metrics_dict(result: TrainResult) -> dict[str, Any]:
         "iterations": int(result.iterations),
         "wall_s": float(result.wall_s),
         "device": result.device,
+        "backend": result.backend,
         "config": result.config,
         "extras": plain_extras,
         "version": __version__,
@@ -102,7 +139,7 @@ def _jsonable(v: Any) -> bool:
 
 
 RUN_MARKER = "metrics.json"
-_RUN_NAMES = (RUN_MARKER, "model.pt", "model.zip")
+_RUN_NAMES = (RUN_MARKER, "model.pt", "model.zip", "model.npz")
 
 
 def is_run_file(name: str) -> bool:
@@ -134,6 +171,9 @@ def _write_run_files(result: TrainResult, out: Path) -> None:
         if hasattr(state, "save") and not isinstance(state, dict):  # SB3 model
             state.save(buf)
             write_bytes(out / "model.zip", buf.getvalue())
+        elif isinstance(state, dict) and all(isinstance(v, np.ndarray) for v in state.values()):
+            np.savez(buf, **state)  # JAX parameters
+            write_bytes(out / "model.npz", buf.getvalue())
         else:
             import torch
 

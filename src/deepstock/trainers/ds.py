@@ -172,4 +172,5 @@ def train_ds(
         extras={"best_epoch": int(curve["val_loss"].idxmin()) + 1 if curve["val_loss"].notna().any() else 0,
                 "skipped_steps": skipped},
         model_state={k: v.detach().cpu() for k, v in net.state_dict().items()},
+        backend="torch",
     )

@@ -50,7 +50,7 @@ from deepstock.losses import LossConfig, trajectory_loss
 from deepstock.registry import check_complete, method_device
 from deepstock.regularizations import RegularizationParams, get_regularization
 from deepstock.trainers import TrainResult
-from deepstock.trainers.common import seed_everything
+from deepstock.trainers.common import NoImprovementStopper, seed_everything
 
 OPTIONS: dict[str, Any] = {
     "train_split": "train", "val_split": "val", "lost_sales": False, "critic_log_steps": 10000,
@@ -111,33 +111,6 @@ class SB3Policy:
 
     def __call__(self, obs: Observation) -> np.ndarray:
         return self._policy(obs)
-
-
-class NoImprovementStopper:
-    """SB3 ``StopTrainingOnNoModelImprovement`` semantics (spec §7.2), called once per evaluation.
-
-    After evaluation k > ``min_evals`` the counter resets if the best improved since evaluation
-    k-1 and increments otherwise; training stops when the counter exceeds ``patience``.
-    """
-
-    def __init__(self, patience: int, min_evals: int) -> None:
-        self.patience, self.min_evals = int(patience), int(min_evals)
-        self.n_evals = 0
-        self.counter = 0
-        self.last_best = -math.inf
-
-    def update(self, best: float) -> bool:
-        """Record the best value after an evaluation; return False when training should stop."""
-        self.n_evals += 1
-        keep_going = True
-        if self.n_evals > self.min_evals:
-            if best > self.last_best:
-                self.counter = 0
-            else:
-                self.counter += 1
-                keep_going = self.counter <= self.patience
-        self.last_best = best
-        return keep_going
 
 
 class _ValEvaluator:
@@ -277,7 +250,7 @@ def build_model(method: str, dataset: Dataset, reg: str, hparams: dict, seed: in
     if method not in ("ddpg", "ppo"):
         raise ConfigError(f"unknown SB3 method {method!r}; expected ddpg or ppo")
     cfg = _config(method, hparams, options)
-    dev = method_device(method, device)
+    dev = method_device(method, device, "sb3")
     seed_everything(seed, threads=1)
     regz = get_regularization(reg)
     params = RegularizationParams(
@@ -374,6 +347,7 @@ def _train_sb3(method: str, dataset: Dataset, reg: str, hparams: dict, seed: int
         best_val=-callback.best_return / env.episode_length,
         iterations=steps, wall_s=time.perf_counter() - t0, device=str(model.device), curve=curve,
         config=cfg, policy=policy, extras=extras, model_state=model,
+        backend="sb3",
     )
 
 

@@ -1,0 +1,115 @@
+"""Backend fidelity: the authors' winners (default hyper-parameters) at seeds 42-46, full budget.
+
+Trains every requested (setting, method, reg) cell on one backend and writes one CSV row per run
+(test/val loss, steps, wall time) to ``--out`` as soon as the run ends (a rerun skips the rows
+already there). The JAX backend trains the five seeds of a cell as one population; SB3 one run
+after the other. ``--summary`` prints the means per cell of every CSV given, side by side.
+
+Run (one CPU core each; docs/validation.md has the numbers)::
+
+    python speed/fidelity_rl.py --backend jax --cells s1:ddpg:none s1:ddpg:base s1:ppo:none \
+        s1:ppo:base s2:ddpg:base s2:ppo:base --out paper/reference-runs/backend-fidelity/jax.csv
+    python speed/fidelity_rl.py --summary paper/reference-runs/backend-fidelity/*.csv
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pandas as pd  # noqa: E402
+
+SEEDS = (42, 43, 44, 45, 46)
+COLUMNS = ["backend", "setting", "method", "reg", "seed", "test_loss", "val_loss", "best_val",
+           "iterations", "stopped_early", "wall_s", "cell_wall_s"]
+
+
+def _done(out: Path) -> set[tuple]:
+    if not out.is_file():
+        return set()
+    df = pd.read_csv(out)
+    return {(r.setting, r.method, r.reg, int(r.seed)) for r in df.itertuples()}
+
+
+def _append(out: Path, rows: list[dict]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    new = pd.DataFrame(rows, columns=COLUMNS)
+    old = pd.read_csv(out) if out.is_file() else None
+    df = new if old is None else pd.concat([old, new], ignore_index=True)
+    tmp = out.with_suffix(".tmp")
+    df.to_csv(tmp, index=False)
+    tmp.replace(out)
+
+
+def run_cell(backend: str, cell: str, seeds: list[int], dataset_cache: dict) -> list[dict]:
+    from deepstock.generators import generate_dataset
+    from deepstock.hparams import resolve_hparams
+    from deepstock.registry import get_method
+    from deepstock.trainers import get_trainer
+
+    setting, method, reg = cell.split(":")
+    ds = dataset_cache.setdefault(setting, generate_dataset(setting))
+    hp = resolve_hparams(method, ds.setting, reg)
+    t0 = time.perf_counter()
+    if backend == "jax":
+        module, _, name = get_method(method).backend("jax").population.partition(":")
+        import importlib
+
+        train_pop = getattr(importlib.import_module(module), name)
+        results = train_pop(ds, reg, [hp] * len(seeds), seeds, device="cpu")
+    else:
+        fn = get_trainer(method, backend)
+        results = [fn(ds, reg, hp, s, device="cpu") for s in seeds]
+    cell_wall = time.perf_counter() - t0
+    return [{"backend": backend, "setting": setting, "method": method, "reg": reg,
+             "seed": r.seed, "test_loss": r.test_loss, "val_loss": r.val_loss,
+             "best_val": r.best_val, "iterations": r.iterations,
+             "stopped_early": r.extras.get("stopped_early"), "wall_s": r.wall_s,
+             "cell_wall_s": cell_wall} for r in results]
+
+
+def summary(paths: list[str]) -> pd.DataFrame:
+    df = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
+    return (df.groupby(["setting", "method", "reg", "backend"])
+            .agg(n=("seed", "size"), test_mean=("test_loss", "mean"),
+                 test_min=("test_loss", "min"), test_max=("test_loss", "max"),
+                 steps_mean=("iterations", "mean"), cell_wall_s=("cell_wall_s", "first"))
+            .round(4).unstack("backend"))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--backend", choices=["sb3", "jax"])
+    p.add_argument("--cells", nargs="+", default=[])
+    p.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
+    p.add_argument("--out")
+    p.add_argument("--summary", nargs="+")
+    args = p.parse_args()
+    if args.summary:
+        with pd.option_context("display.width", 200, "display.max_columns", 50):
+            print(summary(args.summary))
+        return
+    out = Path(args.out)
+    cache: dict = {}
+    for cell in args.cells:
+        done = _done(out)
+        s, m, r = cell.split(":")
+        seeds = [x for x in args.seeds if (s, m, r, x) not in done]
+        if not seeds:
+            continue
+        if args.backend == "jax":
+            _append(out, run_cell("jax", cell, seeds, cache))
+        else:
+            for seed in seeds:
+                _append(out, run_cell(args.backend, cell, [seed], cache))
+        print(f"{cell} done", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""The inventory environment of spec §7.1 as pure JAX functions (gymnax style), batched over E envs.
+
+State and data are explicit: :class:`EnvSpec` holds the static constants (T, R, L, lost sales,
+the regularization and its parameters, the loss weight), :class:`EnvData` one split's arrays
+(demand, context x, Coeff features φ and the normalized RL context z — parameters, not
+constants, so one compiled program serves every dataset of a shape), :class:`EnvState` the
+E episodes in flight. The days are advanced by the shared :func:`deepstock.dynamics.advance_day`
+and costed by the shared :func:`deepstock.losses.cost`; orders are decoded and network inputs
+built by the shared :class:`~deepstock.regularizations.Regularization` — the very code
+:class:`deepstock.envs.InventoryEnv` runs, here on JAX arrays. A parity test holds the two
+environments to 1e-9 in float64 on every trajectory of Settings 1, 2 and a Setting 4 cell.
+
+- :func:`reset`: episode on dataset row ``row`` (I_0 = 0), days 0..R-1 with q = 0, t = R.
+- :func:`step`: decode q; days t..t+R-1 with q on day t; then L days with q = 0 from t+R (the
+  look-ahead, rewound unless the episode ends, when they are the remaining days); reward =
+  -mean c(E_u) over the window W = [t+L, t+L+R) ∩ [R+L, T) (0 if empty); terminated when
+  t+R >= T or t+R+L >= T. Days u >= T are never simulated (masked).
+- :func:`observe`: the network input of the state at min(t, T-1) (spec §4, RL version).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from deepstock import jaxrt  # noqa: F401  (sets XLA_FLAGS before JAX's backend starts)
+from deepstock.data import Dataset
+from deepstock.dynamics import Observation, advance_day
+from deepstock.envs import n_decisions, rl_context
+from deepstock.losses import LossConfig, cost
+from deepstock.regularizations import RegularizationParams, get_regularization
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """Static constants of the environment (hashable: part of a compiled program's key)."""
+
+    T: int
+    R: int
+    L: int
+    reg: str
+    params: RegularizationParams
+    loss: LossConfig
+    lost_sales: bool = False
+
+    @property
+    def episode_length(self) -> int:
+        return n_decisions(self.T, self.R, self.L)
+
+    @property
+    def obs_dim(self) -> int:
+        return get_regularization(self.reg).input_dim(self.L, rl=True)
+
+    @property
+    def action_dim(self) -> int:
+        return get_regularization(self.reg).output_dim
+
+    @property
+    def action_high(self) -> float:
+        """Upper bound of the action box (low is 0): M for None/Base, 1 for Coeff/Both."""
+        return 1.0 if get_regularization(self.reg).uses_coeff else float(self.params.M)
+
+
+class EnvData(NamedTuple):
+    """One split's arrays: demand [n, T], context x [n, T], φ [n, T, 4], z [n, T, 1]."""
+
+    demand: jax.Array
+    x: jax.Array
+    phi: jax.Array
+    z: jax.Array
+
+    @property
+    def n(self) -> int:
+        return self.demand.shape[0]
+
+
+class EnvState(NamedTuple):
+    """E episodes in flight: dataset row [E], day t [E], pipeline [E, L+1], window cost sum [E]."""
+
+    row: jax.Array
+    t: jax.Array
+    pipe: jax.Array
+    cost_total: jax.Array
+
+
+def env_spec(dataset: Dataset, reg: str, params: RegularizationParams, loss: LossConfig,
+             lost_sales: bool = False) -> EnvSpec:
+    st = dataset.setting
+    return EnvSpec(st.T, st.R, st.L, reg, params, loss, bool(lost_sales))
+
+
+def env_data(dataset: Dataset, split: str, dtype=None) -> EnvData:
+    """The arrays of ``split`` as device arrays (float32 unless x64 is enabled)."""
+    s = dataset.split(split)
+    z = rl_context(dataset)[s.index]
+    dtype = dtype or (jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
+    return EnvData(*(jnp.asarray(np.asarray(a, dtype=np.float64), dtype=dtype)
+                     for a in (s.demand, s.x, s.phi, z)))
+
+
+def _days(spec: EnvSpec, data: EnvData, row, pipe, first_day, n_days: int, q, window):
+    """Advance ``pipe`` (a list of [E] columns) over days first_day + j, j < n_days, with the
+    order q on day first_day (None = no order); days >= T are skipped. Returns the pipeline and
+    the summed cost and count of days inside ``window`` = (lo [E], hi [E])."""
+    zero = jnp.zeros_like(pipe[0])
+    total, count = zero, zero
+    for j in range(n_days):
+        u = first_day + j
+        live = u < spec.T
+        d = data.demand[row, jnp.minimum(u, spec.T - 1)]
+        _, e, lam, nxt = advance_day(pipe, q if j == 0 else None, d, spec.lost_sales, zero)
+        c = cost(e, lam, spec.loss, spec.lost_sales)
+        inside = live & (u >= window[0]) & (u < window[1])
+        total = total + jnp.where(inside, c, 0.0)
+        count = count + inside
+        pipe = [jnp.where(live, b, a) for a, b in zip(pipe, nxt, strict=True)]
+    return pipe, total, count
+
+
+def observation(spec: EnvSpec, data: EnvData, state: EnvState) -> Observation:
+    """The shared :class:`Observation` of the state (day clamped to T-1 at the terminal state)."""
+    tt = jnp.minimum(state.t, spec.T - 1)
+    return Observation(t=tt, x=data.x[state.row, tt], pipeline=state.pipe,
+                       phi=data.phi[state.row, tt], index=None, z=data.z[state.row, tt])
+
+
+def observe(spec: EnvSpec, data: EnvData, state: EnvState) -> jax.Array:
+    """Network input [E, obs_dim]: (x_t, I_t) or (z_t, I_t / M) (spec §4, RL version)."""
+    obs = observation(spec, data, state)
+    return get_regularization(spec.reg).network_input(obs, spec.params, rl=True)
+
+
+def reset(spec: EnvSpec, data: EnvData, row: jax.Array) -> tuple[EnvState, jax.Array]:
+    """Episodes on dataset rows ``row`` [E]: warm-up days 0..R-1 with q = 0, observe at t = R."""
+    dtype = data.demand.dtype
+    row = jnp.asarray(row, dtype=jnp.int32)
+    zero = jnp.zeros(row.shape, dtype)
+    pipe = [zero] * (spec.L + 1)
+    none = (jnp.zeros(row.shape, jnp.int32),) * 2
+    pipe, _, _ = _days(spec, data, row, pipe, 0, spec.R, None, none)
+    state = EnvState(row, jnp.full(row.shape, spec.R, jnp.int32), jnp.stack(pipe, 1), zero)
+    return state, observe(spec, data, state)
+
+
+def step(spec: EnvSpec, data: EnvData, state: EnvState, action: jax.Array):
+    """One decision for every env: returns (state, obs, reward [E], terminated [E], info).
+
+    ``action`` [E, action_dim] is in the action box (callers clip PPO samples, spec §7.4).
+    ``info`` has the order q, the window cost and, at termination, the episode loss
+    Σ window costs / (T - R - L). The state of a terminated env is its final state: callers
+    reset it (:func:`auto_reset`).
+    """
+    reg = get_regularization(spec.reg)
+    obs = observation(spec, data, state)
+    q = reg.decode(action.astype(state.pipe.dtype), obs, spec.params)
+    t, R, L = state.t, spec.R, spec.L
+    window = (t + L, jnp.minimum(t + L + R, spec.T))
+    pipe = [state.pipe[:, i] for i in range(L + 1)]
+    pipe, c1, n1 = _days(spec, data, state.row, pipe, t, R, q, window)
+    t_new = t + R
+    _, c2, n2 = _days(spec, data, state.row, pipe, t_new, L, None, window)
+    total, days = c1 + c2, n1 + n2
+    reward = jnp.where(days > 0, -total / jnp.maximum(days, 1), 0.0)
+    terminated = (t_new >= spec.T) | (t_new + L >= spec.T)
+    cost_total = state.cost_total + total
+    new = EnvState(state.row, t_new, jnp.stack(pipe, 1), cost_total)
+    info = {"order": q, "cost": total,
+            "episode_loss": cost_total / (spec.T - spec.R - spec.L)}
+    return new, observe(spec, data, new), reward, terminated, info
+
+
+def auto_reset(spec: EnvSpec, data: EnvData, state: EnvState, obs: jax.Array,
+               done: jax.Array, key: jax.Array) -> tuple[EnvState, jax.Array]:
+    """Replace every terminated env by a fresh episode on a uniformly drawn row (train env)."""
+    row = jax.random.randint(key, done.shape, 0, data.n)
+    fresh, fresh_obs = reset(spec, data, row)
+    pick = lambda a, b: jnp.where(done.reshape(done.shape + (1,) * (a.ndim - 1)), a, b)  # noqa: E731
+    return jax.tree_util.tree_map(pick, fresh, state), pick(fresh_obs, obs)
+
+
+def episode_returns(spec: EnvSpec, data: EnvData, act) -> tuple[jax.Array, jax.Array]:
+    """Deterministic episodes of ``act`` (obs [n, d] -> actions [n, k]) on every row of
+    ``data``, in one batch: (returns [n], episode losses [n])."""
+    state, obs = reset(spec, data, jnp.arange(data.n))
+
+    def decide(carry, _):
+        state, obs, ret = carry
+        state, obs, reward, _, _ = step(spec, data, state, act(obs))
+        return (state, obs, ret + reward), None
+
+    ret = jnp.zeros(data.n, data.demand.dtype)
+    (state, _, ret), _ = jax.lax.scan(decide, (state, obs, ret), None, spec.episode_length)
+    return ret, state.cost_total / (spec.T - spec.R - spec.L)

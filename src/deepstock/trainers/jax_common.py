@@ -1,0 +1,445 @@
+"""What the compiled DDPG and PPO share: networks, schedules, populations and the training driver.
+
+A **population** is K agents of one algorithm trained in one compiled program: the agent state
+(parameters, optimizer, buffers, environment, random key) and the value hyper-parameters (learning
+rate, gamma, tau, clip range, ... as float arrays) carry a leading axis K, and the single-agent
+chunk is lifted over it by :func:`over_agents`: ``jax.vmap`` on a GPU, ``lax.map`` on a CPU (each
+agent then runs exactly the single-agent program: a population member equals its single run bit
+for bit). Shapes (network widths, batch, buffer, n_steps, ...) are shared by the group and
+compiled once. ``deepstock train`` is a population of K = 1.
+
+The driver (:func:`run_population`) reproduces SB3's training loop around the compiled chunks
+(spec §7.2): the algorithm (:class:`Algorithm`) advances every agent to the next evaluation
+event (a step count divisible by ``eval_freq``), the deterministic policies are evaluated on the
+whole validation split in one batched program (:func:`deepstock.envs_jax.episode_returns`), each
+agent's SB3 ``StopTrainingOnNoModelImprovement`` counter is updated, its best-return parameters
+are kept, and an agent that stops is frozen (its state no longer changes). The loop ends when
+every agent has stopped or reached ``total_steps``. The selected policy of each agent (best or
+last) is then evaluated on the train/val/test splits by the shared simulator, like SB3's.
+
+Initializations (SB3 defaults): DDPG layers as torch ``nn.Linear`` (weights and biases
+U(±1/√fan_in)); PPO orthogonal weights (gain √2 hidden, 0.01 action, 1 value) and zero biases.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from deepstock import envs_jax, jaxrt
+from deepstock.data import Dataset
+from deepstock.envs import network_policy, rl_context
+from deepstock.errors import ConfigError
+from deepstock.evaluation import evaluate_policy
+from deepstock.losses import LossConfig
+from deepstock.registry import check_complete, get_regularization, method_device
+from deepstock.regularizations import RegularizationParams
+from deepstock.trainers import TrainResult
+from deepstock.trainers.common import NoImprovementStopper
+
+OPTIONS: dict[str, Any] = {"train_split": "train", "val_split": "val", "lost_sales": False,
+                           "population": "auto"}
+#: How a population runs its agents: ``vmap`` (one batched program; the GPU's throughput),
+#: ``map`` (``lax.map``: each agent runs exactly the single-agent program, so a population member
+#: equals its single run bit for bit; on one CPU core vmap adds only ~15 % throughput), ``auto``
+#: (vmap on a GPU, map on a CPU).
+POPULATION_MODES = ("auto", "vmap", "map")
+
+Params = list  # [(W [in, out], b [out]), ...]
+
+
+# ---------------------------------------------------------------------- networks
+def torch_linear(key, n_in: int, n_out: int):
+    """A torch ``nn.Linear`` default initialization: W, b ~ U(-1/√n_in, 1/√n_in)."""
+    kw, kb = jax.random.split(key)
+    bound = 1.0 / math.sqrt(n_in)
+    return (jax.random.uniform(kw, (n_in, n_out), minval=-bound, maxval=bound),
+            jax.random.uniform(kb, (n_out,), minval=-bound, maxval=bound))
+
+
+def orthogonal_linear(key, n_in: int, n_out: int, gain: float):
+    """SB3's ``ActorCriticPolicy`` initialization: orthogonal weights with ``gain``, zero bias."""
+    w = jax.nn.initializers.orthogonal(scale=gain)(key, (n_in, n_out))
+    return w, jnp.zeros((n_out,))
+
+
+def mlp_init(key, sizes: Sequence[int], layer: Callable) -> Params:
+    """Layers sizes[0] -> sizes[1] -> ... initialized by ``layer(key, n_in, n_out)``."""
+    keys = jax.random.split(key, len(sizes) - 1)
+    return [layer(k, a, b) for k, a, b in zip(keys, sizes[:-1], sizes[1:], strict=True)]
+
+
+def mlp(params: Params, x, hidden=jax.nn.relu):
+    """Hidden activation after every layer but the last (no output activation)."""
+    for w, b in params[:-1]:
+        x = hidden(x @ w + b)
+    w, b = params[-1]
+    return x @ w + b
+
+
+def shift_last_bias(params: Params, shift) -> Params:
+    """``params`` with ``shift`` added to the last layer's bias."""
+    w, b = params[-1]
+    return [*params[:-1], (w, b + shift)]
+
+
+def linear_schedule(start, end, end_fraction, progress):
+    """SB3 ``LinearSchedule`` of the progress p (spec §7.3): start + p·(end-start)/end_fraction
+    while p <= end_fraction, then end."""
+    return jnp.where(progress > end_fraction, end,
+                     start + progress * (end - start) / end_fraction)
+
+
+# ---------------------------------------------------------------------- configurations
+def complete_config(method: str, hparams: dict, options: dict) -> dict:
+    """The complete, checked hyper-parameters plus the run options (trainers hold no defaults)."""
+    unknown = set(options) - set(OPTIONS)
+    if unknown:
+        raise ConfigError(f"unknown {method} option(s) {sorted(unknown)}; expected {sorted(OPTIONS)}")
+    if options.get("population", "auto") not in POPULATION_MODES:
+        raise ConfigError(f"option 'population' must be one of {list(POPULATION_MODES)}, got "
+                          f"{options['population']!r}")
+    return {**check_complete(method, dict(hparams)), **OPTIONS, **options}
+
+
+def over_agents(fn: Callable, batched: bool, n_shared: int) -> Callable:
+    """``fn(agent, hp, *shared)`` for one agent -> the same over stacked agents and hp:
+    ``jax.vmap`` when ``batched``, else ``jax.lax.map`` (agents one after the other)."""
+    if batched:
+        return jax.vmap(fn, in_axes=(0, 0) + (None,) * n_shared)
+
+    def mapped(agents, hp, *shared):
+        return jax.lax.map(lambda pair: fn(pair[0], pair[1], *shared), (agents, hp))
+
+    return mapped
+
+
+def shape_key(config: dict, value_keys: Sequence[str]) -> tuple:
+    """What must be equal for two configurations to share a compiled program."""
+    return tuple(sorted((k, repr(v)) for k, v in config.items() if k not in value_keys))
+
+
+def group_by_shape(configs: Sequence[dict], value_keys: Sequence[str]) -> list[list[int]]:
+    """Indices of ``configs`` grouped by :func:`shape_key`, in first-seen order."""
+    groups: dict[tuple, list[int]] = {}
+    for i, cfg in enumerate(configs):
+        groups.setdefault(shape_key(cfg, value_keys), []).append(i)
+    return list(groups.values())
+
+
+def stack_values(configs: Sequence[dict], keys: Sequence[str]) -> dict[str, jax.Array]:
+    """Value hyper-parameters as float32 arrays [K] (one compiled program for any values)."""
+    return {k: jnp.asarray([float(c[k]) for c in configs], dtype=jnp.float32) for k in keys}
+
+
+# ---------------------------------------------------------------------- the algorithm interface
+@dataclass
+class Chunk:
+    """What the algorithm ran: the completed step count and the evaluation events inside."""
+
+    steps: int
+    events: list[int]
+
+
+@dataclass
+class Algorithm:
+    """One compiled algorithm bound to a population (built by the algorithm's module).
+
+    ``advance(agents, steps) -> (agents, Chunk)`` runs every agent to just before the next
+    evaluation of the current policy (or to the end); ``finish(agents, steps)`` completes what
+    SB3 does after its last evaluation (the final update); ``actor(agents)`` the deterministic
+    policy parameters; ``act(shape, params, obs)`` (a module-level function, so compiled
+    evaluators are cached per shape) maps them and float32 inputs [n, d] to actions in the box;
+    ``total`` the steps SB3 would run (``total_steps`` rounded up to whole rollouts or training
+    periods).
+    """
+
+    method: str
+    shape: Any
+    agents: Any
+    advance: Callable
+    finish: Callable
+    actor: Callable
+    act: Callable
+    total: int
+    compile_seconds: float = 0.0
+    started: float = field(default_factory=time.perf_counter)  # set when built
+
+
+@dataclass
+class Setup:
+    """What a population needs, built once from the dataset and the configurations."""
+
+    method: str
+    dataset: Dataset
+    reg: str
+    configs: list[dict]
+    seeds: list[int]
+    device: Any
+    spec: envs_jax.EnvSpec
+    train: envs_jax.EnvData
+    val: envs_jax.EnvData
+    params: RegularizationParams
+    loss: LossConfig
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def config(self) -> dict:
+        return self.configs[0]
+
+    @property
+    def batched(self) -> bool:
+        """Whether the population is vmapped (see :data:`POPULATION_MODES`)."""
+        mode = self.config["population"]
+        return mode == "vmap" or (mode == "auto" and self.device.platform != "cpu")
+
+
+def make_setup(method: str, dataset: Dataset, reg: str, hparams: Sequence[dict],
+               seeds: Sequence[int], device: str, options: dict,
+               value_keys: Sequence[str]) -> Setup:
+    """Check the configurations (one shape group) and place the split arrays on the device."""
+    configs = [complete_config(method, h, options) for h in hparams]
+    if not configs or len(configs) != len(seeds):
+        raise ConfigError(f"a {method} population needs one seed per configuration, got "
+                          f"{len(configs)} configurations and {len(seeds)} seeds")
+    if len(group_by_shape(configs, value_keys)) != 1:
+        raise ConfigError(f"a {method} population needs configurations of one shape; group them "
+                          "with jax_common.group_by_shape (train_population does)")
+    get_regularization(reg)
+    jaxrt.setup()
+    dev = jaxrt.device(method_device(method, device, "jax"))
+    cfg = configs[0]
+    params = RegularizationParams(M=float(cfg["M"]), coeff_scale=float(cfg["coeff_scale"]),
+                                  coeff_clip=tuple(float(c) for c in cfg["coeff_clip"]))
+    loss = LossConfig(h=float(cfg["loss_h"]))
+    spec = envs_jax.env_spec(dataset, reg, params, loss, bool(cfg["lost_sales"]))
+    with jax.default_device(dev):
+        train = envs_jax.env_data(dataset, cfg["train_split"], jnp.float32)
+        val = envs_jax.env_data(dataset, cfg["val_split"], jnp.float32)
+    return Setup(method, dataset, reg, configs, [int(s) for s in seeds], dev, spec, train, val,
+                 params, loss)
+
+
+# ---------------------------------------------------------------------- evaluation
+@functools.cache
+def evaluator(act: Callable, shape: Any) -> Callable:
+    """Compiled batched validation of a population, one per (algorithm, shape): actor
+    parameters [K, ...] and the split's data -> (mean return [K], mean episode loss [K])."""
+    def one(params, _, data):
+        ret, ell = envs_jax.episode_returns(shape.spec, data,
+                                            lambda obs: act(shape, params, obs))
+        return ret.mean(), ell.mean()
+
+    lifted = over_agents(one, shape.batched, 1)
+    return jax.jit(lambda params, data: lifted(params, jnp.zeros(_leading(params)), data))
+
+
+def _leading(tree) -> int:
+    return jax.tree_util.tree_leaves(tree)[0].shape[0]
+
+
+@functools.cache
+def predictor(act: Callable, shape: Any) -> Callable:
+    """Compiled deterministic policy of one agent: (params, float32 inputs [n, d]) -> actions."""
+    return jax.jit(functools.partial(act, shape))
+
+
+def lr_values(configs: Sequence[dict], step: int) -> np.ndarray:
+    """Per-agent learning rate after ``step`` env steps (SB3 linear schedule, spec §7.3)."""
+    return np.array([float(linear_schedule(c["learning_rate"], c["lr_min"], c["lr_fraction"],
+                                           step / c["total_steps"])) for c in configs])
+
+
+def select(mask, new, old):
+    """Per-agent choice between two stacked pytrees (mask [K])."""
+    def pick(a, b):
+        return jnp.where(mask.reshape(mask.shape + (1,) * (a.ndim - 1)), a, b)
+
+    return jax.tree_util.tree_map(pick, new, old)
+
+
+def agent(tree, k: int):
+    """Agent k's slice of a stacked pytree."""
+    return jax.tree_util.tree_map(lambda a: a[k], tree)
+
+
+# ---------------------------------------------------------------------- the driver
+@dataclass
+class Tracker:
+    """Per-agent evaluation history, early stopping and best parameters (spec §7.2)."""
+
+    configs: list[dict]
+    stoppers: list[NoImprovementStopper]
+    active: np.ndarray
+    best_return: np.ndarray
+    best_step: np.ndarray
+    steps: np.ndarray
+    stopped_early: np.ndarray
+    history: list[list[dict]]
+    best_params: Any = None
+
+    @classmethod
+    def start(cls, configs: list[dict]) -> Tracker:
+        k = len(configs)
+        return cls(configs, [NoImprovementStopper(c["patience_evals"], c["min_evals"])
+                             for c in configs],
+                   np.ones(k, bool), np.full(k, -math.inf), np.zeros(k, int), np.zeros(k, int),
+                   np.zeros(k, bool), [[] for _ in range(k)])
+
+    def record(self, step: int, returns, losses, lrs, wall: float, *, counted: bool) -> np.ndarray:
+        """Apply one evaluation event to the active agents; return the agents that improved."""
+        improved = np.zeros(len(self.configs), bool)
+        for k in np.flatnonzero(self.active):
+            ret = float(returns[k])
+            if counted:
+                if ret > self.best_return[k]:  # strict; NaN never improves
+                    self.best_return[k], self.best_step[k], improved[k] = ret, step, True
+                if not self.stoppers[k].update(self.best_return[k]):
+                    self.active[k], self.stopped_early[k] = False, True
+                self.steps[k] = step
+            self.history[k].append({
+                "step": step, "val_loss": float(losses[k]), "mean_return": ret,
+                "best_mean_return": self.best_return[k] if counted else math.nan,
+                "lr": float(lrs[k]), "no_improvement": self.stoppers[k].counter, "wall_s": wall,
+            })
+        return improved
+
+
+def run_population(setup: Setup, algo: Algorithm, *, progress: bool = False) -> list[TrainResult]:
+    """Train the population to the end (module docstring) and return one result per agent."""
+    t0 = time.perf_counter()
+    tracker = Tracker.start(setup.configs)
+    compiled = evaluator(algo.act, algo.shape)
+
+    def evaluate(actor):
+        return compiled(actor, setup.val)
+
+    agents, steps, eval_s = algo.agents, 0, 0.0
+    returns, losses = evaluate(algo.actor(agents))
+    tracker.record(0, returns, losses, lr_values(setup.configs, 0), time.perf_counter() - t0, counted=False)
+    tracker.best_params = algo.actor(agents)
+    bar = _progress_bar(setup, algo.total) if progress else None
+    t_learn = time.perf_counter()
+    while tracker.active.any() and steps < algo.total:
+        running = jnp.asarray(tracker.active)
+        new, chunk = algo.advance(agents, steps)
+        agents, steps = select(running, new, agents), chunk.steps
+        tracker.steps[tracker.active] = steps
+        if chunk.events:
+            t_eval = time.perf_counter()
+            actor = algo.actor(agents)
+            returns, losses = jax.device_get(evaluate(actor))
+            for event in chunk.events:
+                improved = tracker.record(event, returns, losses, lr_values(setup.configs, event),
+                                          time.perf_counter() - t0, counted=True)
+                tracker.best_params = select(jnp.asarray(improved), actor, tracker.best_params)
+            eval_s += time.perf_counter() - t_eval
+        if bar is not None:
+            bar.update(steps - bar.n)
+    if tracker.active.any():
+        agents = select(jnp.asarray(tracker.active), algo.finish(agents, steps), agents)
+    learn_s = time.perf_counter() - t_learn
+    if bar is not None:
+        bar.close()
+    no_eval = [k for k in range(len(setup.configs)) if not any(
+        not math.isnan(r["best_mean_return"]) for r in tracker.history[k])]
+    if no_eval:  # fewer steps than eval_freq: the final policy is the only one
+        actor = algo.actor(agents)
+        returns, losses = jax.device_get(evaluate(actor))
+        for k in no_eval:
+            tracker.best_return[k], tracker.best_step[k] = float(returns[k]), int(tracker.steps[k])
+            tracker.history[k].append({
+                "step": int(tracker.steps[k]), "val_loss": float(losses[k]),
+                "mean_return": float(returns[k]), "best_mean_return": float(returns[k]),
+                "lr": float(lr_values(setup.configs, int(tracker.steps[k]))[k]),
+                "no_improvement": 0,
+                "wall_s": time.perf_counter() - t0})
+        tracker.best_params = select(jnp.asarray(np.isin(np.arange(len(setup.configs)), no_eval)),
+                                     actor, tracker.best_params)
+    timing = {"learn_seconds": learn_s, "eval_seconds": eval_s,
+              "compile_seconds": algo.compile_seconds, "wall_s": time.perf_counter() - algo.started}
+    return _results(setup, algo, agents, tracker, timing)
+
+
+def _progress_bar(setup: Setup, total: int):
+    from tqdm.auto import tqdm
+
+    k = len(setup.configs)
+    return tqdm(total=total, desc=f"{setup.method}-{setup.reg} {setup.dataset.setting.id} "
+                f"(jax, {k} agent{'s' * (k > 1)})", leave=False)
+
+
+def numpy_policy(setup: Setup, algo: Algorithm, params) -> Callable:
+    """The shared-simulator policy (numpy Observation -> orders) of one agent's parameters."""
+    regz = get_regularization(setup.reg)
+    z = rl_context(setup.dataset) if regz.uses_coeff else None
+    cpu = jax.devices("cpu")[0]
+    params = jax.device_put(params, cpu)
+    fn = predictor(algo.act, algo.shape)
+
+    def predict(inputs: np.ndarray) -> np.ndarray:
+        with jax.default_device(cpu):
+            return np.asarray(fn(params, jnp.asarray(inputs, jnp.float32)))
+
+    return network_policy(predict, setup.reg, setup.params, z=z)
+
+
+def _results(setup: Setup, algo: Algorithm, agents, tracker: Tracker,
+             timing: dict) -> list[TrainResult]:
+    last = algo.actor(agents)
+    results = []
+    for k, cfg in enumerate(setup.configs):
+        chosen = agent(tracker.best_params if cfg["checkpoint"] == "best" else last, k)
+        policy = numpy_policy(setup, algo, chosen)
+        lost_sales = bool(cfg["lost_sales"])
+        losses = {name: evaluate_policy(policy, setup.dataset, split, loss=setup.loss,
+                                        lost_sales=lost_sales).loss
+                  for name, split in (("train", cfg["train_split"]), ("val", cfg["val_split"]),
+                                      ("test", "test"))}
+        steps = int(tracker.steps[k])
+        learn_s = timing["learn_seconds"]
+        extras = {
+            "best_step": int(tracker.best_step[k]), "n_evals": int(tracker.stoppers[k].n_evals),
+            "stopped_early": bool(tracker.stopped_early[k]),
+            "eval_seconds": timing["eval_seconds"], "learn_seconds": learn_s,
+            "eval_share": timing["eval_seconds"] / learn_s if learn_s > 0 else 0.0,
+            "steps_per_s": steps / learn_s if learn_s > 0 else 0.0,
+            "compile_seconds": timing["compile_seconds"],
+            "population_size": len(setup.configs), "episode_length": setup.spec.episode_length,
+            **setup.extras,
+        }
+        state = {name: np.asarray(a) for name, a in flatten(chosen).items()}
+        results.append(TrainResult(
+            setting=setup.dataset.setting.id, method=setup.method, reg=setup.reg,
+            seed=setup.seeds[k], train_loss=losses["train"], val_loss=losses["val"],
+            test_loss=losses["test"],
+            best_val=-float(tracker.best_return[k]) / setup.spec.episode_length,
+            iterations=steps, wall_s=timing["wall_s"], device=setup.device.platform,
+            curve=pd.DataFrame(tracker.history[k]), config=cfg, policy=policy, extras=extras,
+            model_state=state, backend="jax"))
+    return results
+
+
+def flatten(tree, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts/lists/tuples of arrays -> {"actor/0/w": array, ...} (``model.npz`` keys)."""
+    if isinstance(tree, dict):
+        items = tree.items()
+    elif isinstance(tree, (list, tuple)):
+        names = ("w", "b") if len(tree) == 2 and not isinstance(tree[0], (list, tuple, dict)) \
+            else range(len(tree))
+        items = zip(names, tree, strict=True)
+    else:
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for key, value in items:
+        out.update(flatten(value, f"{prefix}/{key}" if prefix else str(key)))
+    return out

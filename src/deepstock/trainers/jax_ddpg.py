@@ -1,0 +1,312 @@
+"""DDPG as stable-baselines3 runs it (spec §7.2-7.4), compiled with JAX for populations of agents.
+
+Per environment step s = 1, 2, ... of every agent (SB3 ``OffPolicyAlgorithm.learn``):
+
+- action: uniform on the box while s - 1 < ``learning_starts``, else the deterministic actor
+  μ(o) = tanh(MLP(o)) in [-1, 1] (no action noise); the env gets low + (a + 1)/2 · (high - low);
+  the replay buffer (``buffer_size`` rows, circular) keeps the observation, the scaled action,
+  the float32 reward, the next observation (the terminal one at episode end) and the
+  termination flag;
+- training: when s is a multiple of ``train_freq`` and s > ``learning_starts``,
+  ``gradient_steps`` updates, each on ``batch_size`` transitions drawn uniformly with
+  replacement from the filled buffer:
+  y = r + γ (1 - done) Q'(o', μ'(o')); critic loss = mean (Q(o, a) - y)²; one Adam step;
+  actor loss = -mean Q(o, μ(o)) with the updated critic; one Adam step; Polyak averaging
+  θ' <- τ θ + (1 - τ) θ' of both targets. Adam (torch defaults: β = (0.9, 0.999), ε = 1e-8) at
+  the learning rate lr(p) of the SB3 linear schedule, p = s / ``total_steps`` (spec §7.3);
+- networks: ReLU MLPs ``net_arch.pi`` and ``net_arch.qf`` with torch's default initialization;
+  the critic reads (o, a); the online actor's last bias is shifted by atanh(2b₀ - 1) (spec §4).
+
+The compiled unit advances every agent by n steps (a ``fori_loop`` whose length and start are
+values, so chunks of any length share one program; agents lifted by ``over_agents``); a
+training period is a ``lax.cond`` on the shared step count. SB3 evaluates the policy at step e (a multiple of ``eval_freq``) before
+storing and learning from that step's transition, i.e. the policy after the updates of steps
+< e: the driver runs steps up to e - 1, evaluates, and the next chunk starts with step e.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from deepstock import envs_jax
+from deepstock.data import Dataset
+from deepstock.trainers import TrainResult
+from deepstock.trainers.jax_common import (
+    Algorithm,
+    Chunk,
+    Setup,
+    group_by_shape,
+    linear_schedule,
+    make_setup,
+    mlp,
+    mlp_init,
+    over_agents,
+    run_population,
+    shift_last_bias,
+    stack_values,
+    torch_linear,
+)
+
+#: Hyper-parameters that are values in the compiled program (any mix trains in one population).
+VALUES = ("learning_rate", "lr_min", "lr_fraction", "gamma", "tau", "initial_action_bias",
+          "learning_starts", "total_steps", "patience_evals", "min_evals")
+_ARRAYS = ("learning_rate", "lr_min", "lr_fraction", "gamma", "tau", "initial_action_bias",
+           "learning_starts", "total_steps")
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What one compiled DDPG program is specialized to."""
+
+    spec: envs_jax.EnvSpec
+    pi: tuple[int, ...]
+    qf: tuple[int, ...]
+    batch_size: int
+    buffer_size: int
+    train_freq: int
+    gradient_steps: int
+    bias_on_target: bool
+    batched: bool
+
+    @classmethod
+    def of(cls, setup: Setup) -> Shape:
+        c = setup.config
+        return cls(setup.spec, tuple(c["net_arch"]["pi"]), tuple(c["net_arch"]["qf"]),
+                   int(c["batch_size"]), int(c["buffer_size"]), int(c["train_freq"]),
+                   int(c["gradient_steps"]), bool(c["ddpg_bias_on_target"]), setup.batched)
+
+
+def bias_shift(b0):
+    """Pre-tanh shift making the squashed output 2b₀ - 1 (3·(2b₀ - 1) when |2b₀ - 1| >= 0.99)."""
+    v = 2.0 * b0 - 1.0
+    return jnp.where(jnp.abs(v) >= 0.99, 3.0 * v, jnp.arctanh(jnp.clip(v, -0.99, 0.99)))
+
+
+def actor_out(params, obs):
+    """The deterministic actor in SB3's scaled action space [-1, 1]."""
+    return jnp.tanh(mlp(params, obs))
+
+
+def act(shape: Shape, params, obs):
+    """Actions in the box [0, high] (SB3 ``predict``: unscale the tanh output)."""
+    return 0.5 * (actor_out(params, obs) + 1.0) * shape.spec.action_high
+
+
+def q_value(params, obs, action):
+    return mlp(params, jnp.concatenate([obs, action], -1))[..., 0]
+
+
+def init_agent(shape: Shape, data: envs_jax.EnvData, hp: dict, key) -> dict:
+    """One agent: networks, targets (copies before the bias shift), Adam states, empty buffer."""
+    spec = shape.spec
+    d, k = spec.obs_dim, spec.action_dim
+    ka, kc, ke, key = jax.random.split(key, 4)
+    actor = mlp_init(ka, [d, *shape.pi, k], torch_linear)
+    critic = mlp_init(kc, [d + k, *shape.qf, 1], torch_linear)
+    shift = bias_shift(hp["initial_action_bias"])
+    actor_t = shift_last_bias(actor, shift) if shape.bias_on_target else actor
+    actor = shift_last_bias(actor, shift)
+    env, obs = envs_jax.reset(spec, data, jax.random.randint(ke, (1,), 0, data.n))
+    adam = optax.scale_by_adam()
+    buffer = jnp.zeros((shape.buffer_size, 2 * d + k + 2))  # one row per transition
+    kl, key = jax.random.split(key)
+    learner = {"actor": actor, "critic": critic, "actor_t": actor_t, "critic_t": critic,
+               "opt_a": adam.init(actor), "opt_c": adam.init(critic), "key": kl}
+    return {"learner": learner, "buffer": buffer, "env": env, "obs": obs, "key": key}
+
+
+def unpack(shape: Shape, rows) -> dict:
+    """Transitions [n, 2d + k + 2] -> obs, act, rew, next, done (one gather per update)."""
+    d, k = shape.spec.obs_dim, shape.spec.action_dim
+    return {"obs": rows[:, :d], "act": rows[:, d:d + k], "rew": rows[:, d + k],
+            "next": rows[:, d + k + 1:2 * d + k + 1], "done": rows[:, -1]}
+
+
+def _adam_step(params, opt_state, grads, lr):
+    updates, opt_state = optax.scale_by_adam().update(grads, opt_state, params)
+    return jax.tree_util.tree_map(lambda p, u: p - lr * u, params, updates), opt_state
+
+
+def env_step(shape: Shape, data: envs_jax.EnvData, agent: dict, hp: dict, s) -> dict:
+    """Step s + 1 of one agent: act, step the env, store the transition, reset a finished episode."""
+    spec = shape.spec
+    key, k_act, k_reset = jax.random.split(agent["key"], 3)
+    random = jax.random.uniform(k_act, (1, spec.action_dim), minval=-1.0, maxval=1.0)
+    policy = actor_out(agent["learner"]["actor"], agent["obs"])
+    scaled = jnp.where(s < hp["learning_starts"], random, policy)
+    action = 0.5 * (scaled + 1.0) * spec.action_high
+    env, obs, reward, done, _ = envs_jax.step(spec, data, agent["env"], action)
+    row = jnp.concatenate([agent["obs"][0], scaled[0], reward, obs[0],
+                           done.astype(reward.dtype)])
+    buf = agent["buffer"].at[s % shape.buffer_size].set(row)
+    env, obs = envs_jax.auto_reset(spec, data, env, obs, done, k_reset)
+    return {**agent, "buffer": buf, "env": env, "obs": obs, "key": key}
+
+
+def update(learner: dict, buf: dict, hp: dict, lr) -> dict:
+    """One TD3-style update on the batch ``buf`` with one critic and no target noise (SB3 DDPG
+    ``train``); the learner's random key is left as it is."""
+    next_q = q_value(learner["critic_t"], buf["next"], actor_out(learner["actor_t"], buf["next"]))
+    target = jax.lax.stop_gradient(buf["rew"] + (1.0 - buf["done"]) * hp["gamma"] * next_q)
+
+    def critic_loss(critic):
+        return jnp.mean((q_value(critic, buf["obs"], buf["act"]) - target) ** 2)
+
+    def actor_loss(actor, critic):
+        return -jnp.mean(q_value(critic, buf["obs"], actor_out(actor, buf["obs"])))
+
+    critic, opt_c = _adam_step(learner["critic"], learner["opt_c"],
+                               jax.grad(critic_loss)(learner["critic"]), lr)
+    actor, opt_a = _adam_step(learner["actor"], learner["opt_a"],
+                              jax.grad(actor_loss)(learner["actor"], critic), lr)
+    tau = hp["tau"]
+    polyak = lambda p, t: tau * p + (1.0 - tau) * t  # noqa: E731
+    return {**learner, "actor": actor, "critic": critic, "opt_a": opt_a, "opt_c": opt_c,
+            "actor_t": jax.tree_util.tree_map(polyak, actor, learner["actor_t"]),
+            "critic_t": jax.tree_util.tree_map(polyak, critic, learner["critic_t"])}
+
+
+def gradient_step(shape: Shape, learner: dict, buffer: dict, hp: dict, size, lr) -> dict:
+    """Draw ``batch_size`` stored transitions uniformly with replacement, then :func:`update`."""
+    key, k = jax.random.split(learner["key"])
+    idx = jax.random.randint(k, (shape.batch_size,), 0, size)
+    return {**update(learner, unpack(shape, buffer[idx]), hp, lr), "key": key}
+
+
+def train_period(shape: Shape, learner: dict, buffer: dict, hp: dict, s) -> dict:
+    """The learner after the ``gradient_steps`` updates following step s, if s >
+    ``learning_starts`` (else unchanged); the replay buffer is only read."""
+    size = jnp.minimum(s, shape.buffer_size)
+    lr = linear_schedule(hp["learning_rate"], hp["lr_min"], hp["lr_fraction"],
+                         s / hp["total_steps"])
+    new = jax.lax.fori_loop(0, shape.gradient_steps,
+                            lambda _, a: gradient_step(shape, a, buffer, hp, size, lr), learner)
+    return jax.tree_util.tree_map(lambda a, b: jnp.where(s > hp["learning_starts"], a, b),
+                                  new, learner)
+
+
+def run_steps(shape: Shape, agent: dict, hp: dict, data: envs_jax.EnvData, s0, n) -> dict:
+    """Steps s0 + 1 .. s0 + n of one agent, training periods included."""
+    def body(i, agent):
+        s = s0 + i
+        agent = env_step(shape, data, agent, hp, s)
+        learner = jax.lax.cond((s + 1) % shape.train_freq == 0,
+                               lambda a: train_period(shape, a["learner"], a["buffer"], hp, s + 1),
+                               lambda a: a["learner"], agent)
+        return {**agent, "learner": learner}
+
+    return jax.lax.fori_loop(0, n, body, agent)
+
+
+def advance_population(shape: Shape, agents: dict, hp: dict, data: envs_jax.EnvData, s0, n) -> dict:
+    """:func:`run_steps` for every agent of the population (stacked on axis 0)."""
+    return over_agents(lambda a, h, d, s, m: run_steps(shape, a, h, d, s, m), shape.batched,
+                       3)(agents, hp, data, s0, n)
+
+
+_COMPILED: dict[tuple, Any] = {}
+
+
+def _compiled(shape: Shape, agents, hp, data) -> tuple[Any, float]:
+    """The compiled :func:`advance_population` for these shapes (in-process and persistent caches)."""
+    specimen = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype),
+                                      (agents, hp, data))
+    key = (shape, repr(specimen), str(jax.tree_util.tree_leaves(data)[0].devices()))
+    if key in _COMPILED:
+        return _COMPILED[key], 0.0
+    t0 = time.perf_counter()
+    fn = jax.jit(advance_population, static_argnums=0)
+    compiled = fn.lower(shape, agents, hp, data, jnp.int32(0), jnp.int32(1)).compile()
+    _COMPILED[key] = compiled
+    return compiled, time.perf_counter() - t0
+
+
+class _Schedule:
+    """Where SB3 evaluates: after step e - 1 for every multiple e of ``eval_freq`` (module doc)."""
+
+    def __init__(self, eval_freq: int, train_freq: int, total_steps: int) -> None:
+        self.eval_freq = eval_freq
+        self.total = math.ceil(total_steps / train_freq) * train_freq  # whole training periods
+        self.done = 0  # steps run completely (stored and learnt from)
+
+    def advance(self, steps: int) -> tuple[int, Chunk]:
+        """Steps to run now, and the chunk they end, given the last reported step count."""
+        event = (steps // self.eval_freq + 1) * self.eval_freq
+        if event <= self.total:
+            n, self.done = event - 1 - self.done, event - 1
+            return n, Chunk(event, [event])
+        n, self.done = self.total - self.done, self.total
+        return n, Chunk(self.total, [])
+
+    def finish(self) -> int:
+        n, self.done = self.total - self.done, self.total
+        return n
+
+
+def build(setup: Setup) -> Algorithm:
+    """The compiled population of ``setup`` (one shape group)."""
+    started = time.perf_counter()
+    shape = Shape.of(setup)
+    cfg = setup.config
+    hp = stack_values(setup.configs, _ARRAYS)
+    with jax.default_device(setup.device):
+        keys = jnp.stack([jax.random.PRNGKey(s) for s in setup.seeds])
+        hp = jax.device_put(hp, setup.device)
+        agents = jax.vmap(lambda h, k: init_agent(shape, setup.train, h, k))(hp, keys)
+    compiled, compile_s = _compiled(shape, agents, hp, setup.train)
+    schedule = _Schedule(int(cfg["eval_freq"]), shape.train_freq,
+                         int(max(c["total_steps"] for c in setup.configs)))
+
+    def run(agents, n: int):
+        return compiled(agents, hp, setup.train, jnp.int32(schedule.done - n), jnp.int32(n))
+
+    def advance(agents, steps: int):
+        n, chunk = schedule.advance(steps)
+        return run(agents, n), chunk
+
+    def finish(agents, steps: int):
+        n = schedule.finish()
+        return run(agents, n) if n else agents
+
+    return Algorithm("ddpg", shape, agents, advance, finish,
+                     actor=lambda a: a["learner"]["actor"], act=act, total=schedule.total,
+                     compile_seconds=compile_s, started=started)
+
+
+def train_ddpg_population(dataset: Dataset, reg: str, hparams: Sequence[dict],
+                          seeds: Sequence[int], *, device: str = "cpu", progress: bool = False,
+                          **options: Any) -> list[TrainResult]:
+    """Train K DDPG agents (configuration k with seed k); one compiled program per shape group.
+
+    Returns the K results in input order, each as :func:`train_ddpg` would return it.
+    """
+    from deepstock.trainers.jax_common import complete_config
+
+    configs = [complete_config("ddpg", h, options) for h in hparams]
+    results: list[TrainResult | None] = [None] * len(configs)
+    for group in group_by_shape(configs, VALUES):
+        setup = make_setup("ddpg", dataset, reg, [hparams[i] for i in group],
+                           [seeds[i] for i in group], device, options, VALUES)
+        for i, result in zip(group, run_population(setup, build(setup), progress=progress),
+                             strict=True):
+            results[i] = result
+    return results  # type: ignore[return-value]
+
+
+def train_ddpg(dataset: Dataset, reg: str, hparams: dict, seed: int, *, device: str = "cpu",
+               progress: bool = False, log_critic: bool = False, **options: Any) -> TrainResult:
+    """Train one DDPG agent (a population of one); ``log_critic`` is an SB3-backend option."""
+    if log_critic:
+        from deepstock.errors import ConfigError
+
+        raise ConfigError("--log-critic needs the sb3 backend (Figure 3 uses it)")
+    return train_ddpg_population(dataset, reg, [hparams], [seed], device=device,
+                                 progress=progress, **options)[0]
