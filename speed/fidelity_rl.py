@@ -74,13 +74,31 @@ def run_cell(backend: str, cell: str, seeds: list[int], dataset_cache: dict) -> 
              "cell_wall_s": cell_wall} for r in results]
 
 
-def summary(paths: list[str]) -> pd.DataFrame:
+def summary(paths: list[str], seeds: list[int] | None = None) -> pd.DataFrame:
+    """Per cell and backend: runs, mean/min/max test loss and mean steps; where both backends
+    ran, the relative gap of the JAX mean and a 95 % bootstrap interval of the difference of
+    means (scipy.stats.bootstrap, two independent samples; whether the gap exceeds seed noise)."""
+    from scipy.stats import bootstrap
+
     df = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
-    return (df.groupby(["setting", "method", "reg", "backend"])
-            .agg(n=("seed", "size"), test_mean=("test_loss", "mean"),
-                 test_min=("test_loss", "min"), test_max=("test_loss", "max"),
-                 steps_mean=("iterations", "mean"), cell_wall_s=("cell_wall_s", "first"))
-            .round(4).unstack("backend"))
+    if seeds:
+        df = df[df["seed"].isin(seeds)]
+    rows = []
+    for (setting, method, reg), cell in df.groupby(["setting", "method", "reg"]):
+        row = {"cell": f"{setting} {method}-{reg}"}
+        for backend, runs in cell.groupby("backend"):
+            row[f"{backend} n"] = len(runs)
+            row[f"{backend} mean"] = runs["test_loss"].mean()
+            row[f"{backend} range"] = f"{runs['test_loss'].min():.4f}-{runs['test_loss'].max():.4f}"
+            row[f"{backend} steps"] = int(runs["iterations"].mean())
+        both = {b: r["test_loss"].to_numpy() for b, r in cell.groupby("backend")}
+        if {"sb3", "jax"} <= set(both) and min(len(both["sb3"]), len(both["jax"])) > 1:
+            ci = bootstrap((both["jax"], both["sb3"]), lambda a, b, axis: a.mean(axis) - b.mean(axis),
+                           n_resamples=10000, random_state=0).confidence_interval
+            row["gap %"] = 100 * (both["jax"].mean() / both["sb3"].mean() - 1)
+            row["diff 95% CI"] = f"[{ci.low:+.4f}, {ci.high:+.4f}]"
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("cell").round(4)
 
 
 def main() -> None:
@@ -89,11 +107,12 @@ def main() -> None:
     p.add_argument("--cells", nargs="+", default=[])
     p.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
     p.add_argument("--out")
-    p.add_argument("--summary", nargs="+")
+    p.add_argument("--summary", nargs="+", help="CSV files to summarize (with --seeds: only those)")
     args = p.parse_args()
     if args.summary:
         with pd.option_context("display.width", 200, "display.max_columns", 50):
-            print(summary(args.summary))
+            print(summary(args.summary, args.seeds if args.seeds != list(SEEDS) else None)
+                  .to_string())
         return
     out = Path(args.out)
     cache: dict = {}

@@ -337,3 +337,46 @@ def test_cuda_without_a_gpu_is_a_one_line_error():
         pytest.skip("a GPU is present")
     with pytest.raises(ConfigError, match="cuda"):
         jd.train_ddpg(make_dataset(1), "base", hp("ddpg", **SHORT_DDPG), 42, device="cuda")
+
+
+_CACHE_PROBE = """
+import collections, json, jax
+events = collections.Counter()
+jax.monitoring.register_event_listener(lambda name, **kw: events.update([name]))
+from deepstock.trainers import jax_ppo
+from tests.test_sb3 import hp, make_dataset
+from tests.test_jax_trainers import SHORT_PPO
+r = jax_ppo.train_ppo(make_dataset(1), "base", hp("ppo", **SHORT_PPO), 42)
+print(json.dumps({"hits": events["/jax/compilation_cache/cache_hits"],
+                  "misses": events["/jax/compilation_cache/cache_misses"],
+                  "compile_s": r.extras["compile_seconds"], "test": r.test_loss}))
+"""
+
+
+def test_a_second_process_loads_the_compiled_programs_from_the_persistent_cache(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "DEEPSTOCK_JAX_CACHE": str(tmp_path / "cache"),
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+
+    def probe() -> dict:
+        out = subprocess.run([sys.executable, "-c", _CACHE_PROBE], env=env, check=True,
+                             capture_output=True, text=True).stdout
+        return json.loads(out.strip().splitlines()[-1])
+
+    first, second = probe(), probe()
+    assert first["misses"] > 0  # every program compiled once and stored
+    assert second["misses"] == 0 and second["hits"] > 0  # nothing compiled again
+    assert second["test"] == first["test"]
+    assert any((tmp_path / "cache").iterdir())
+
+
+def test_a_run_shorter_than_eval_freq_evaluates_its_final_policy_once():
+    r = jd.train_ddpg(make_dataset(1), "base",
+                      hp("ddpg", **{**SHORT_DDPG, "total_steps": 300, "eval_freq": 1024}), 42)
+    assert r.curve["step"].tolist() == [0, 300] and r.extras["n_evals"] == 1
+    assert r.best_val == pytest.approx(r.val_loss, rel=1e-5)

@@ -295,10 +295,12 @@ class Tracker:
                    np.ones(k, bool), np.full(k, -math.inf), np.zeros(k, int), np.zeros(k, int),
                    np.zeros(k, bool), [[] for _ in range(k)])
 
-    def record(self, step: int, returns, losses, lrs, wall: float, *, counted: bool) -> np.ndarray:
-        """Apply one evaluation event to the active agents; return the agents that improved."""
+    def record(self, step: int, returns, losses, lrs, wall: float, *, counted: bool,
+               which: Sequence[int] | None = None) -> np.ndarray:
+        """Apply one evaluation event to the active agents (or to ``which``); return the agents
+        whose best return improved."""
         improved = np.zeros(len(self.configs), bool)
-        for k in np.flatnonzero(self.active):
+        for k in np.flatnonzero(self.active) if which is None else which:
             ret = float(returns[k])
             if counted:
                 if ret > self.best_return[k]:  # strict; NaN never improves
@@ -350,21 +352,14 @@ def run_population(setup: Setup, algo: Algorithm, *, progress: bool = False) -> 
     learn_s = time.perf_counter() - t_learn
     if bar is not None:
         bar.close()
-    no_eval = [k for k in range(len(setup.configs)) if not any(
-        not math.isnan(r["best_mean_return"]) for r in tracker.history[k])]
-    if no_eval:  # fewer steps than eval_freq: the final policy is the only one
+    never = [k for k in range(len(setup.configs)) if tracker.stoppers[k].n_evals == 0]
+    if never:  # fewer steps than eval_freq: the final policy is the only one (as the SB3 trainer)
         actor = algo.actor(agents)
         returns, losses = jax.device_get(evaluate(actor))
-        for k in no_eval:
-            tracker.best_return[k], tracker.best_step[k] = float(returns[k]), int(tracker.steps[k])
-            tracker.history[k].append({
-                "step": int(tracker.steps[k]), "val_loss": float(losses[k]),
-                "mean_return": float(returns[k]), "best_mean_return": float(returns[k]),
-                "lr": float(lr_values(setup.configs, int(tracker.steps[k]))[k]),
-                "no_improvement": 0,
-                "wall_s": time.perf_counter() - t0})
-        tracker.best_params = select(jnp.asarray(np.isin(np.arange(len(setup.configs)), no_eval)),
-                                     actor, tracker.best_params)
+        step = int(tracker.steps[never[0]])
+        improved = tracker.record(step, returns, losses, lr_values(setup.configs, step),
+                                  time.perf_counter() - t0, counted=True, which=never)
+        tracker.best_params = select(jnp.asarray(improved), actor, tracker.best_params)
     timing = {"learn_seconds": learn_s, "eval_seconds": eval_s,
               "compile_seconds": algo.compile_seconds, "wall_s": time.perf_counter() - algo.started}
     return _results(setup, algo, agents, tracker, timing)

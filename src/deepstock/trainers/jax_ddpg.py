@@ -198,9 +198,13 @@ def run_steps(shape: Shape, agent: dict, hp: dict, data: envs_jax.EnvData, s0, n
     def body(i, agent):
         s = s0 + i
         agent = env_step(shape, data, agent, hp, s)
-        learner = jax.lax.cond((s + 1) % shape.train_freq == 0,
-                               lambda a: train_period(shape, a["learner"], a["buffer"], hp, s + 1),
-                               lambda a: a["learner"], agent)
+        if shape.train_freq == 1:  # every step trains: no conditional around the replay buffer
+            learner = train_period(shape, agent["learner"], agent["buffer"], hp, s + 1)
+        else:
+            learner = jax.lax.cond((s + 1) % shape.train_freq == 0,
+                                   lambda a: train_period(shape, a["learner"], a["buffer"], hp,
+                                                          s + 1),
+                                   lambda a: a["learner"], agent)
         return {**agent, "learner": learner}
 
     return jax.lax.fori_loop(0, n, body, agent)
