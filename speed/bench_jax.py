@@ -120,6 +120,8 @@ def main() -> None:
     p.add_argument("--gpu", action="store_true")
     p.add_argument("--core", type=int, default=0)
     p.add_argument("--json")
+    p.add_argument("--only", nargs="+", metavar="KIND:BACKEND",
+                   help="run only these measurements, e.g. whole:jax steps:sb3")
     args = p.parse_args()
     if args.child:
         print(json.dumps(child(json.loads(args.child))))
@@ -128,6 +130,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         warm = str(Path(tmp) / "warm")
         for job, cache in gpu_jobs() if args.gpu else cpu_jobs(args.quick, args.core):
+            if args.only and f"{job['kind']}:{job['backend']}" not in args.only:
+                continue
             folder = {"warm": warm, "": None}.get(cache)
             if cache == "cold":
                 folder = str(Path(tmp) / f"cold-{job['method']}-{len(results)}")

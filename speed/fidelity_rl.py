@@ -105,21 +105,21 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--backend", choices=["sb3", "jax"])
     p.add_argument("--cells", nargs="+", default=[])
-    p.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
+    p.add_argument("--seeds", nargs="+", type=int, default=None,
+                   help="seeds to train (default 42-46) or, with --summary, to summarize")
     p.add_argument("--out")
     p.add_argument("--summary", nargs="+", help="CSV files to summarize (with --seeds: only those)")
     args = p.parse_args()
     if args.summary:
         with pd.option_context("display.width", 200, "display.max_columns", 50):
-            print(summary(args.summary, args.seeds if args.seeds != list(SEEDS) else None)
-                  .to_string())
+            print(summary(args.summary, args.seeds).to_string())
         return
     out = Path(args.out)
     cache: dict = {}
     for cell in args.cells:
         done = _done(out)
         s, m, r = cell.split(":")
-        seeds = [x for x in args.seeds if (s, m, r, x) not in done]
+        seeds = [x for x in args.seeds or SEEDS if (s, m, r, x) not in done]
         if not seeds:
             continue
         if args.backend == "jax":

@@ -326,7 +326,9 @@ def run_population(setup: Setup, algo: Algorithm, *, progress: bool = False) -> 
         return compiled(actor, setup.val)
 
     agents, steps, eval_s = algo.agents, 0, 0.0
-    returns, losses = evaluate(algo.actor(agents))
+    t_first = time.perf_counter()
+    returns, losses = jax.device_get(evaluate(algo.actor(agents)))  # compiles the evaluator
+    algo.compile_seconds += time.perf_counter() - t_first
     tracker.record(0, returns, losses, lr_values(setup.configs, 0), time.perf_counter() - t0, counted=False)
     tracker.best_params = algo.actor(agents)
     bar = _progress_bar(setup, algo.total) if progress else None

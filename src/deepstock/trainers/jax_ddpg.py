@@ -26,6 +26,7 @@ storing and learning from that step's transition, i.e. the policy after the upda
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Sequence
@@ -219,6 +220,12 @@ def advance_population(shape: Shape, agents: dict, hp: dict, data: envs_jax.EnvD
 _COMPILED: dict[tuple, Any] = {}
 
 
+@functools.cache
+def _initializer(shape: Shape):
+    """One compiled program initializing a population (not dozens of op-by-op compilations)."""
+    return jax.jit(jax.vmap(lambda h, k, d: init_agent(shape, d, h, k), in_axes=(0, 0, None)))
+
+
 def _compiled(shape: Shape, agents, hp, data) -> tuple[Any, float]:
     """The compiled :func:`advance_population` for these shapes (in-process and persistent caches)."""
     specimen = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype),
@@ -264,7 +271,7 @@ def build(setup: Setup) -> Algorithm:
     with jax.default_device(setup.device):
         keys = jnp.stack([jax.random.PRNGKey(s) for s in setup.seeds])
         hp = jax.device_put(hp, setup.device)
-        agents = jax.vmap(lambda h, k: init_agent(shape, setup.train, h, k))(hp, keys)
+        agents = _initializer(shape)(hp, keys, setup.train)
     compiled, compile_s = _compiled(shape, agents, hp, setup.train)
     schedule = _Schedule(int(cfg["eval_freq"]), shape.train_freq,
                          int(max(c["total_steps"] for c in setup.configs)))

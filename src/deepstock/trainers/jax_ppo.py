@@ -29,6 +29,7 @@ then runs c - 1 whole iterations and collects the c-th rollout, which the next c
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Sequence
@@ -262,6 +263,12 @@ def advance_population(shape: Shape, agents: dict, hp: dict, data: envs_jax.EnvD
 _COMPILED: dict[tuple, Any] = {}
 
 
+@functools.cache
+def _initializer(shape: Shape):
+    """One compiled program initializing a population (not dozens of op-by-op compilations)."""
+    return jax.jit(jax.vmap(lambda h, k, d: init_agent(shape, d, h, k), in_axes=(0, 0, None)))
+
+
 def _compiled(shape: Shape, agents, hp, data) -> tuple[Any, float]:
     specimen = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype),
                                       (agents, hp, data))
@@ -305,7 +312,7 @@ def build(setup: Setup) -> Algorithm:
     with jax.default_device(setup.device):
         keys = jnp.stack([jax.random.PRNGKey(s) for s in setup.seeds])
         hp = jax.device_put(hp, setup.device)
-        agents = jax.vmap(lambda h, k: init_agent(shape, setup.train, h, k))(hp, keys)
+        agents = _initializer(shape)(hp, keys, setup.train)
     compiled, compile_s = _compiled(shape, agents, hp, setup.train)
     schedule = _Schedule(int(setup.config["eval_freq"]), shape.n_steps,
                          int(max(c["total_steps"] for c in setup.configs)))
