@@ -386,3 +386,17 @@ def test_a_run_shorter_than_eval_freq_evaluates_its_final_policy_once():
                       hp("ddpg", **{**SHORT_DDPG, "total_steps": 300, "eval_freq": 1024}), 42)
     assert r.curve["step"].tolist() == [0, 300] and r.extras["n_evals"] == 1
     assert r.best_val == pytest.approx(r.val_loss, rel=1e-5)
+
+
+def test_tanh_saturates_and_differentiates_like_torchs_float32_tanh():
+    from deepstock.trainers.jax_common import tanh
+
+    x = np.concatenate([np.linspace(-12, 12, 481), [7.9, 8.0, 8.3, 8.6, 9.0]]).astype(np.float32)
+    t = torch.tensor(x, requires_grad=True)
+    torch.tanh(t).sum().backward()
+    ours = np.asarray(tanh(jnp.asarray(x)))
+    grad = np.asarray(jax.vmap(jax.grad(tanh))(jnp.asarray(x)))
+    np.testing.assert_allclose(ours, torch.tanh(t).detach().numpy(), rtol=0, atol=1.2e-7)
+    np.testing.assert_allclose(grad, t.grad.numpy(), rtol=1e-5, atol=3e-7)  # 1 - y², y to 1 ulp
+    band = (np.abs(x) > 7.9) & (np.abs(x) < 8.9)  # XLA's own tanh has a zero gradient here
+    assert np.all(grad[band] > 0) and np.all(t.grad.numpy()[band] > 0)

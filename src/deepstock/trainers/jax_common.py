@@ -78,6 +78,28 @@ def mlp_init(key, sizes: Sequence[int], layer: Callable) -> Params:
     return [layer(k, a, b) for k, a, b in zip(keys, sizes[:-1], sizes[1:], strict=True)]
 
 
+@jax.custom_jvp
+def tanh(x):
+    """tanh that saturates like torch's float32 tanh, with torch's derivative 1 - tanh².
+
+    XLA's float32 tanh returns exactly ±1 from |x| ≈ 7.9, where torch's still differs from ±1
+    (up to |x| ≈ 9): there torch's gradient is tiny but not zero, and Adam, which normalizes
+    gradient magnitudes, turns it into full-size steps out of saturation, while XLA's zero
+    gradient leaves a saturated DDPG actor stuck. For |x| >= 7.5 this computes
+    1 - 2 / (exp(2|x|) + 1), rounded to float32 like torch's result.
+    """
+    a = jnp.abs(x)
+    tail = jnp.sign(x) * (1.0 - 2.0 / (jnp.exp(2.0 * jnp.minimum(a, 40.0)) + 1.0))
+    return jnp.where(a >= 7.5, tail, jnp.tanh(x))
+
+
+@tanh.defjvp
+def _tanh_jvp(primals, tangents):
+    (x,), (dx,) = primals, tangents
+    y = tanh(x)
+    return y, (1.0 - y * y) * dx
+
+
 def mlp(params: Params, x, hidden=jax.nn.relu):
     """Hidden activation after every layer but the last (no output activation)."""
     for w, b in params[:-1]:

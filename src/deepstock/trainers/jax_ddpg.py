@@ -53,6 +53,7 @@ from deepstock.trainers.jax_common import (
     run_population,
     shift_last_bias,
     stack_values,
+    tanh,
     torch_linear,
 )
 
@@ -93,7 +94,7 @@ def bias_shift(b0):
 
 def actor_out(params, obs):
     """The deterministic actor in SB3's scaled action space [-1, 1]."""
-    return jnp.tanh(mlp(params, obs))
+    return tanh(mlp(params, obs))
 
 
 def act(shape: Shape, params, obs):

@@ -56,6 +56,7 @@ from deepstock.trainers.jax_common import (
     over_agents,
     run_population,
     stack_values,
+    tanh,
 )
 
 VALUES = ("learning_rate", "lr_min", "lr_fraction", "gamma", "gae_lambda", "clip_range",
@@ -106,7 +107,7 @@ def init_params(shape: Shape, hp: dict, key) -> dict:
 
 def _trunk(layers, x):
     for w, b in layers:
-        x = jnp.tanh(x @ w + b)
+        x = tanh(x @ w + b)
     return x
 
 
