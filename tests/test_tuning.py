@@ -240,7 +240,7 @@ from deepstock.tuning import _fit, _trial_resources
 ray.init(num_cpus=8, num_gpus=1, include_dashboard=False, log_to_driver=False,
          configure_logging=False, logging_level="ERROR")
 def trainable(config):
-    t0 = time.time(); time.sleep(3.0)
+    t0 = time.time(); time.sleep(10.0)  # long enough that 4 actors overlap on a loaded machine
     return {"start": t0, "end": time.time(), "gpu_ids": ray.get_gpu_ids()}
 rows = []
 class Record(tune.Callback):
