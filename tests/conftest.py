@@ -12,14 +12,6 @@ torch.set_num_threads(1)
 
 import pytest  # noqa: E402
 
-#: Files whose tests take minutes (the tiny DAG): collected first, so that pytest-xdist
-#: (``--dist loadfile``, pyproject.toml) starts them while the other worker runs the rest.
-_LONG_FILES = ("test_workflow.py",)
-
-
-def pytest_collection_modifyitems(config, items):
-    items.sort(key=lambda item: not item.nodeid.split("::")[0].endswith(_LONG_FILES))
-
 
 @pytest.fixture
 def failing_trials(monkeypatch):
