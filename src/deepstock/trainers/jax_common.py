@@ -251,6 +251,61 @@ def make_setup(method: str, dataset: Dataset, reg: str, hparams: Sequence[dict],
                  params, loss)
 
 
+# ---------------------------------------------------------------------- programs
+_INITIALIZERS: dict[tuple, Callable] = {}
+_COMPILED: dict[tuple, Any] = {}
+
+
+def init_population(setup: Setup, init_agent: Callable, shape: Any,
+                    arrays: Sequence[str]) -> tuple[Any, dict]:
+    """The stacked agents and value hyper-parameters of a population, on its device.
+
+    ``init_agent(shape, data, hp, key)`` initializes one agent; the population is initialized
+    by one compiled program per (algorithm, shape), not op by op.
+    """
+    key = (init_agent, shape)
+    if key not in _INITIALIZERS:
+        _INITIALIZERS[key] = jax.jit(jax.vmap(lambda h, k, d: init_agent(shape, d, h, k),
+                                              in_axes=(0, 0, None)))
+    hp = stack_values(setup.configs, arrays)
+    with jax.default_device(setup.device):
+        keys = jnp.stack([jax.random.PRNGKey(s) for s in setup.seeds])
+        hp = jax.device_put(hp, setup.device)
+        agents = _INITIALIZERS[key](hp, keys, setup.train)
+    return agents, hp
+
+
+def compile_chunk(fn: Callable, shape: Any, agents, hp, data, *example) -> tuple[Any, float]:
+    """``fn(shape, agents, hp, data, *values)`` compiled for these shapes (``example``: values of
+    the scalar arguments), from the in-process cache, the persistent cache or XLA; and the
+    seconds it took (0 from the in-process cache)."""
+    specimen = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype),
+                                      (agents, hp, data))
+    key = (fn, shape, repr(specimen), str(jax.tree_util.tree_leaves(data)[0].devices()))
+    if key in _COMPILED:
+        return _COMPILED[key], 0.0
+    t0 = time.perf_counter()
+    _COMPILED[key] = jax.jit(fn, static_argnums=0).lower(shape, agents, hp, data,
+                                                         *example).compile()
+    return _COMPILED[key], time.perf_counter() - t0
+
+
+def train_population(method: str, build: Callable, values: Sequence[str], dataset: Dataset,
+                     reg: str, hparams: Sequence[dict], seeds: Sequence[int], *, device: str,
+                     progress: bool, options: dict) -> list[TrainResult]:
+    """Train configuration k with seed k, one compiled program per shape group (``values``: the
+    keys that may differ within a group); the results in input order."""
+    configs = [complete_config(method, h, options) for h in hparams]
+    results: list[TrainResult | None] = [None] * len(configs)
+    for group in group_by_shape(configs, values):
+        setup = make_setup(method, dataset, reg, [hparams[i] for i in group],
+                           [seeds[i] for i in group], device, options, values)
+        for i, result in zip(group, run_population(setup, build(setup), progress=progress),
+                             strict=True):
+            results[i] = result
+    return results  # type: ignore[return-value]
+
+
 # ---------------------------------------------------------------------- evaluation
 @functools.cache
 def evaluator(act: Callable, shape: Any) -> Callable:

@@ -26,7 +26,6 @@ storing and learning from that step's transition, i.e. the policy after the upda
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 from collections.abc import Sequence
@@ -44,17 +43,16 @@ from deepstock.trainers.jax_common import (
     Algorithm,
     Chunk,
     Setup,
-    group_by_shape,
+    compile_chunk,
+    init_population,
     linear_schedule,
-    make_setup,
     mlp,
     mlp_init,
     over_agents,
-    run_population,
     shift_last_bias,
-    stack_values,
     tanh,
     torch_linear,
+    train_population,
 )
 
 #: Hyper-parameters that are values in the compiled program (any mix trains in one population).
@@ -218,29 +216,6 @@ def advance_population(shape: Shape, agents: dict, hp: dict, data: envs_jax.EnvD
                        3)(agents, hp, data, s0, n)
 
 
-_COMPILED: dict[tuple, Any] = {}
-
-
-@functools.cache
-def _initializer(shape: Shape):
-    """One compiled program initializing a population (not dozens of op-by-op compilations)."""
-    return jax.jit(jax.vmap(lambda h, k, d: init_agent(shape, d, h, k), in_axes=(0, 0, None)))
-
-
-def _compiled(shape: Shape, agents, hp, data) -> tuple[Any, float]:
-    """The compiled :func:`advance_population` for these shapes (in-process and persistent caches)."""
-    specimen = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype),
-                                      (agents, hp, data))
-    key = (shape, repr(specimen), str(jax.tree_util.tree_leaves(data)[0].devices()))
-    if key in _COMPILED:
-        return _COMPILED[key], 0.0
-    t0 = time.perf_counter()
-    fn = jax.jit(advance_population, static_argnums=0)
-    compiled = fn.lower(shape, agents, hp, data, jnp.int32(0), jnp.int32(1)).compile()
-    _COMPILED[key] = compiled
-    return compiled, time.perf_counter() - t0
-
-
 class _Schedule:
     """Where SB3 evaluates: after step e - 1 for every multiple e of ``eval_freq`` (module doc)."""
 
@@ -268,12 +243,9 @@ def build(setup: Setup) -> Algorithm:
     started = time.perf_counter()
     shape = Shape.of(setup)
     cfg = setup.config
-    hp = stack_values(setup.configs, _ARRAYS)
-    with jax.default_device(setup.device):
-        keys = jnp.stack([jax.random.PRNGKey(s) for s in setup.seeds])
-        hp = jax.device_put(hp, setup.device)
-        agents = _initializer(shape)(hp, keys, setup.train)
-    compiled, compile_s = _compiled(shape, agents, hp, setup.train)
+    agents, hp = init_population(setup, init_agent, shape, _ARRAYS)
+    compiled, compile_s = compile_chunk(advance_population, shape, agents, hp, setup.train,
+                                        jnp.int32(0), jnp.int32(1))
     schedule = _Schedule(int(cfg["eval_freq"]), shape.train_freq,
                          int(max(c["total_steps"] for c in setup.configs)))
 
@@ -296,21 +268,10 @@ def build(setup: Setup) -> Algorithm:
 def train_ddpg_population(dataset: Dataset, reg: str, hparams: Sequence[dict],
                           seeds: Sequence[int], *, device: str = "cpu", progress: bool = False,
                           **options: Any) -> list[TrainResult]:
-    """Train K DDPG agents (configuration k with seed k); one compiled program per shape group.
-
-    Returns the K results in input order, each as :func:`train_ddpg` would return it.
-    """
-    from deepstock.trainers.jax_common import complete_config
-
-    configs = [complete_config("ddpg", h, options) for h in hparams]
-    results: list[TrainResult | None] = [None] * len(configs)
-    for group in group_by_shape(configs, VALUES):
-        setup = make_setup("ddpg", dataset, reg, [hparams[i] for i in group],
-                           [seeds[i] for i in group], device, options, VALUES)
-        for i, result in zip(group, run_population(setup, build(setup), progress=progress),
-                             strict=True):
-            results[i] = result
-    return results  # type: ignore[return-value]
+    """Train K DDPG agents (configuration k with seed k); one compiled program per shape
+    group. Returns the K results in input order, each as :func:`train_ddpg` would return it."""
+    return train_population("ddpg", build, VALUES, dataset, reg, hparams, seeds, device=device,
+                            progress=progress, options=options)
 
 
 def train_ddpg(dataset: Dataset, reg: str, hparams: dict, seed: int, *, device: str = "cpu",

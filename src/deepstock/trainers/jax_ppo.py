@@ -29,7 +29,6 @@ then runs c - 1 whole iterations and collects the c-th rollout, which the next c
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 from collections.abc import Sequence
@@ -47,16 +46,14 @@ from deepstock.trainers.jax_common import (
     Algorithm,
     Chunk,
     Setup,
-    complete_config,
-    group_by_shape,
+    compile_chunk,
+    init_population,
     linear_schedule,
-    make_setup,
     mlp_init,
     orthogonal_linear,
     over_agents,
-    run_population,
-    stack_values,
     tanh,
+    train_population,
 )
 
 VALUES = ("learning_rate", "lr_min", "lr_fraction", "gamma", "gae_lambda", "clip_range",
@@ -261,29 +258,6 @@ def advance_population(shape: Shape, agents: dict, hp: dict, data: envs_jax.EnvD
                        shape.batched, 4)(agents, hp, data, s0, c, train_first)
 
 
-_COMPILED: dict[tuple, Any] = {}
-
-
-@functools.cache
-def _initializer(shape: Shape):
-    """One compiled program initializing a population (not dozens of op-by-op compilations)."""
-    return jax.jit(jax.vmap(lambda h, k, d: init_agent(shape, d, h, k), in_axes=(0, 0, None)))
-
-
-def _compiled(shape: Shape, agents, hp, data) -> tuple[Any, float]:
-    specimen = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype),
-                                      (agents, hp, data))
-    key = (shape, repr(specimen), str(jax.tree_util.tree_leaves(data)[0].devices()))
-    if key in _COMPILED:
-        return _COMPILED[key], 0.0
-    t0 = time.perf_counter()
-    fn = jax.jit(advance_population, static_argnums=0)
-    compiled = fn.lower(shape, agents, hp, data, jnp.int32(0), jnp.int32(1),
-                        jnp.bool_(False)).compile()
-    _COMPILED[key] = compiled
-    return compiled, time.perf_counter() - t0
-
-
 class _Schedule:
     """Which rollouts hold evaluation events (steps divisible by ``eval_freq``)."""
 
@@ -309,12 +283,9 @@ def build(setup: Setup) -> Algorithm:
     """The compiled population of ``setup`` (one shape group)."""
     started = time.perf_counter()
     shape = Shape.of(setup)
-    hp = stack_values(setup.configs, _ARRAYS)
-    with jax.default_device(setup.device):
-        keys = jnp.stack([jax.random.PRNGKey(s) for s in setup.seeds])
-        hp = jax.device_put(hp, setup.device)
-        agents = _initializer(shape)(hp, keys, setup.train)
-    compiled, compile_s = _compiled(shape, agents, hp, setup.train)
+    agents, hp = init_population(setup, init_agent, shape, _ARRAYS)
+    compiled, compile_s = compile_chunk(advance_population, shape, agents, hp, setup.train,
+                                        jnp.int32(0), jnp.int32(1), jnp.bool_(False))
     schedule = _Schedule(int(setup.config["eval_freq"]), shape.n_steps,
                          int(max(c["total_steps"] for c in setup.configs)))
 
@@ -334,19 +305,10 @@ def build(setup: Setup) -> Algorithm:
 def train_ppo_population(dataset: Dataset, reg: str, hparams: Sequence[dict],
                          seeds: Sequence[int], *, device: str = "cpu", progress: bool = False,
                          **options: Any) -> list[TrainResult]:
-    """Train K PPO agents (configuration k with seed k); one compiled program per shape group.
-
-    Returns the K results in input order, each as :func:`train_ppo` would return it.
-    """
-    configs = [complete_config("ppo", h, options) for h in hparams]
-    results: list[TrainResult | None] = [None] * len(configs)
-    for group in group_by_shape(configs, VALUES):
-        setup = make_setup("ppo", dataset, reg, [hparams[i] for i in group],
-                           [seeds[i] for i in group], device, options, VALUES)
-        for i, result in zip(group, run_population(setup, build(setup), progress=progress),
-                             strict=True):
-            results[i] = result
-    return results  # type: ignore[return-value]
+    """Train K PPO agents (configuration k with seed k); one compiled program per shape
+    group. Returns the K results in input order, each as :func:`train_ppo` would return it."""
+    return train_population("ppo", build, VALUES, dataset, reg, hparams, seeds, device=device,
+                            progress=progress, options=options)
 
 
 def train_ppo(dataset: Dataset, reg: str, hparams: dict, seed: int, *, device: str = "cpu",
