@@ -50,7 +50,8 @@ def fake_trainers(monkeypatch):
 
     The stand-in's losses depend on the learning rate and the seed only, its ``TrainResult``
     names the backend it was asked for, and each call is recorded as ``(method, backend,
-    device)`` in the returned list. Use it to exercise the plumbing of a backend whose trainer
+    device)`` in the returned list; a backend's population trainer runs the stand-in per member
+    and records its size in ``calls.populations``. Use it to exercise the plumbing of a backend whose trainer
     is not needed (or not installed), never to check training itself.
     """
     import pandas as pd
@@ -58,7 +59,11 @@ def fake_trainers(monkeypatch):
     import deepstock.trainers as trainers
     from deepstock.registry import get_method
 
-    calls: list[tuple[str, str, str]] = []
+    class Calls(list):
+        populations: list[int]  # size of each population trained, in order
+
+    calls = Calls()
+    calls.populations = []
 
     def get_trainer(method, backend=None):
         name = get_method(method).backend(backend).name
@@ -75,5 +80,17 @@ def fake_trainers(monkeypatch):
 
         return trainer
 
+    def get_population_trainer(method, backend=None):
+        if get_method(method).backend(backend).population is None:
+            return None
+
+        def population(dataset, reg, hparams, seeds, **kwargs):
+            calls.populations.append(len(hparams))
+            one = get_trainer(method, backend)
+            return [one(dataset, reg, h, s, **kwargs) for h, s in zip(hparams, seeds, strict=True)]
+
+        return population
+
     monkeypatch.setattr(trainers, "get_trainer", get_trainer)
+    monkeypatch.setattr(trainers, "get_population_trainer", get_population_trainer)
     return calls

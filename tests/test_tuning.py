@@ -158,8 +158,8 @@ def test_resume_after_kill_does_not_rerun_finished_trials(s1_path, tmp_path):
 
 
 @pytest.mark.slow
-def test_ray_executor_matches_local_with_concurrency_one(s1_path, tmp_path):
-    base = dict(scale="tiny", quiet=True, num_samples=5, max_concurrent=1)
+def test_both_executors_ask_the_same_configurations_for_the_same_batch(s1_path, tmp_path):
+    base = dict(scale="tiny", quiet=True, num_samples=5, batch=2)
     wl = tune_cell("s1", "ds", "base", s1_path, tmp_path / "l", TuneOptions(executor="local", **base))
     wr = tune_cell("s1", "ds", "base", s1_path, tmp_path / "r", TuneOptions(executor="ray", **base))
     a = pd.read_csv(tmp_path / "l" / "stage1.csv")

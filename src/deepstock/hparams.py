@@ -177,6 +177,13 @@ class Dimension:
     dist: str
     args: tuple
 
+    def contains(self, value: Any) -> bool:
+        """Whether ``value`` (decoded) is a point of this dimension."""
+        if self.dist == "choice":
+            return encode_choice(value) in [encode_choice(v) for v in self.args]
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return ok and self.args[0] <= value <= self.args[1]
+
     def to_tune(self):
         """The Ray Tune domain (choices of lists are encoded as strings for Optuna)."""
         from ray import tune
@@ -262,6 +269,8 @@ class Scale:
     repetitions: int
     hparams: dict
     executor: str = "local"  # what ``--executor auto`` picks on one machine (docs/tuning.md)
+    batch: int = 1  # stage-1 configurations asked (and trained) at a time (docs/tuning.md)
+    enqueue_defaults: bool = False  # stage-1 trial 1 = the default hyper-parameters
 
     def budget(self, method: str) -> dict:
         return dict(self.hparams.get(method, {}))
@@ -280,8 +289,17 @@ def get_scale(name: str) -> Scale:
     executor = raw.get("executor", "local")
     if executor not in ("local", "ray"):
         raise ConfigError(f"scales.yaml:{name}: 'executor' must be 'local' or 'ray', got {executor!r}")
+    batch = raw.get("batch", 1)
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ConfigError(f"scales.yaml:{name}: 'batch' must be an integer >= 1, got {batch!r}")
+    enqueue = raw.get("enqueue_defaults", False)
+    if not isinstance(enqueue, bool):
+        raise ConfigError(f"scales.yaml:{name}: 'enqueue_defaults' must be true or false, got "
+                          f"{enqueue!r}")
     return Scale(
         name=name,
+        batch=batch,
+        enqueue_defaults=enqueue,
         num_samples=int(raw["num_samples"]),
         n_startup_trials=int(raw["n_startup_trials"]),
         top_k=int(raw["top_k"]),

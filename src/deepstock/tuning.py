@@ -3,33 +3,44 @@
 One call of :func:`tune_cell` handles one cell (setting × method × regularization × repetition):
 
 1. **Stage 1** — ``TPESampler(n_startup_trials, seed=r)`` proposes ``num_samples``
-   configurations; each trial trains once (seed from the configuration's MD5) through
-   :func:`deepstock.trainers.train`.
-2. **Stage 2** — the ``top_k`` configurations × the scale's seeds.
+   configurations, ``batch`` (k) at a time: the study is asked k configurations (TPE's constant
+   liar when k > 1), they are trained — as one population where the backend has one — and told
+   before the next batch is asked (:class:`_Search`). k = 1 is sequential TPE; the same
+   repetition, k and scores give the same configurations on any executor. Each trial trains
+   once (seed from the configuration's MD5). A scale with ``enqueue_defaults`` makes trial 1 the
+   cell's default hyper-parameters (the authors' winners, where the spec gives them).
+2. **Stage 2** — the ``top_k`` configurations × the scale's seeds, as one population where the
+   backend has one.
 3. **Winner** — lowest mean (or median) validation loss over successful seeds; the reported run is
    its median seed (sort by val, index ⌊n/2⌋), whose run folder is copied to ``final/``.
 
+A **unit** (:func:`_units`) is what one process trains at once: a single run, or a population of
+the cell's backend (:func:`deepstock.trainers.train_population`; each member's result equals its
+single run, tested per backend). On the local executor a batch is one unit; on Ray it is split
+into as many balanced units as run at once, each one Ray Tune trial.
+
 Provenance and resume (:mod:`deepstock.journal`): the cell's fingerprint (dataset hash, resolved
-hyper-parameters, search space, budgets, method/backend/reg/repetition, version) heads both
+hyper-parameters, search space, budgets and k, method/backend/reg/repetition, version) heads both
 journals (``stage1.jsonl``, ``stage2.jsonl``) and is stored in every run folder and in
 ``winner.json``.
-A rerun with the same fingerprint resumes: finished stage-1 trials are replayed into TPE as
-completed trials and not re-run; a stage-2 run is keyed by (configuration, seed), so it is reused
-only for the very configuration that produced it, and only while its run folder is complete. A
-rerun with another fingerprint is refused with a one-line error naming what changed, or starts the
-cell afresh (``restart``, or ``restart_if_changed`` — what the workflow uses). Later rows of the
-same trial supersede earlier ones, which is how ``retry_failed`` re-runs failed trials in an
-append-only journal. A cell holds an exclusive lock on its folder.
+A rerun with the same fingerprint resumes at batch granularity: the study is rebuilt by asking
+the journal's batches again and telling their scores (:func:`_replay`), so finished trials are
+not re-run, an interrupted batch trains only its missing trials, and the search continues
+exactly as the uninterrupted one would have; a stage-2 run is keyed by (configuration, seed), so it
+is reused only for the very configuration that produced it, and only while its run folder is
+complete. A rerun with another fingerprint is refused with a one-line error naming what changed,
+or starts the cell afresh (``restart``, or ``restart_if_changed`` — what the workflow uses).
+Later rows of the same trial supersede earlier ones, which is how ``retry_failed`` re-runs failed
+trials in an append-only journal. A cell holds an exclusive lock on its folder.
 
 The training backend (``TuneOptions.backend``; None = the method's default, registry) is resolved
 once per cell, trains every trial, and is recorded in the fingerprint and in ``winner.json``; the
 trials' device follows from it (:func:`deepstock.registry.method_device`).
 
-Executors (``auto``, the default, picks one: :func:`resolve_executor`): ``ray`` runs trials as
-Ray Tune trials, one CPU each (a fractional GPU for ``device='cuda'``), ``min(cpus, configs)`` at
-a time or on an existing cluster (``address``); ``local`` asks the *same* Optuna TPE study that
-``OptunaSearch`` wraps, sequentially in this process — no Ray import, start-up or worker
-processes. With ``max_concurrent=1`` both executors give the same trials (tested).
+Executors (``auto``, the default, picks one: :func:`resolve_executor`): ``ray`` runs units as
+Ray Tune trials, one CPU each (a fractional GPU for ``device='cuda'``), ``min(cpus, units)`` at a
+time or on an existing cluster (``address``); ``local`` trains them one after the other in this
+process — no Ray import, start-up or worker processes. Both ask the same configurations (tested).
 """
 
 from __future__ import annotations
@@ -98,6 +109,16 @@ class CellSpec:
     fingerprint: str = ""  # digest of the cell's fingerprint, stored in every run folder
 
 
+@dataclass(frozen=True)
+class Job:
+    """One training to run: journal number, configuration (encoded), seed, run folder."""
+
+    number: int
+    config: dict
+    seed: int | None = None
+    run_dir: str | None = None
+
+
 _DATASETS: dict[str, Any] = {}
 
 
@@ -109,41 +130,63 @@ def _load(spec: CellSpec):
     return _DATASETS[spec.data_path]
 
 
-def run_trial(spec: CellSpec, sampled: dict, seed: int | None, run_dir: str | None) -> dict:
-    """Train one configuration; never raises: failures return ``val_loss = inf`` with the error."""
+def run_jobs(spec: CellSpec, jobs: list[Job]) -> list[dict]:
+    """Train one unit of jobs and return their journal rows in order; never raises.
+
+    A unit of several jobs is one population of the cell's backend
+    (:func:`deepstock.trainers.train_population`); each row is what the job's own run gives.
+    A failing job scores ``val_loss = inf`` with its error; if a population fails as a whole,
+    its jobs are retried one by one, so that one bad configuration fails alone.
+    """
     import torch
+
+    from deepstock.hparams import check_memory, validate_hparams
+    from deepstock.trainers import train_population
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    searched = decode_config(sampled)
-    seed = config_seed(searched) if seed is None else seed
-    row: dict[str, Any] = {"seed": seed}
+    searched = [decode_config(job.config) for job in jobs]
+    seeds = [config_seed(c) if job.seed is None else job.seed
+             for job, c in zip(jobs, searched, strict=True)]
     try:
-        from deepstock.hparams import check_memory, validate_hparams
-        from deepstock.trainers import save_run, train
+        hps = [validate_hparams(spec.method, {**spec.base_hparams, **c}) for c in searched]
+        for hp in hps:
+            check_memory(spec.method, hp)
+        results = train_population(_load(spec), spec.method, spec.reg, hps, seeds,
+                                   device=spec.device, backend=spec.backend, **spec.train_options)
+    except Exception as exc:  # noqa: BLE001 - a crashing trial must not kill the tuning run
+        if len(jobs) > 1:
+            return [row for job in jobs for row in run_jobs(spec, [job])]
+        return [_failed_row(seeds[0], exc, time.perf_counter() - t0)]
+    wall = (time.perf_counter() - t0) / len(jobs)
+    return [_result_row(spec, job, c, seed, result, wall, len(jobs))
+            for job, c, seed, result in zip(jobs, searched, seeds, results, strict=True)]
 
-        hp = validate_hparams(spec.method, {**spec.base_hparams, **searched})
-        check_memory(spec.method, hp)
-        result = train(_load(spec), spec.method, spec.reg, hp, seed, device=spec.device,
-                       backend=spec.backend, **spec.train_options)
+
+def _result_row(spec: CellSpec, job: Job, searched: dict, seed: int, result, wall: float,
+                population: int) -> dict:
+    """The journal row of one finished training (and its run folder, if the job has one)."""
+    from deepstock.trainers import save_run
+
+    try:
         if not math.isfinite(result.best_val):
             raise FloatingPointError(f"non-finite validation loss {result.best_val}")
-        if run_dir:
+        if job.run_dir:
             result.extras["cell"] = {"fingerprint": spec.fingerprint, "config": searched}
-            save_run(result, run_dir)
-        row.update(
-            val_loss=float(result.best_val),
-            train_loss=float(result.train_loss),
-            test_loss=float(result.test_loss),
-            selected_val_loss=float(result.val_loss),
-            iterations=int(result.iterations),
-            status="ok",
-            error="",
-        )
-    except Exception as exc:  # noqa: BLE001 - a crashing trial must not kill the tuning run
-        row.update(val_loss=float("inf"), status="failed", error=f"{type(exc).__name__}: {exc}")
-    row["wall_s"] = time.perf_counter() - t0
-    return row
+            save_run(result, job.run_dir)
+    except Exception as exc:  # noqa: BLE001
+        return _failed_row(seed, exc, wall)
+    return {
+        "seed": seed, "val_loss": float(result.best_val), "train_loss": float(result.train_loss),
+        "test_loss": float(result.test_loss), "selected_val_loss": float(result.val_loss),
+        "iterations": int(result.iterations), "status": "ok", "error": "", "wall_s": wall,
+        "population": population,
+    }
+
+
+def _failed_row(seed: int, exc: BaseException, wall: float) -> dict:
+    return {"seed": seed, METRIC: float("inf"), "status": "failed",
+            "error": f"{type(exc).__name__}: {exc}", "wall_s": wall, "population": 1}
 
 
 def run_is_complete(run_dir: Path, fingerprint: str) -> bool:
@@ -162,18 +205,8 @@ def run_is_complete(run_dir: Path, fingerprint: str) -> bool:
 # ----------------------------------------------------------------------------- journal rows
 _ROW_KEYS = {
     "seed", "val_loss", "train_loss", "test_loss", "selected_val_loss", "iterations", "status",
-    "error", "wall_s",
+    "error", "wall_s", "population",
 }
-
-
-@dataclass(frozen=True)
-class Job:
-    """One training to run: journal number, configuration (encoded), seed, run folder."""
-
-    number: int
-    config: dict
-    seed: int | None = None
-    run_dir: str | None = None
 
 
 class _Progress:
@@ -183,11 +216,13 @@ class _Progress:
         self.journal, self.total, self.label, self.quiet = journal, total, label, quiet
         self.done = 0
         self.best = math.inf
+        self.rows: dict[int, dict] = {}  # job number -> its journal row
 
     def record(self, job: Job, result: dict) -> None:
         row = {k: result[k] for k in result if k in _ROW_KEYS}
         row.update(config=dict(job.config), config_key=config_key(job.config), trial=job.number)
         self.journal.append(row)
+        self.rows[job.number] = row
         self.done += 1
         v = row.get(METRIC, math.inf)
         if isinstance(v, float) and math.isfinite(v):
@@ -238,22 +273,19 @@ def _trial_resources(device: str) -> dict:
     return {"cpu": 1, "gpu": 0.25} if device == "cuda" else {"cpu": 1}
 
 
-def _stage1_trainable(config: dict, spec: CellSpec) -> dict:
-    return run_trial(spec, config, None, None)
+def _unit_trainable(config: dict, spec: CellSpec, units: list[list[Job]]) -> dict:
+    return {"rows": json.dumps(run_jobs(spec, units[int(config["unit"])]))}
 
 
-def _job_trainable(config: dict, spec: CellSpec, jobs: list[Job]) -> dict:
-    job = jobs[int(config["job"])]
-    return run_trial(spec, job.config, job.seed, job.run_dir)
-
-
-def _journal_callback(progress: _Progress, job_of):
-    """A Tune callback that journals each finished trial as ``job_of(trial)``'s Job."""
+def _journal_callback(progress: _Progress, units: list[list[Job]]):
+    """A Tune callback that journals the rows of each finished unit (one Tune trial)."""
     from ray.tune import Callback
 
     class JournalCallback(Callback):
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            progress.record(job_of(trial), result)
+            unit = units[int(trial.config["unit"])]
+            for job, row in zip(unit, json.loads(result["rows"]), strict=True):
+                progress.record(job, row)
 
     return JournalCallback()
 
@@ -289,6 +321,7 @@ class TuneOptions:
     train_options: dict = field(default_factory=dict)
     quiet: bool = False
     num_samples: int | None = None  # override of the scale's budget
+    batch: int | None = None  # stage-1 configurations asked at a time (None: the scale's)
     executor: str = "auto"  # ray: Ray Tune Tuner; local: same TPE study in this process; auto
     cpus: int | None = None  # CPUs of a local Ray instance (None: all)
     restart: bool = False  # discard the cell's journals and runs, start afresh
@@ -315,7 +348,7 @@ def resolve_executor(opts: TuneOptions, scale: Scale) -> str:
 
 def _check_options(opts: TuneOptions) -> None:
     """Every numeric option in range before any file is touched."""
-    for name in ("cpus", "max_concurrent", "num_samples"):
+    for name in ("cpus", "max_concurrent", "num_samples", "batch"):
         value = getattr(opts, name)
         if value is not None and value < 1:
             raise ConfigError(f"{name.replace('_', '-')} must be >= 1, got {value}")
@@ -336,13 +369,6 @@ def _concurrency(opts: TuneOptions, n: int) -> int:
     return max(1, min(cpus, n))
 
 
-def _tpe_sampler(scale: Scale, repetition: int):
-    """Spec §8's sampler, shared by both executors: TPE, random start-up, seeded with r."""
-    from optuna.samplers import TPESampler
-
-    return TPESampler(n_startup_trials=scale.n_startup_trials, seed=repetition)
-
-
 # ----------------------------------------------------------------------------- the cell plan
 @dataclass
 class CellPlan:
@@ -354,6 +380,8 @@ class CellPlan:
     dims: dict[str, Dimension]
     num_samples: int
     fingerprint: dict
+    batch: int = 1  # stage-1 configurations asked and trained at a time
+    first_config: dict | None = None  # stage-1 trial 1 (encoded), when the scale enqueues one
     notes: list[str] = field(default_factory=list)  # where user values replace the scale's
 
 
@@ -385,12 +413,14 @@ def plan_cell(setting: str, method: str, reg: str, data_path: str | Path,
         raise ConfigError(f"empty search space for {method}/{setting}/{reg}")
     device = method_device(method, opts.device, backend)
     num_samples = opts.num_samples or scale.num_samples
+    batch = opts.batch or scale.batch
+    first = _default_config(base, dims) if scale.enqueue_defaults else None
     fingerprint = {
         "setting": setting, "method": method, "backend": backend, "reg": reg,
         "repetition": opts.repetition, "dataset_sha256": file_sha256(data_path),
         "scale": {"name": scale.name, "num_samples": num_samples,
                   "n_startup_trials": scale.n_startup_trials, "top_k": scale.top_k,
-                  "seeds": list(scale.seeds)},
+                  "seeds": list(scale.seeds), "batch": batch, "first_config": first},
         "hparams": base,
         "search_space": {k: [d.dist, list(d.args)] for k, d in sorted(dims.items())},
         "device": device, "train_options": dict(opts.train_options), "version": __version__,
@@ -399,7 +429,12 @@ def plan_cell(setting: str, method: str, reg: str, data_path: str | Path,
                     base_hparams=base, device=device, backend=backend,
                     train_options=dict(opts.train_options),
                     fingerprint=digest(fingerprint))
-    return CellPlan(spec, scale, opts, dims, num_samples, fingerprint, notes)
+    return CellPlan(spec, scale, opts, dims, num_samples, fingerprint, batch, first, notes)
+
+
+def _default_config(base: dict, dims: dict[str, Dimension]) -> dict:
+    """The cell's default values of the searched keys (encoded), those inside the search space."""
+    return {k: encode_choice(base[k]) for k, d in sorted(dims.items()) if d.contains(base[k])}
 
 
 def _prepare_folder(out: Path, plan: CellPlan) -> tuple[Journal, Journal]:
@@ -423,79 +458,136 @@ def _clear_cell(out: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- running jobs
+def _units(plan: CellPlan, jobs: list[Job]) -> list[list[Job]]:
+    """How ``jobs`` are trained: one job per unit, unless the backend trains populations; then
+    as many balanced populations as can run at once (local executor: one; Ray: the number of
+    concurrent trials), each one Ray task."""
+    if not jobs:
+        return []
+    if get_method(plan.spec.method).backend(plan.spec.backend).population is None:
+        return [[job] for job in jobs]
+    n = 1 if plan.opts.executor == "local" else _concurrency(plan.opts, len(jobs))
+    return [jobs[i::n] for i in range(n)]
+
+
 def _run_jobs(plan: CellPlan, jobs: list[Job], progress: _Progress, storage: Path,
               name: str) -> None:
-    """Train fixed (configuration, seed) jobs: in this process, or as a Ray Tune grid."""
-    if not jobs:
+    """Train fixed (configuration, seed) jobs: in this process, or each unit as a Ray Tune trial
+    (one CPU; a fractional GPU on CUDA)."""
+    units = _units(plan, jobs)
+    if not units:
         return
     if plan.opts.executor == "local":
-        for job in jobs:
-            progress.record(job, run_trial(plan.spec, job.config, job.seed, job.run_dir))
+        for unit in units:
+            for job, row in zip(unit, run_jobs(plan.spec, unit), strict=True):
+                progress.record(job, row)
         return
     from ray import tune
 
     _fit(
-        tune.with_parameters(_job_trainable, spec=plan.spec, jobs=jobs),
-        {"job": tune.grid_search(list(range(len(jobs))))},
+        tune.with_parameters(_unit_trainable, spec=plan.spec, units=units),
+        {"unit": tune.grid_search(list(range(len(units))))},
         tune.TuneConfig(num_samples=1, reuse_actors=True,
-                        max_concurrent_trials=_concurrency(plan.opts, len(jobs))),
-        [_journal_callback(progress, lambda trial: jobs[int(trial.config["job"])])],
-        storage, name, _trial_resources(plan.spec.device),
+                        max_concurrent_trials=_concurrency(plan.opts, len(units))),
+        [_journal_callback(progress, units)], storage, name, _trial_resources(plan.spec.device),
     )
 
 
-def _tpe_local(plan: CellPlan, finished: list[dict], first: int, n: int,
-               progress: _Progress) -> None:
-    """Ask and tell the Optuna study that ``OptunaSearch`` would build, without importing Ray.
+class _Search:
+    """Stage 1's Optuna study: TPE asked ``batch`` configurations at a time.
 
-    Same sampler, same distributions (:meth:`Dimension.to_optuna` mirrors
-    ``OptunaSearch.convert_search_space``), same warm start (finished trials added as completed),
-    so with concurrency 1 both executors ask for the same configurations (tested). Failed trials
-    score +inf, as the Ray executor reports them.
+    With ``batch`` k > 1 the sampler is TPE's constant liar (the configurations of the batch in
+    flight count as failures), so a batch is k different configurations; k = 1 is plain
+    sequential TPE. Every batch is told before the next is asked, so the configurations depend
+    only on (repetition, k, the scores) — not on the executor, on timing or on an interruption.
+    :func:`_distributions` are what ``OptunaSearch`` would build for Ray Tune.
     """
-    import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    dists = {k: d.to_optuna() for k, d in plan.dims.items()}
-    study = optuna.create_study(sampler=_tpe_sampler(plan.scale, plan.opts.repetition),
-                                pruner=optuna.pruners.NopPruner(), direction="minimize")
-    for r in finished:
-        study.add_trial(optuna.trial.create_trial(
-            params=r["config"], distributions=dists, value=r[METRIC]))
-    for number in range(first, first + n):
-        trial = study.ask(fixed_distributions=dists)
-        job = Job(number, dict(trial.params))
-        row = run_trial(plan.spec, job.config, None, None)
-        study.tell(trial, row[METRIC])
-        progress.record(job, row)
+    def __init__(self, plan: CellPlan, *, enqueue: bool = True) -> None:
+        import optuna
+        from optuna.samplers import TPESampler
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.plan, self.k = plan, plan.batch
+        self.dists = {k: d.to_optuna() for k, d in plan.dims.items()}
+        sampler = TPESampler(n_startup_trials=plan.scale.n_startup_trials,
+                             seed=plan.opts.repetition, constant_liar=self.k > 1)
+        self.study = optuna.create_study(sampler=sampler, pruner=optuna.pruners.NopPruner(),
+                                         direction="minimize")
+        if enqueue and plan.first_config:
+            self.study.enqueue_trial(plan.first_config)
+
+    def ask(self, n: int) -> list:
+        return [self.study.ask(fixed_distributions=self.dists) for _ in range(n)]
+
+    def tell(self, trials: list, values: list[float]) -> None:
+        for trial, value in zip(trials, values, strict=True):
+            self.study.tell(trial, value)
+
+    def add(self, rows: list[dict]) -> None:
+        """Finished trials as history, without replaying how they were asked."""
+        import optuna
+
+        for r in rows:
+            self.study.add_trial(optuna.trial.create_trial(
+                params=r["config"], distributions=self.dists, value=r[METRIC]))
 
 
-def _tpe_ray(plan: CellPlan, finished: list[dict], first: int, n: int, progress: _Progress,
-             storage: Path) -> None:
-    """The same search as :func:`_tpe_local` through Ray Tune's ``OptunaSearch``."""
-    from ray import tune
-    from ray.tune.search import ConcurrencyLimiter
-    from ray.tune.search.optuna import OptunaSearch
+def _replay(search: _Search, trials: dict[int, dict], num_samples: int) -> tuple[int, list]:
+    """Rebuild the study from the journal by asking its batches again and telling their scores.
 
-    searcher = OptunaSearch(
-        sampler=_tpe_sampler(plan.scale, plan.opts.repetition), metric=METRIC, mode="min",
-        points_to_evaluate=[r["config"] for r in finished] or None,
-        evaluated_rewards=[r[METRIC] for r in finished] or None,
-    )
-    order: dict[str, int] = {}  # trial id -> number, in the order Tune starts trials
+    Returns the number of the first trial not yet asked, and the jobs of an interrupted batch
+    (asked, some of its trials not journaled) with that batch's asked trials. If the sampler does
+    not propose what the journal holds (a retried trial changed a score, or another Optuna),
+    the journal's trials become plain history and the search continues after them.
+    """
+    number = 1
+    while number <= num_samples:
+        numbers = list(range(number, min(number + search.k, num_samples + 1)))
+        present = [t for t in numbers if t in trials]
+        if not present:
+            return number, []
+        asked = search.ask(len(numbers))
+        if any(dict(asked[t - number].params) != trials[t]["config"] for t in present):
+            return _as_history(search, trials)
+        if len(present) < len(numbers):
+            missing = [Job(t, dict(asked[t - number].params)) for t in numbers
+                       if t not in trials]
+            return number + len(numbers), [(asked, numbers, missing)]
+        search.tell(asked, [trials[t][METRIC] for t in numbers])
+        number += len(numbers)
+    return number, []
 
-    def job_of(trial) -> Job:
-        number = order.setdefault(trial.trial_id, first + len(order))
-        return Job(number, dict(trial.config))
 
-    _fit(
-        tune.with_parameters(_stage1_trainable, spec=plan.spec),
-        {k: d.to_tune() for k, d in plan.dims.items()},
-        tune.TuneConfig(num_samples=n, reuse_actors=True, search_alg=ConcurrencyLimiter(
-            searcher, max_concurrent=_concurrency(plan.opts, n))),
-        [_journal_callback(progress, job_of)], storage, "stage1",
-        _trial_resources(plan.spec.device),
-    )
+def _as_history(search: _Search, trials: dict[int, dict]) -> tuple[int, list]:
+    print(f"note: {search.plan.spec.setting}/{search.plan.spec.method}/{search.plan.spec.reg}: "
+          "the stage-1 journal is not what the sampler proposes (a retried trial, or another "
+          "Optuna); its trials are kept as history", file=sys.stderr, flush=True)
+    search.study = _Search(search.plan, enqueue=False).study
+    search.add([r for r in trials.values() if math.isfinite(r[METRIC])])
+    return max(trials) + 1, []
+
+
+def _search(plan: CellPlan, trials: dict[int, dict], progress: _Progress, storage: Path) -> None:
+    """Ask, train and tell batches until stage 1 holds ``num_samples`` trials."""
+    search = _Search(plan)
+    number, pending = _replay(search, trials, plan.num_samples)
+    for asked, numbers, missing in pending:  # an interrupted batch: train its missing trials
+        _run_jobs(plan, missing, progress, storage, "stage1_resume")
+        search.tell(asked, [_score({**trials, **progress.rows}, t) for t in numbers])
+    done = set(trials) | set(progress.rows)
+    while len(done) < plan.num_samples:
+        asked = search.ask(min(search.k, plan.num_samples - len(done)))
+        jobs = [Job(number + i, dict(t.params)) for i, t in enumerate(asked)]
+        _run_jobs(plan, jobs, progress, storage, f"stage1_{number}")
+        search.tell(asked, [_score(progress.rows, job.number) for job in jobs])
+        done.update(job.number for job in jobs)
+        number += len(jobs)
+
+
+def _score(rows: dict[int, dict], number: int) -> float:
+    """A trial's score for TPE; a trial that reported nothing (its Ray worker died) is +inf."""
+    return rows[number][METRIC] if number in rows else math.inf
 
 
 # ----------------------------------------------------------------------------- stages
@@ -504,18 +596,14 @@ def stage1(plan: CellPlan, journal: Journal, out: Path) -> pd.DataFrame:
     needed = ("trial", "config", "status", METRIC)
     trials = _latest(_check_rows(journal.rows(), journal, needed), lambda r: r["trial"])
     retry = [r for r in trials.values() if r["status"] != "ok"] if plan.opts.retry_failed else []
-    remaining = plan.num_samples - len(trials)
-    progress = _Progress(journal, len(retry) + max(remaining, 0), "stage1", plan.opts.quiet)
+    remaining = max(plan.num_samples - len(trials), 0)
+    progress = _Progress(journal, len(retry) + remaining, "stage1", plan.opts.quiet)
     _run_jobs(plan, [Job(r["trial"], r["config"]) for r in retry], progress, out / ".ray",
               "stage1_retry")
-    if remaining > 0:
+    if remaining:
         trials = _latest(journal.rows(), lambda r: r["trial"])
-        finished = [r for r in trials.values() if math.isfinite(r[METRIC])]
-        first = max(trials, default=0) + 1
-        if plan.opts.executor == "local":
-            _tpe_local(plan, finished, first, remaining, progress)
-        else:
-            _tpe_ray(plan, finished, first, remaining, progress, out / ".ray")
+        progress.rows.clear()
+        _search(plan, trials, progress, out / ".ray")
     return _stage1_table(list(_latest(journal.rows(), lambda r: r["trial"]).values()), plan.dims)
 
 
@@ -528,7 +616,7 @@ def _stage1_table(rows: list[dict], dims: dict) -> pd.DataFrame:
                 **{f"config.{k}": json.dumps(decode_config(r["config"]).get(k)) for k in dims},
                 "config": json.dumps(decode_config(r["config"]), sort_keys=True),
                 **{k: r.get(k) for k in ("seed", METRIC, "train_loss", "test_loss", "status",
-                                        "error", "wall_s", "iterations")},
+                                        "error", "wall_s", "iterations", "population")},
             }
             for r in rows
         ]
@@ -571,7 +659,7 @@ def stage2(plan: CellPlan, journal: Journal, table1: pd.DataFrame, out: Path) ->
          "config": json.dumps(decode_config(configs[i]), sort_keys=True),
          **{k: latest.get((key, s), _lost(s)).get(k) for k in (
              "seed", METRIC, "train_loss", "test_loss", "status", "error", "wall_s",
-             "iterations")}}
+             "iterations", "population")}}
         for i, key in enumerate(keys) for s in plan.scale.seeds
     ]
     return pd.DataFrame(records).sort_values(["config_index", "seed"]).reset_index(drop=True)
@@ -675,6 +763,7 @@ def _write_winner(plan: CellPlan, out: Path, table1: pd.DataFrame, table2: pd.Da
         "wall_s": wall_s,
         "trial_wall_s": float(table1["wall_s"].sum() + table2["wall_s"].sum()),
         "num_samples": int(len(table1)),
+        "batch": plan.batch,
         "seeds": list(plan.scale.seeds),
         "fingerprint": plan.fingerprint, "fingerprint_digest": spec.fingerprint,
     }

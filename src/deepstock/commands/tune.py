@@ -50,6 +50,10 @@ def register(subparsers) -> None:
                    help="trials at a time (default min(cpus, configs)); 1 = reproducible TPE")
     p.add_argument("--num-samples", type=int, default=None,
                    help="stage-1 configurations (default: the scale's)")
+    p.add_argument("--batch", type=int, default=None,
+                   help="stage-1 configurations asked from TPE and trained at a time, as one "
+                        "population where the backend has one (default: the scale's; 1 = "
+                        "sequential TPE)")
     p.add_argument("--space", default=None, help="search-space YAML (default: Tables 3-5)")
     p.add_argument("--hparams", default=None, help="YAML of fixed hyper-parameter overrides")
     p.add_argument("--stage2-winner", default="mean", choices=["mean", "median"])
@@ -78,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         scale=args.scale, repetition=args.repetition, device=args.device, backend=backend,
         address=args.address, max_concurrent=args.max_concurrent, stage2_winner=args.stage2_winner,
         space_path=args.space, hparams_path=args.hparams, train_options=train_options,
-        quiet=args.quiet, num_samples=args.num_samples,
+        quiet=args.quiet, num_samples=args.num_samples, batch=args.batch,
         executor=args.executor, cpus=args.cpus, restart=args.restart,
         restart_if_changed=args.restart_if_changed, retry_failed=args.retry_failed,
     )

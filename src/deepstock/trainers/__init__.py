@@ -3,7 +3,9 @@
 ``train(dataset, method, reg, hparams, seed)`` resolves the complete hyper-parameters and
 dispatches to the method's trainer in :mod:`deepstock.registry` (imported lazily, so DS never
 loads stable-baselines3) and returns a
-:class:`TrainResult`; ``save_run`` writes it to a run folder atomically and ``read_run`` reads
+:class:`TrainResult`; ``train_population(dataset, method, reg, [hparams...], [seed...])`` trains
+configuration k with seed k and returns the K results in order: in one program where the backend
+declares a population trainer (each result as its single run), else one run after the other; ``save_run`` writes it to a run folder atomically and ``read_run`` reads
 a complete one back (see :mod:`deepstock.trainers.common`).
 
 Every trainer has the signature
@@ -25,7 +27,7 @@ from deepstock.data import Dataset
 from deepstock.trainers.common import read_run, resolve_device, save_run, seed_everything
 
 __all__ = ["TrainResult", "get_trainer", "read_run", "resolve_device", "save_run",
-           "seed_everything", "train"]
+           "seed_everything", "train", "train_population"]
 
 
 @dataclass
@@ -59,6 +61,17 @@ def get_trainer(method: str, backend: str | None = None) -> Callable[..., TrainR
     return getattr(importlib.import_module(module), name)
 
 
+def get_population_trainer(method: str, backend: str | None = None) -> Callable | None:
+    """The backend's population trainer (``fn(dataset, reg, [hparams], [seeds], ...)``), or None."""
+    from deepstock.registry import get_method
+
+    target = get_method(method).backend(backend).population
+    if target is None:
+        return None
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def train(
     dataset: Dataset,
     method: str,
@@ -83,3 +96,27 @@ def train(
     config = resolve_hparams(method, dataset.setting, reg, overrides=hparams)
     fn = get_trainer(method, backend)
     return fn(dataset, reg, config, seed, device=device, progress=progress, **options)
+
+
+def train_population(
+    dataset: Dataset,
+    method: str,
+    reg: str,
+    hparams: list[dict],
+    seeds: list[int],
+    *,
+    device: str = "auto",
+    progress: bool = False,
+    backend: str | None = None,
+    **options: Any,
+) -> list[TrainResult]:
+    """Train configuration k (overrides, resolved as :func:`train` does) with seed k; results in
+    input order, each equal to what :func:`train` returns for that pair (tested per backend)."""
+    from deepstock.hparams import resolve_hparams
+
+    population = get_population_trainer(method, backend)
+    if population is None or len(hparams) == 1:
+        return [train(dataset, method, reg, h, s, device=device, progress=progress,
+                      backend=backend, **options) for h, s in zip(hparams, seeds, strict=True)]
+    configs = [resolve_hparams(method, dataset.setting, reg, overrides=h) for h in hparams]
+    return population(dataset, reg, configs, seeds, device=device, progress=progress, **options)

@@ -5,7 +5,10 @@ A **population** is K agents of one algorithm trained in one compiled program: t
 rate, gamma, tau, clip range, ... as float arrays) carry a leading axis K, and the single-agent
 chunk is lifted over it by :func:`over_agents`: ``jax.vmap`` on a GPU, ``lax.map`` on a CPU (each
 agent then runs exactly the single-agent program: a population member equals its single run bit
-for bit). Shapes (network widths, batch, buffer, n_steps, ...) are shared by the group and
+for bit). Training chunks are lifted by :func:`over_active`, which also takes the mask of agents
+still training: under ``lax.map`` a stopped agent is skipped (``lax.cond``), so on a CPU a
+population costs the sum of its agents' steps, not K times the longest; under ``vmap`` it is
+computed and discarded. Shapes (network widths, batch, buffer, n_steps, ...) are shared by the group and
 compiled once. ``deepstock train`` is a population of K = 1.
 
 The driver (:func:`run_population`) reproduces SB3's training loop around the compiled chunks
@@ -145,6 +148,27 @@ def over_agents(fn: Callable, batched: bool, n_shared: int) -> Callable:
     return mapped
 
 
+def over_active(fn: Callable, batched: bool, n_shared: int) -> Callable:
+    """``fn(agent, hp, *shared)`` -> ``f(agents, hp, active, *shared)`` over stacked agents,
+    where an agent with ``active[k]`` False is returned unchanged (module docstring)."""
+    if batched:
+        every = jax.vmap(fn, in_axes=(0, 0) + (None,) * n_shared)
+
+        def vmapped(agents, hp, active, *shared):
+            return select(active, every(agents, hp, *shared), agents)
+
+        return vmapped
+
+    def mapped(agents, hp, active, *shared):
+        def one(triple):
+            a, h, on = triple
+            return jax.lax.cond(on, lambda x: fn(x, h, *shared), lambda x: x, a)
+
+        return jax.lax.map(one, (agents, hp, active))
+
+    return mapped
+
+
 def shape_key(config: dict, value_keys: Sequence[str]) -> tuple:
     """What must be equal for two configurations to share a compiled program."""
     return tuple(sorted((k, repr(v)) for k, v in config.items() if k not in value_keys))
@@ -176,9 +200,9 @@ class Chunk:
 class Algorithm:
     """One compiled algorithm bound to a population (built by the algorithm's module).
 
-    ``advance(agents, steps) -> (agents, Chunk)`` runs every agent to just before the next
-    evaluation of the current policy (or to the end); ``finish(agents, steps)`` completes what
-    SB3 does after its last evaluation (the final update); ``actor(agents)`` the deterministic
+    ``advance(agents, steps, active) -> (agents, Chunk)`` runs every active agent (mask [K]) to
+    just before the next evaluation of the current policy (or to the end); ``finish(agents,
+    steps, active)`` completes what SB3 does after its last evaluation (the final update); ``actor(agents)`` the deterministic
     policy parameters; ``act(shape, params, obs)`` (a module-level function, so compiled
     evaluators are cached per shape) maps them and float32 inputs [n, d] to actions in the box;
     ``total`` the steps SB3 would run (``total_steps`` rounded up to whole rollouts or training
@@ -412,8 +436,8 @@ def run_population(setup: Setup, algo: Algorithm, *, progress: bool = False) -> 
     t_learn = time.perf_counter()
     while tracker.active.any() and steps < algo.total:
         running = jnp.asarray(tracker.active)
-        new, chunk = algo.advance(agents, steps)
-        agents, steps = select(running, new, agents), chunk.steps
+        agents, chunk = algo.advance(agents, steps, running)
+        steps = chunk.steps
         tracker.steps[tracker.active] = steps
         if chunk.events:
             t_eval = time.perf_counter()
@@ -427,7 +451,7 @@ def run_population(setup: Setup, algo: Algorithm, *, progress: bool = False) -> 
         if bar is not None:
             bar.update(steps - bar.n)
     if tracker.active.any():
-        agents = select(jnp.asarray(tracker.active), algo.finish(agents, steps), agents)
+        agents = algo.finish(agents, steps, jnp.asarray(tracker.active))
     learn_s = time.perf_counter() - t_learn
     if bar is not None:
         bar.close()

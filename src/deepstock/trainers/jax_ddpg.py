@@ -18,7 +18,7 @@ Per environment step s = 1, 2, ... of every agent (SB3 ``OffPolicyAlgorithm.lear
   the critic reads (o, a); the online actor's last bias is shifted by atanh(2b₀ - 1) (spec §4).
 
 The compiled unit advances every agent by n steps (a ``fori_loop`` whose length and start are
-values, so chunks of any length share one program; agents lifted by ``over_agents``); a
+values, so chunks of any length share one program; agents lifted by ``over_active``); a
 training period is a ``lax.cond`` on the shared step count. SB3 evaluates the policy at step e (a multiple of ``eval_freq``) before
 storing and learning from that step's transition, i.e. the policy after the updates of steps
 < e: the driver runs steps up to e - 1, evaluates, and the next chunk starts with step e.
@@ -48,7 +48,7 @@ from deepstock.trainers.jax_common import (
     linear_schedule,
     mlp,
     mlp_init,
-    over_agents,
+    over_active,
     shift_last_bias,
     tanh,
     torch_linear,
@@ -210,10 +210,11 @@ def run_steps(shape: Shape, agent: dict, hp: dict, data: envs_jax.EnvData, s0, n
     return jax.lax.fori_loop(0, n, body, agent)
 
 
-def advance_population(shape: Shape, agents: dict, hp: dict, data: envs_jax.EnvData, s0, n) -> dict:
-    """:func:`run_steps` for every agent of the population (stacked on axis 0)."""
-    return over_agents(lambda a, h, d, s, m: run_steps(shape, a, h, d, s, m), shape.batched,
-                       3)(agents, hp, data, s0, n)
+def advance_population(shape: Shape, agents: dict, hp: dict, data: envs_jax.EnvData, s0, n,
+                       active) -> dict:
+    """:func:`run_steps` for every active agent of the population (stacked on axis 0)."""
+    return over_active(lambda a, h, d, s, m: run_steps(shape, a, h, d, s, m), shape.batched,
+                       3)(agents, hp, active, data, s0, n)
 
 
 class _Schedule:
@@ -245,20 +246,22 @@ def build(setup: Setup) -> Algorithm:
     cfg = setup.config
     agents, hp = init_population(setup, init_agent, shape, _ARRAYS)
     compiled, compile_s = compile_chunk(advance_population, shape, agents, hp, setup.train,
-                                        jnp.int32(0), jnp.int32(1))
+                                        jnp.int32(0), jnp.int32(1),
+                                        jnp.ones(len(setup.configs), bool))
     schedule = _Schedule(int(cfg["eval_freq"]), shape.train_freq,
                          int(max(c["total_steps"] for c in setup.configs)))
 
-    def run(agents, n: int):
-        return compiled(agents, hp, setup.train, jnp.int32(schedule.done - n), jnp.int32(n))
+    def run(agents, n: int, active):
+        return compiled(agents, hp, setup.train, jnp.int32(schedule.done - n), jnp.int32(n),
+                        active)
 
-    def advance(agents, steps: int):
+    def advance(agents, steps: int, active):
         n, chunk = schedule.advance(steps)
-        return run(agents, n), chunk
+        return run(agents, n, active), chunk
 
-    def finish(agents, steps: int):
+    def finish(agents, steps: int, active):
         n = schedule.finish()
-        return run(agents, n) if n else agents
+        return run(agents, n, active) if n else agents
 
     return Algorithm("ddpg", shape, agents, advance, finish,
                      actor=lambda a: a["learner"]["actor"], act=act, total=schedule.total,

@@ -51,7 +51,7 @@ from deepstock.trainers.jax_common import (
     linear_schedule,
     mlp_init,
     orthogonal_linear,
-    over_agents,
+    over_active,
     tanh,
     train_population,
 )
@@ -252,10 +252,10 @@ def run_iterations(shape: Shape, agent: dict, hp: dict, data: envs_jax.EnvData, 
 
 
 def advance_population(shape: Shape, agents: dict, hp: dict, data: envs_jax.EnvData, s0, c,
-                   train_first) -> dict:
-    """:func:`run_iterations` for every agent of the population (stacked on axis 0)."""
-    return over_agents(lambda a, h, d, s, k, f: run_iterations(shape, a, h, d, s, k, f),
-                       shape.batched, 4)(agents, hp, data, s0, c, train_first)
+                       train_first, active) -> dict:
+    """:func:`run_iterations` for every active agent of the population (stacked on axis 0)."""
+    return over_active(lambda a, h, d, s, k, f: run_iterations(shape, a, h, d, s, k, f),
+                       shape.batched, 4)(agents, hp, active, data, s0, c, train_first)
 
 
 class _Schedule:
@@ -285,19 +285,21 @@ def build(setup: Setup) -> Algorithm:
     shape = Shape.of(setup)
     agents, hp = init_population(setup, init_agent, shape, _ARRAYS)
     compiled, compile_s = compile_chunk(advance_population, shape, agents, hp, setup.train,
-                                        jnp.int32(0), jnp.int32(1), jnp.bool_(False))
+                                        jnp.int32(0), jnp.int32(1), jnp.bool_(False),
+                                        jnp.ones(len(setup.configs), bool))
     schedule = _Schedule(int(setup.config["eval_freq"]), shape.n_steps,
                          int(max(c["total_steps"] for c in setup.configs)))
 
-    def run(agents, steps: int, c: int):
+    def run(agents, steps: int, c: int, active):
         return compiled(agents, hp, setup.train, jnp.int32(steps), jnp.int32(c),
-                        jnp.bool_(steps > 0))
+                        jnp.bool_(steps > 0), active)
 
-    def advance(agents, steps: int):
+    def advance(agents, steps: int, active):
         c, chunk = schedule.advance(steps)
-        return run(agents, steps, c), chunk
+        return run(agents, steps, c, active), chunk
 
-    return Algorithm("ppo", shape, agents, advance, finish=lambda a, steps: run(a, steps, 0),
+    return Algorithm("ppo", shape, agents, advance,
+                     finish=lambda a, steps, active: run(a, steps, 0, active),
                      actor=lambda a: a["params"], act=act, total=schedule.total,
                      compile_seconds=compile_s, started=started)
 
