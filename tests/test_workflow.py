@@ -104,7 +104,17 @@ def test_profiles_dry_run(tmp_path):
     # paper scale: 3 repetitions of every cell
     assert "results/s1/ds/base/rep2/winner.json" in res.stdout + res.stderr
     assert _tune_commands(res.stdout + res.stderr) == {
-        "ddpg": {"sb3 auto"}, "ppo": {"sb3 auto"}, "ds": {"torch auto"}}
+        "ddpg": {"jax auto"}, "ppo": {"jax auto"}, "ds": {"torch auto"}}
+
+
+def test_the_default_run_trains_ddpg_and_ppo_on_jax_at_the_quick_scale(tmp_path):
+    wd = _workdir(tmp_path)
+    res = _smk(wd, "-n", "-p", "--config", "settings=[s1]")
+    assert res.returncode == 0, res.stderr[-2000:]
+    text = res.stdout + res.stderr
+    assert _tune_commands(text) == {"ddpg": {"jax auto"}, "ppo": {"jax auto"},
+                                    "ds": {"torch auto"}}
+    assert "--scale quick" in text
 
 
 def test_the_gpu_profile_trains_ddpg_and_ppo_on_jax_and_every_tuning_job_asks_for_the_gpu(
@@ -133,7 +143,7 @@ def test_tiny_dag_outputs(tiny_run):
     summary = pd.read_csv(wd / "results" / "summary.csv")
     assert len(summary) == 18 + 2  # s1-s3: 3 methods x 2 regs; s4: DS-Base, 2 corner cells
     assert set(zip(summary["method"], summary["backend"], strict=True)) == {
-        ("ddpg", "sb3"), ("ppo", "sb3"), ("ds", "torch")}  # config.yaml's `backends`
+        ("ddpg", "sb3"), ("ppo", "sb3"), ("ds", "torch")}  # tiny.yaml's `backends`
     report = (wd / "results" / "report" / "replication.md").read_text()
     assert "Training backends: DDPG sb3; PPO sb3; DS torch." in report
     for log in (wd / "logs" / "timing" / "tune").glob("*.tsv"):
