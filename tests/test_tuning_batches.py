@@ -4,7 +4,6 @@ and the default hyper-parameters as trial 1."""
 from __future__ import annotations
 
 import json
-import math
 import shutil
 from pathlib import Path
 

@@ -211,7 +211,9 @@ METHODS: dict[str, Method] = {
                "sb3"),
         Method("ds", "DS", "#C44E52", "o", DS_SCHEMA,
                Stopping("patience_epochs", "epochs"), "epochs",
-               {"torch": Backend("torch", "deepstock.trainers.ds:train_ds", gpu=True)}, "torch"),
+               {"torch": Backend("torch", "deepstock.trainers.ds:train_ds", gpu=True,
+                                 population="deepstock.trainers.ds_population:"
+                                            "train_ds_population")}, "torch"),
     )
 }
 

@@ -18,6 +18,7 @@ import io
 import math
 import os
 import random
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -198,3 +199,17 @@ def check_run_dir(out_dir: str | os.PathLike) -> None:
     path = Path(os.path.abspath(out_dir))
     check_folder_target(path, is_run_file)
     ensure_folder(path.parent, path)
+
+
+def shape_key(config: dict, value_keys: Sequence[str]) -> tuple:
+    """What must be equal for two configurations to train in one population program: every key
+    but ``value_keys`` (the hyper-parameters a population carries as per-agent values)."""
+    return tuple(sorted((k, repr(v)) for k, v in config.items() if k not in value_keys))
+
+
+def group_by_shape(configs: Sequence[dict], value_keys: Sequence[str]) -> list[list[int]]:
+    """Indices of ``configs`` grouped by :func:`shape_key`, in first-seen order."""
+    groups: dict[tuple, list[int]] = {}
+    for i, cfg in enumerate(configs):
+        groups.setdefault(shape_key(cfg, value_keys), []).append(i)
+    return list(groups.values())

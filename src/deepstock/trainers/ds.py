@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,13 +27,23 @@ from deepstock.dynamics import simulate
 from deepstock.errors import ConfigError
 from deepstock.evaluation import evaluate_policy
 from deepstock.losses import LossConfig, trajectory_loss
-from deepstock.policies import NumpyPolicy, TorchPolicy, build_ds_network, normalized_coeff
+from deepstock.policies import (
+    DSNetwork,
+    NumpyPolicy,
+    TorchPolicy,
+    build_ds_network,
+    normalized_coeff,
+)
 from deepstock.registry import check_complete
-from deepstock.regularizations import RegularizationParams, get_regularization
+from deepstock.regularizations import Regularization, RegularizationParams, get_regularization
+from deepstock.settings import Setting
 from deepstock.trainers import TrainResult
 from deepstock.trainers.common import resolve_device, seed_everything
 
-OPTIONS = {"train_split": "train", "val_split": "val", "lost_sales": False}
+OPTIONS = {"train_split": "train", "val_split": "val", "lost_sales": False, "population": "auto"}
+#: How :func:`deepstock.trainers.ds_population.train_ds_population` runs K agents; a single run
+#: accepts the option and ignores it.
+POPULATION_MODES = ("auto", "vmap", "loop")
 
 
 class _SplitTensors:
@@ -60,7 +72,49 @@ def _config(hparams: dict, options: dict) -> dict:
     unknown = set(options) - set(OPTIONS)
     if unknown:
         raise ConfigError(f"unknown DS option(s) {sorted(unknown)}; expected {sorted(OPTIONS)}")
+    if options.get("population", "auto") not in POPULATION_MODES:
+        raise ConfigError(f"option 'population' must be one of {list(POPULATION_MODES)}, got "
+                          f"{options['population']!r}")
     return {**check_complete("ds", hparams), **OPTIONS, **options}
+
+
+@dataclass
+class _Problem:
+    """What the DS runs on one dataset share: regularization, loss, split tensors, objective."""
+
+    setting: Setting
+    regz: Regularization
+    params: RegularizationParams
+    loss: LossConfig
+    lost_sales: bool
+    z_table: np.ndarray | None
+    train: _SplitTensors
+    val: _SplitTensors
+
+    @classmethod
+    def build(cls, dataset: Dataset, regz: Regularization, cfg: dict, dev: str) -> _Problem:
+        params = RegularizationParams(
+            M=float(cfg["M"]), coeff_scale=float(cfg["coeff_scale"]),
+            coeff_clip=tuple(float(c) for c in cfg["coeff_clip"]),
+        )
+        z_table = normalized_coeff(dataset.coeff) if regz.uses_coeff else None
+        return cls(dataset.setting, regz, params, LossConfig(h=float(cfg["loss_h"])),
+                   bool(cfg["lost_sales"]), z_table,
+                   _SplitTensors(dataset, cfg["train_split"], z_table, dev),
+                   _SplitTensors(dataset, cfg["val_split"], z_table, dev))
+
+    def network(self, cfg: dict, dev: str) -> DSNetwork:
+        """A freshly initialized network (draws from torch's global generator)."""
+        return build_ds_network(
+            self.regz, self.setting.L, cfg["neurons_per_hidden_layer"],
+            b0=float(cfg["initial_action_bias"]), M=self.params.M,
+        ).to(dev)
+
+    def objective(self, policy: Callable, rows: dict) -> torch.Tensor:
+        """Batch mean of :func:`trajectory_loss` of ``policy`` rolled through ``rows``."""
+        ro = simulate(rows["demand"], policy, R=self.setting.R, L=self.setting.L, x=rows["x"],
+                      phi=rows["phi"], z=rows["z"], lost_sales=self.lost_sales)
+        return trajectory_loss(ro, self.loss, self.lost_sales).mean()
 
 
 def train_ds(
@@ -80,21 +134,10 @@ def train_ds(
     dev = resolve_device(device)
     seed_everything(seed, threads=1 if dev == "cpu" else None)
     st = dataset.setting
-    params = RegularizationParams(
-        M=float(cfg["M"]), coeff_scale=float(cfg["coeff_scale"]),
-        coeff_clip=tuple(float(c) for c in cfg["coeff_clip"]),
-    )
-    loss_cfg = LossConfig(h=float(cfg["loss_h"]))
-    lost_sales = bool(cfg["lost_sales"])
-    z_table = normalized_coeff(dataset.coeff) if regz.uses_coeff else None
-    train_t = _SplitTensors(dataset, cfg["train_split"], z_table, dev)
-    val_t = _SplitTensors(dataset, cfg["val_split"], z_table, dev)
-
-    net = build_ds_network(
-        regz, st.L, cfg["neurons_per_hidden_layer"], b0=float(cfg["initial_action_bias"]),
-        M=params.M,
-    ).to(dev)
-    policy = TorchPolicy(net, regz, params)
+    problem = _Problem.build(dataset, regz, cfg, dev)
+    train_t, val_t = problem.train, problem.val
+    net = problem.network(cfg, dev)
+    policy = TorchPolicy(net, regz, problem.params)
     opt = torch.optim.Adam(net.parameters(), lr=float(cfg["learning_rate"]))
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
         opt, mode="min", factor=float(cfg["scheduler_factor"]),
@@ -103,9 +146,7 @@ def train_ds(
     gen = torch.Generator().manual_seed(int(seed))
 
     def rollout_loss(rows: dict) -> torch.Tensor:
-        ro = simulate(rows["demand"], policy, R=st.R, L=st.L, x=rows["x"], phi=rows["phi"],
-                      z=rows["z"], lost_sales=lost_sales)
-        return trajectory_loss(ro, loss_cfg, lost_sales).mean()
+        return problem.objective(policy, rows)
 
     def full_loss(split: _SplitTensors) -> float:
         with torch.inference_mode():
@@ -153,18 +194,26 @@ def train_ds(
             break
     if bar is not None:
         bar.close()
+    return _result(dataset, reg, int(seed), cfg, problem, net, best_state, history, skipped,
+                   dev, t0)
 
+
+def _result(dataset: Dataset, reg: str, seed: int, cfg: dict, problem: _Problem, net: DSNetwork,
+            best_state: dict | None, history: list[dict], skipped: int, dev: str,
+            t0: float) -> TrainResult:
+    """Restore the selected state (``checkpoint``) and report its losses on the full splits
+    through the shared simulator (float64 numpy evaluation)."""
     if cfg["checkpoint"] == "best" and best_state is not None:
         net.load_state_dict(best_state)
     net.eval()
-    np_policy = NumpyPolicy(net, regz, params, z_table)
+    np_policy = NumpyPolicy(net, problem.regz, problem.params, problem.z_table)
     losses = {}
     for name, split in (("train", cfg["train_split"]), ("val", cfg["val_split"]), ("test", "test")):
-        losses[name] = evaluate_policy(np_policy, dataset, split, loss=loss_cfg,
-                                       lost_sales=lost_sales).loss
+        losses[name] = evaluate_policy(np_policy, dataset, split, loss=problem.loss,
+                                       lost_sales=problem.lost_sales).loss
     curve = pd.DataFrame(history)
     return TrainResult(
-        setting=st.id, method="ds", reg=reg, seed=int(seed),
+        setting=dataset.setting.id, method="ds", reg=reg, seed=int(seed),
         train_loss=losses["train"], val_loss=losses["val"], test_loss=losses["test"],
         best_val=losses["val"] if cfg["checkpoint"] == "best" else float(curve["val_loss"].min()),
         iterations=len(history), wall_s=time.perf_counter() - t0, device=dev, curve=curve,

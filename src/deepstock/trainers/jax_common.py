@@ -47,7 +47,7 @@ from deepstock.losses import LossConfig
 from deepstock.registry import check_complete, get_regularization, method_device
 from deepstock.regularizations import RegularizationParams
 from deepstock.trainers import TrainResult
-from deepstock.trainers.common import NoImprovementStopper
+from deepstock.trainers.common import NoImprovementStopper, group_by_shape
 
 OPTIONS: dict[str, Any] = {"train_split": "train", "val_split": "val", "lost_sales": False,
                            "population": "auto"}
@@ -169,19 +169,6 @@ def over_active(fn: Callable, batched: bool, n_shared: int) -> Callable:
     return mapped
 
 
-def shape_key(config: dict, value_keys: Sequence[str]) -> tuple:
-    """What must be equal for two configurations to share a compiled program."""
-    return tuple(sorted((k, repr(v)) for k, v in config.items() if k not in value_keys))
-
-
-def group_by_shape(configs: Sequence[dict], value_keys: Sequence[str]) -> list[list[int]]:
-    """Indices of ``configs`` grouped by :func:`shape_key`, in first-seen order."""
-    groups: dict[tuple, list[int]] = {}
-    for i, cfg in enumerate(configs):
-        groups.setdefault(shape_key(cfg, value_keys), []).append(i)
-    return list(groups.values())
-
-
 def stack_values(configs: Sequence[dict], keys: Sequence[str]) -> dict[str, jax.Array]:
     """Value hyper-parameters as float32 arrays [K] (one compiled program for any values)."""
     return {k: jnp.asarray([float(c[k]) for c in configs], dtype=jnp.float32) for k in keys}
@@ -206,7 +193,8 @@ class Algorithm:
     policy parameters; ``act(shape, params, obs)`` (a module-level function, so compiled
     evaluators are cached per shape) maps them and float32 inputs [n, d] to actions in the box;
     ``total`` the steps SB3 would run (``total_steps`` rounded up to whole rollouts or training
-    periods).
+    periods); ``logs(agents, k)``, if set, agent k's logs (added to its result's ``extras``) from
+    the final state.
     """
 
     method: str
@@ -219,6 +207,7 @@ class Algorithm:
     total: int
     compile_seconds: float = 0.0
     started: float = field(default_factory=time.perf_counter)  # set when built
+    logs: Callable | None = None
 
 
 @dataclass
@@ -513,7 +502,7 @@ def _results(setup: Setup, algo: Algorithm, agents, tracker: Tracker,
             "steps_per_s": steps / learn_s if learn_s > 0 else 0.0,
             "compile_seconds": timing["compile_seconds"],
             "population_size": len(setup.configs), "episode_length": setup.spec.episode_length,
-            **setup.extras,
+            **setup.extras, **(algo.logs(agents, k) if algo.logs else {}),
         }
         state = {name: np.asarray(a) for name, a in flatten(chosen).items()}
         results.append(TrainResult(

@@ -1,0 +1,205 @@
+"""DS populations: configuration k trained with seed k, K results in input order (spec §7.5).
+
+Every agent follows :func:`deepstock.trainers.ds.train_ds` step for step; option ``population``
+says how the K agents run:
+
+- ``loop``: K calls of ``train_ds``; each result is its single run bit for bit.
+- ``vmap``: one batched program per shape group (configurations equal in every key but
+  :data:`VALUES`, grouped by :func:`deepstock.trainers.common.group_by_shape`). Agent k's
+  network is built as ``train_ds`` builds it (``seed_everything(seed_k)``, then the network), so
+  its initial θ_k is the single run's. Per epoch every active agent draws its permutation of the
+  training trajectories from its own ``torch.Generator().manual_seed(seed_k)``, split into the
+  group's ``batch_size``; mini-batch j gives agent k the rows B_kj. With the θ_k stacked on a
+  leading axis, ``torch.func.vmap`` of the shared objective
+  ℓ_k = mean_{i ∈ B_kj} trajectory_loss(simulate(D_i, π_{θ_k})) (one
+  :func:`deepstock.dynamics.simulate` rollout, the network run by
+  ``torch.func.functional_call``) computes every ℓ_k at once, and one backward of Σ_k ℓ_k over
+  the finite ℓ_k gives each agent its own gradient ∇_{θ_k} ℓ_k (agents share no parameter). Then,
+  per agent as in ``train_ds``: a non-finite ℓ_k skips its step; otherwise grad-norm clip at its
+  ``grad_clip`` and a step of its own ``torch.optim.Adam`` at its learning rate. At the end of an
+  epoch the train and val losses of the full splits come from one no-grad vmapped rollout per
+  split, and each agent steps its own ReduceLROnPlateau on its val loss, keeps its best-val state
+  and stops after its ``patience_epochs`` epochs without strict improvement or at its
+  ``epochs``; a stopped agent leaves the batch and no longer changes. The selected state of each
+  agent is reported through :func:`deepstock.evaluation.evaluate_policy`, as ``train_ds`` does;
+  ``wall_s`` is the group's time until that agent's report. Batched kernels round differently
+  from the single-agent ones, so a vmapped agent equals its single run to float32 rounding (the
+  differences grow with the epochs), not bit for bit.
+- ``auto``: ``vmap`` on CUDA, ``loop`` on the CPU, where each agent is then its single run bit
+  for bit (``vmap`` is faster on one CPU core as well: about 3x per agent-epoch for K = 8 on
+  Settings 1 and 4, on par at K = 2).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.func import functional_call, vmap
+
+from deepstock.data import Dataset
+from deepstock.errors import ConfigError
+from deepstock.policies import TorchPolicy
+from deepstock.regularizations import get_regularization
+from deepstock.trainers import TrainResult
+from deepstock.trainers.common import group_by_shape, resolve_device, seed_everything
+from deepstock.trainers.ds import _config, _Problem, _result, train_ds
+
+#: The hyper-parameters that may differ within a vmapped group (per-agent values).
+VALUES = ("learning_rate", "scheduler_factor", "plateau_patience", "patience_epochs", "epochs",
+          "grad_clip", "initial_action_bias", "checkpoint")
+
+
+def train_ds_population(
+    dataset: Dataset,
+    reg: str,
+    hparams: Sequence[dict],
+    seeds: Sequence[int],
+    *,
+    device: str = "auto",
+    progress: bool = False,
+    **options: Any,
+) -> list[TrainResult]:
+    """Train configuration k (complete hyper-parameters) with seed k; the K results in input
+    order, each with the fields of a ``train_ds`` result (module docstring)."""
+    if not hparams or len(hparams) != len(seeds):
+        raise ConfigError(f"a DS population needs one seed per configuration, got "
+                          f"{len(hparams)} configurations and {len(seeds)} seeds")
+    configs = [_config(h, options) for h in hparams]
+    get_regularization(reg)
+    dev = resolve_device(device)
+    mode = configs[0]["population"]
+    if mode == "loop" or (mode == "auto" and dev == "cpu"):
+        return [train_ds(dataset, reg, h, s, device=device, progress=progress, **options)
+                for h, s in zip(hparams, seeds, strict=True)]
+
+    results: list[TrainResult | None] = [None] * len(configs)
+    for group in group_by_shape(configs, VALUES):
+        trained = _train_group(dataset, reg, [configs[i] for i in group],
+                               [int(seeds[i]) for i in group], dev, progress)
+        for i, result in zip(group, trained, strict=True):
+            results[i] = result
+    return results  # type: ignore[return-value]
+
+
+class _Agent:
+    """One member of a vmapped group: the state ``train_ds`` keeps for its single run."""
+
+    def __init__(self, problem: _Problem, cfg: dict, seed: int, dev: str) -> None:
+        seed_everything(seed, threads=1 if dev == "cpu" else None)
+        self.cfg, self.seed = cfg, seed
+        self.net = problem.network(cfg, dev)
+        self.named = dict(self.net.named_parameters())
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=float(cfg["learning_rate"]))
+        self.sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.opt, mode="min", factor=float(cfg["scheduler_factor"]),
+            patience=int(cfg["plateau_patience"]),
+        )
+        self.gen = torch.Generator().manual_seed(seed)
+        self.best_val, self.best_state, self.bad, self.skipped = math.inf, None, 0, 0
+        self.history: list[dict] = []
+        self.batch_losses: list[float] = []
+        self.active = True
+
+    def step(self, loss: float) -> None:
+        """Clip this agent's gradient and take its Adam step (after the shared backward)."""
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), float(self.cfg["grad_clip"]))
+        self.opt.step()
+        self.batch_losses.append(loss)
+
+    def end_epoch(self, epoch: int, train_loss: float, val_loss: float) -> None:
+        """Scheduler, best-val checkpoint, history row and stopping rule of ``train_ds``."""
+        lr = self.opt.param_groups[0]["lr"]
+        self.sched.step(val_loss)
+        if val_loss < self.best_val:  # strict improvement; NaN never improves
+            self.best_val, self.bad = val_loss, 0
+            self.best_state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+        else:
+            self.bad += 1
+        self.history.append({
+            "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr,
+            "batch_loss": float(np.mean(self.batch_losses)) if self.batch_losses else math.nan,
+            "skipped_steps": self.skipped,
+        })
+        self.active = self.bad < int(self.cfg["patience_epochs"]) and epoch < int(self.cfg["epochs"])
+
+_ROWS = ("demand", "x", "phi", "z")
+
+
+def _stacked(agents: Sequence[_Agent]) -> dict[str, torch.Tensor]:
+    """The agents' parameters stacked on a leading axis [K, ...] (differentiable)."""
+    return {name: torch.stack([a.named[name] for a in agents]) for name in agents[0].named}
+
+
+def _objectives(problem: _Problem, template: torch.nn.Module) -> tuple[Callable, Callable]:
+    """Per-agent objectives [K] of stacked parameters: on per-agent rows [K, b, ...] (training
+    batches) and on rows shared by every agent (a full split)."""
+
+    def one(params: dict, rows: dict) -> torch.Tensor:
+        net = lambda inp: functional_call(template, params, (inp,))  # noqa: E731
+        policy = TorchPolicy(net, problem.regz, problem.params)
+        return problem.objective(policy, {**dict.fromkeys(_ROWS), **rows})
+
+    def lift(in_rows: int | None) -> Callable:
+        batched = vmap(one, in_dims=(0, in_rows))
+        return lambda params, rows: batched(params, {k: v for k, v in rows.items()
+                                                     if v is not None})
+
+    return lift(0), lift(None)
+
+
+def _train_epoch(problem: _Problem, agents: list[_Agent], objective: Callable, bs: int,
+                 dev: str) -> None:
+    """One pass of every agent over its own shuffled mini-batches (one shared backward each)."""
+    batches = [torch.randperm(problem.train.n, generator=a.gen).split(bs) for a in agents]
+    for a in agents:
+        a.batch_losses = []
+    for picks in zip(*batches, strict=True):
+        losses = objective(_stacked(agents), problem.train.rows(torch.stack(picks).to(dev)))
+        finite = torch.isfinite(losses)
+        for a in agents:
+            a.opt.zero_grad(set_to_none=True)
+        if bool(finite.any()):
+            torch.where(finite, losses, torch.zeros_like(losses)).sum().backward()
+        for a, value, ok in zip(agents, losses.detach().tolist(), finite.tolist(), strict=True):
+            if ok:
+                a.step(value)
+            else:
+                a.skipped += 1
+
+
+def _train_group(dataset: Dataset, reg: str, configs: list[dict], seeds: list[int], dev: str,
+                 progress: bool) -> list[TrainResult]:
+    """Train one shape group in one batched program (module docstring)."""
+    t0 = time.perf_counter()
+    problem = _Problem.build(dataset, get_regularization(reg), configs[0], dev)
+    agents = [_Agent(problem, cfg, seed, dev) for cfg, seed in zip(configs, seeds, strict=True)]
+    on_batches, on_split = _objectives(problem, agents[0].net)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(desc=f"ds-{reg} {dataset.setting.id} (vmap, {len(agents)} agents)",
+                   total=max(int(c["epochs"]) for c in configs), leave=False)
+    epoch = 0
+    while any(a.active for a in agents):
+        epoch += 1
+        active = [a for a in agents if a.active]
+        _train_epoch(problem, active, on_batches, int(configs[0]["batch_size"]), dev)
+        with torch.inference_mode():
+            params = _stacked(active)
+            train = on_split(params, problem.train.rows()).tolist()
+            val = on_split(params, problem.val.rows()).tolist()
+        for a, train_loss, val_loss in zip(active, train, val, strict=True):
+            a.end_epoch(epoch, train_loss, val_loss)
+        if bar is not None:
+            bar.update()
+            bar.set_postfix(active=sum(a.active for a in agents))
+    if bar is not None:
+        bar.close()
+    return [_result(dataset, reg, a.seed, a.cfg, problem, a.net, a.best_state, a.history,
+                    a.skipped, dev, t0) for a in agents]
