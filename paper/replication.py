@@ -17,7 +17,8 @@
 # the reproduced data. Built by `deepstock report notebook` from `paper/replication.py`; the
 # inputs are `results/summary.csv`, `results/benchmarks.csv`, `results/tables/*.csv`, the figures
 # and the Snakemake benchmark logs. Gap(%) = 100 (L − L\*)/L\*, with L\* the benchmark's **test**
-# loss for both the validation and the test gap (spec §3).
+# loss for both the validation and the test gap (spec §3). Beside each reproduced mean: its 95 %
+# stratified-bootstrap interval, which the paper does not give (see *Uncertainty* below).
 
 # %%
 import math
@@ -56,8 +57,9 @@ def read(path: Path) -> pd.DataFrame:
         return pd.DataFrame()
 
 
-def show(df: pd.DataFrame, floatfmt: str = ".4f") -> None:
-    """A Markdown table; integer-valued columns print as integers, missing values as blanks."""
+def show(df: pd.DataFrame, floatfmt: str = ".4f", numparse: bool = True) -> None:
+    """A Markdown table; integer-valued columns print as integers, missing values as blanks;
+    ``numparse=False`` prints pre-formatted strings as they are."""
     if df.empty:
         display(Markdown("*(nothing to show: not run)*"))
         return
@@ -67,7 +69,24 @@ def show(df: pd.DataFrame, floatfmt: str = ".4f") -> None:
         if df[col].dtype != object and v.notna().any() and (v.dropna() % 1 == 0).all():
             df[col] = v.astype("Int64").astype(str).replace("<NA>", "")
     df = df.astype(object).where(df.notna(), None)
-    display(Markdown(df.to_markdown(index=False, floatfmt=floatfmt, missingval="")))
+    display(Markdown(df.to_markdown(index=False, floatfmt=floatfmt, missingval="",
+                                    disable_numparse=not numparse)))
+
+
+def number(v, metric: str) -> str | None:
+    """A loss at 4 dp, a gap at 2 dp, a missing value as a blank."""
+    if v is None or pd.isna(v):
+        return None
+    return f"{v:.2f}" if metric.endswith("gap") else f"{v:.4f}"
+
+
+def interval(lo, hi, metric: str) -> str | None:
+    """"[low, high]" of a 95% interval, blank when it is missing."""
+    a, b = number(lo, metric), number(hi, metric)
+    return None if a is None or b is None else f"[{a}, {b}]"
+
+
+CLAIM_COLUMNS = ["claim", "paper", "ours", "verdict", "beyond noise", "evidence"]
 
 
 def by_setting(df: pd.DataFrame) -> pd.DataFrame:
@@ -106,6 +125,26 @@ if len(summary):
     notes = sorted({n for n in summary.get("note", pd.Series(dtype=str)).dropna() if n})
     for note in notes:
         display(Markdown(f"- note: {note}"))
+
+# %% [markdown]
+# ## Uncertainty
+#
+# The paper reports means over three tuning repetitions without any interval. Beside each of our
+# means we give a 95 % **stratified-bootstrap** interval (`deepstock.reports.intervals`): the
+# reported number of a repetition is the test (or validation) loss of the winning
+# configuration's run at its median-validation seed, so within each repetition we resample the
+# winner's stage-2 seeds with replacement, re-apply the median-validation rule, average over the
+# repetitions and take the 2.5 and 97.5 percentiles of 4,999 such resamples (scipy's
+# `bootstrap`, percentile method, a fixed seed). Repetitions are strata, never resampled, so
+# the interval measures **seed noise only** — how much the table's number would move with other
+# training seeds for the same winners — and not tuning noise (another repetition picking
+# another winner), the finite validation and test sets, the benchmark L\* (gap intervals are the
+# loss interval mapped through the gap formula) or the paper's own noise. With one repetition
+# it is the seed noise of a single tuning run; with the 2 seeds of the reduced scales it is
+# coarse and too narrow. A takeaway is marked **beyond noise: yes** when it is reproduced and
+# every comparison that decides it still holds at the ends of its interval (e.g. the interval
+# of mean(Base) − mean(None) lies entirely below 0); "no interval" means the per-seed stage-2
+# values are missing or the claim has no seed-level data.
 
 # %% [markdown]
 # ## Benchmarks π\*
@@ -168,11 +207,23 @@ else:
 # %% [markdown]
 # ## Tables 6–8: Settings 1–3
 #
-# Each block: the reproduced repetition mean (`ours`), the paper (`paper`), and `ours − paper`.
-# Our gaps use our L\* (see above); the paper's use its own.
+# Each block: the reproduced repetition mean (`ours`), its 95 % stratified-bootstrap interval
+# (`95% CI`), the paper (`paper`), and `ours − paper`. Our gaps use our L\* (see above); the
+# paper's use its own.
 
 # %%
 LABEL = {"ddpg": "DDPG", "ppo": "PPO", "ds": "DS"}
+
+
+WHAT = ("reproduced", "ci", "paper", "diff")
+WHAT_LABEL = {"reproduced": "ours", "ci": "95% CI"}
+
+
+def cell_text(r, what: str) -> str | None:
+    """One comparison.csv row's value ``what`` as text (its interval for "ci")."""
+    if what == "ci":
+        return interval(getattr(r, "ci_low", None), getattr(r, "ci_high", None), r.metric)
+    return number(getattr(r, what), r.metric)
 
 
 def side_by_side(comp: pd.DataFrame, table: str) -> pd.DataFrame:
@@ -180,10 +231,10 @@ def side_by_side(comp: pd.DataFrame, table: str) -> pd.DataFrame:
     rows = []
     for metric in ("val_loss", "val_gap", "test_loss", "test_gap"):
         m = t[t["metric"] == metric]
-        for what in ("reproduced", "paper", "diff"):
-            row = {"metric": metric, "": {"reproduced": "ours"}.get(what, what)}
+        for what in WHAT:
+            row = {"metric": metric, "": WHAT_LABEL.get(what, what)}
             for r in m.itertuples():
-                row[f"{LABEL[r.method]}-{r.reg.title()}"] = getattr(r, what)
+                row[f"{LABEL[r.method]}-{r.reg.title()}"] = cell_text(r, what)
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -194,7 +245,7 @@ for table in ("table6", "table7", "table8"):
     if len(comparison):
         if comparison.loc[comparison["table"] == table, "reproduced"].isna().all():
             display(Markdown("*Not run: the paper's values only.*"))
-        show(side_by_side(comparison, table))
+        show(side_by_side(comparison, table), numparse=False)
     else:
         display(Markdown("*comparison.csv missing: run `deepstock report tables`.*"))
 
@@ -205,7 +256,7 @@ for table in ("table6", "table7", "table8"):
 figure("figure1")
 claims.append(base_improves_test(summary) if len(summary) else base_improves_test(
     pd.DataFrame(columns=["setting", "method", "reg", "test_loss"])))
-show(claims_frame(claims[-1:])[["claim", "paper", "ours", "verdict", "evidence"]])
+show(claims_frame(claims[-1:])[CLAIM_COLUMNS])
 
 # %% [markdown]
 # ## Figure 2 and takeaway (2): configurations needed to surpass DS (Setting 1)
@@ -218,7 +269,7 @@ show(claims_frame(claims[-1:])[["claim", "paper", "ours", "verdict", "evidence"]
 figure("figure2")
 show(surpass, floatfmt=".4f")
 claims.append(surpass_counts(surpass))
-show(claims_frame(claims[-1:])[["claim", "paper", "ours", "verdict", "evidence"]])
+show(claims_frame(claims[-1:])[CLAIM_COLUMNS])
 
 # %% [markdown]
 # ## Takeaway (3): DS-Base vs DDPG-Base in Setting 3
@@ -228,7 +279,7 @@ empty = pd.DataFrame(columns=["setting", "method", "reg", "val_loss", "val_gap",
                               "test_loss"])
 new = setting3_ds(summary if len(summary) else empty)
 claims += new
-show(claims_frame(new)[["claim", "paper", "ours", "verdict", "evidence"]])
+show(claims_frame(new)[CLAIM_COLUMNS])
 
 # %% [markdown]
 # ## Figure 3: DDPG critic loss and replay-buffer states, None vs Base (Setting 1)
@@ -237,7 +288,7 @@ show(claims_frame(new)[["claim", "paper", "ours", "verdict", "evidence"]])
 figure("figure3")
 new = figure3_claims(figure3_stats(RESULTS))
 claims += new
-show(claims_frame(new)[["claim", "paper", "ours", "verdict", "evidence"]])
+show(claims_frame(new)[CLAIM_COLUMNS])
 
 # %% [markdown]
 # ## Table 9 and Figure 4 (Setting 4, DS-Base) and takeaway (4)
@@ -249,25 +300,28 @@ if len(comparison):
     for metric in ("benchmark", "val_loss", "val_gap", "test_loss", "test_gap"):
         for n in (5, 10, 20):
             m = t9[(t9["metric"] == metric) & (t9["N"] == n)].sort_values("T")
-            for what in ("reproduced", "paper", "diff"):
-                row = {"N": n, "metric": metric, "": {"reproduced": "ours"}.get(what, what)}
-                row.update({f"T={int(r.T)}": getattr(r, what) for r in m.itertuples()})
+            for what in WHAT if metric != "benchmark" else ("reproduced", "paper", "diff"):
+                row = {"N": str(n), "metric": metric, "": WHAT_LABEL.get(what, what)}
+                row.update({f"T={int(r.T)}": cell_text(r, what) for r in m.itertuples()})
                 rows.append(row)
-    show(pd.DataFrame(rows))
+    show(pd.DataFrame(rows), numparse=False)
 figure("figure4")
 new = figure4_trends(summary if len(summary) else empty)
 claims += new
-show(claims_frame(new)[["claim", "paper", "ours", "verdict", "evidence"]])
+show(claims_frame(new)[CLAIM_COLUMNS])
 
 # %% [markdown]
 # ## All takeaways
 
 # %%
-show(claims_frame(claims)[["key", "claim", "paper", "ours", "verdict"]])
+show(claims_frame(claims)[["key", "claim", "paper", "ours", "verdict", "beyond noise"]])
 decided = [c for c in claims if c.reproduced is not None]
+noisy = [c for c in decided if c.beyond_noise is not None]
 display(Markdown(
     f"**{sum(c.reproduced for c in decided)} of {len(decided)} decidable takeaways reproduced** "
-    f"({len(claims) - len(decided)} not decidable with the runs present). " + banner
+    f"({len(claims) - len(decided)} not decidable with the runs present); "
+    f"{sum(c.beyond_noise for c in noisy)} of the {len(noisy)} with a 95% interval reproduced "
+    "beyond the seed noise. " + banner
 ))
 
 # %% [markdown]
@@ -292,14 +346,15 @@ if len(summary) and "wall_s" in summary:
 # %% [markdown]
 # ## Largest differences from the paper
 #
-# By absolute difference: gaps in percentage points, losses in loss units (full list:
-# `results/tables/comparison.csv`).
+# By absolute difference: gaps in percentage points, losses in loss units, with the 95 %
+# stratified-bootstrap interval of our mean (full list: `results/tables/comparison.csv`).
 
 # %%
 if len(comparison) and comparison["reproduced"].notna().any():
     c = comparison.dropna(subset=["reproduced"]).copy()
     c["abs_diff"] = c["diff"].abs()
-    show(c.sort_values("abs_diff", ascending=False).head(15)[
-        ["table", "setting", "method", "reg", "metric", "reproduced", "paper", "diff", "n_reps"]])
+    cols = ["table", "setting", "method", "reg", "metric", "reproduced", "ci_low", "ci_high",
+            "paper", "diff", "n_reps"]
+    show(c.sort_values("abs_diff", ascending=False).head(15)[[k for k in cols if k in c]])
 else:
     display(Markdown("*No reproduced numbers yet.*"))

@@ -213,13 +213,17 @@ def test_tables_are_repetition_means(tree):
             assert (out / f"{name}.{ext}").stat().st_size > 0
     t6 = pd.read_csv(out / "table6.csv").set_index("row")
     # DS-Base: val (1.0 + 1.1)/2, val gap (25 + 37.5)/2, test (1.2 + 1.0)/2, test gap (50 + 25)/2
-    assert t6["DS-Base"].tolist() == pytest.approx([1.05, 31.25, 1.1, 37.5])
-    assert t6["DDPG-None"].tolist() == pytest.approx([1.0, 25.0, 1.1, 37.5])
+    means = ["Validation Loss", "Validation Loss Gap (%)", "Testing Loss", "Testing Loss Gap (%)"]
+    assert t6.loc[means, "DS-Base"].tolist() == pytest.approx([1.05, 31.25, 1.1, 37.5])
+    assert t6.loc[means, "DDPG-None"].tolist() == pytest.approx([1.0, 25.0, 1.1, 37.5])
     assert t6["PPO-Base"].isna().all()
+    # the fake tree has no stage2.csv: interval rows are there, empty
+    assert t6.loc["Testing Loss 95% CI low"].isna().all()
     assert list(t6.columns) == ["DDPG-None", "DDPG-Base", "PPO-None", "PPO-Base", "DS-None",
                                 "DS-Base"]
     md = (out / "table6.md").read_text()
-    assert "| Validation Loss Gap (%) |" in md and "31.25" in md and "1.0500" in md and "—" in md
+    assert "mean over repetitions [95% stratified-bootstrap interval]" in md
+    assert "| Validation Loss Gap (%) " in md and "31.25" in md and "1.0500" in md and "—" in md
     tex = (out / "table6.tex").read_text()
     assert r"\multicolumn{2}{c}{DDPG}" in tex and r"Gap (\%)" in tex
     t9 = pd.read_csv(out / "table9.csv")
@@ -400,6 +404,8 @@ def test_notebook_runs_on_partial_tree(tree):
     assert "Training backends: DDPG not recorded" in md  # the tree's winners predate backends
     assert "the paper's method" not in md and "OUR construction" in md  # AR(1) stand-in
     assert "| tune " in md  # compute per rule
+    assert "## Uncertainty" in md and "| beyond noise" in md  # intervals explained and shown
+    assert "| 95% CI " in md  # the interval row of Tables 6-9 (blank: no stage2.csv here)
     html = (out / "replication.html").read_text()
     assert "data:image/png;base64" in html  # figures embedded: self-contained
     assert (out / "replication.ipynb").is_file()

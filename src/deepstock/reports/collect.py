@@ -10,6 +10,13 @@ Inputs (all optional; a subset run gives a subset of rows):
 Each cell row names the training ``backend`` its ``winner.json`` records (sb3, jax, torch, ...);
 a ``winner.json`` written before the tuner recorded backends leaves it empty, not guessed.
 
+Per-seed values: ``seed_ids``, ``seed_val_losses`` and ``seed_test_losses`` are aligned JSON lists
+of the winning configuration's successful stage-2 runs (``stage2.csv`` rows with the
+``winner_index`` of ``winner.json`` and status ok), the input of the 95 % intervals
+(:mod:`deepstock.reports.intervals`). A missing or unreadable ``stage2.csv``, an older
+``winner.json`` without ``winner_index``, or seeds whose median-validation run is not the
+``winner.json`` run give empty lists (and a note for the last two cases); the row stays.
+
 Loss gap (spec §3): ``gap = 100 (L − L*) / L*`` with L* the benchmark's **test** loss, for both the
 validation and the test gap. AR(1) L* follows ``ar1_gap_reference``: ``ds_on_test`` (default),
 ``paper`` (2.2838) or ``dp``; a missing ``ds_on_test`` falls back to ``dp`` with a note.
@@ -29,10 +36,13 @@ from deepstock.reports.reported import paper_lstar
 from deepstock.settings import SETTING_IDS, get_setting
 
 AR1_REFERENCES = ("ds_on_test", "paper", "dp")
+# the winner's successful stage-2 runs, as aligned JSON lists (reports.intervals resamples them)
+SEED_COLUMNS = ("seed_ids", "seed_val_losses", "seed_test_losses")
 SUMMARY_COLUMNS = [
     "setting", "family", "N", "T", "H", "method", "reg", "backend", "repetition", "scale",
     "train_loss", "val_loss", "test_loss", "benchmark", "benchmark_method", "val_gap", "test_gap",
     "wall_s", "trial_wall_s", "num_samples", "stage1_failed", "reported_seed", "note",
+    *SEED_COLUMNS,
 ]
 BENCHMARK_COLUMNS = [
     "setting", "family", "kind", "train_loss", "val_loss", "test_loss", "expected_value",
@@ -159,8 +169,36 @@ def find_cells(results: str | Path) -> list[Path]:
     return out
 
 
+def _seed_lists(path: Path, w: dict) -> tuple[dict, str]:
+    """(the SEED_COLUMNS of one cell row as JSON lists, note) from the winner's stage-2 runs."""
+    empty = {c: "[]" for c in SEED_COLUMNS}
+    csv = path.with_name("stage2.csv")
+    if not csv.is_file():
+        return empty, ""
+    if w.get("winner_index") is None:
+        return empty, "winner.json has no winner_index: no seed interval"
+    try:
+        t = pd.read_csv(csv)
+        t = t[(t["config_index"] == int(w["winner_index"])) & (t["status"] == "ok")]
+        seeds = [int(s) for s in t["seed"]]
+        val = [float(v) for v in t["val_loss"]]
+        test = [float(v) for v in t["test_loss"]]
+    except (OSError, ValueError, KeyError, TypeError, pd.errors.ParserError,
+            pd.errors.EmptyDataError):
+        return empty, f"{csv.name} unreadable: no seed interval"
+    if seeds:  # the median-validation seed must be the reported run (tuning.median_seed_row)
+        i = sorted(range(len(seeds)), key=lambda k: (val[k], seeds[k]))[len(seeds) // 2]
+        same = (seeds[i] == w.get("reported_seed")
+                and math.isclose(test[i], _f(w.get("test_loss")), rel_tol=1e-9, abs_tol=1e-12)
+                and math.isclose(val[i], _f(w.get("val_loss")), rel_tol=1e-9, abs_tol=1e-12))
+        if not same:
+            return empty, f"{csv.name} disagrees with winner.json: no seed interval"
+    return {c: json.dumps(v) for c, v in zip(SEED_COLUMNS, (seeds, val, test), strict=True)}, ""
+
+
 def _cell_row(path: Path) -> dict:
     w = _read(path)
+    seeds, seed_note = _seed_lists(path, w)
     setting, method, reg, rep_dir = path.parts[-5:-1]
     rep = w.get("repetition")
     if rep is None:
@@ -177,7 +215,7 @@ def _cell_row(path: Path) -> dict:
         "test_loss": _f(w.get("test_loss")),
         "wall_s": _f(w.get("wall_s")), "trial_wall_s": _f(w.get("trial_wall_s")),
         "num_samples": w.get("num_samples"), "stage1_failed": w.get("stage1_failed"),
-        "reported_seed": w.get("reported_seed"),
+        "reported_seed": w.get("reported_seed"), "seed_note": seed_note, **seeds,
     }
 
 
@@ -197,6 +235,7 @@ def build_summary(results: str | Path, reported: dict | None = None,
             bench.loc[(bench["setting"] == setting) & (bench["kind"] == kind), "reference"] = True
     for c in cells:
         lstar, kind, note = refs[c["setting"]]
+        note = "; ".join(n for n in (note, c.pop("seed_note")) if n)
         c.update(benchmark=lstar, benchmark_method=kind, note=note,
                  val_gap=loss_gap(c["val_loss"], lstar), test_gap=loss_gap(c["test_loss"], lstar))
     summary = pd.DataFrame(cells, columns=SUMMARY_COLUMNS)

@@ -3,6 +3,12 @@
 Every value is the mean over the repetitions present in ``summary.csv``. Gaps are linear in the
 loss with one L* per setting, so the mean gap equals the gap of the mean loss. Missing cells are
 NaN in the CSV and "—" in Markdown/LaTeX.
+
+Beside each mean: its 95 % stratified-bootstrap interval (:mod:`deepstock.reports.intervals`;
+the paper gives none). ``cell_stats`` has ``ci_low``/``ci_high``; the CSV tables have numeric rows
+"<row> 95% CI low" and "<row> 95% CI high" under each mean row, which Markdown and LaTeX merge
+into one row "<row> 95% CI" reading "[low, high]" (gaps 2 dp, losses 4 dp). A summary without
+per-seed values gives NaN / "—" intervals.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import pandas as pd
 
 from deepstock import registry
 from deepstock.io import write_csv, write_text
+from deepstock.reports.intervals import cell_interval, cell_lstar, gap_interval
 from deepstock.reports.reported import TABLE_SETTINGS, paper_cells
 
 ROW_LABELS = {
@@ -24,6 +31,9 @@ ROW_LABELS = {
     "test_gap": "Testing Loss Gap (%)",
     "benchmark": "Benchmark Loss",
 }
+CI = " 95% CI"  # suffix of an interval row; the CSV adds " low" / " high"
+CI_METRICS = ("val_loss", "val_gap", "test_loss", "test_gap")  # metrics with an interval
+TITLE_SUFFIX = " (reproduced, mean over repetitions [95% stratified-bootstrap interval])"
 METHOD_LABELS = {name: m.label for name, m in registry.METHODS.items()}
 TABLE9_T = registry.IID_T
 TABLE9_N = registry.IID_N
@@ -47,41 +57,69 @@ def columns_of(stats: pd.DataFrame, setting: str) -> list[tuple[str, str]]:
 
 
 def cell_stats(summary: pd.DataFrame) -> pd.DataFrame:
-    """Mean, std, min, max and count over repetitions per (setting, method, reg) and metric."""
+    """Mean, std, min, max, count and 95 % interval over repetitions per cell and metric.
+
+    ``ci_low``/``ci_high``: the stratified bootstrap of the repetition mean (val/test loss), and
+    for the gaps that interval mapped through the cell's L*; NaN without per-seed values and for
+    the benchmark row.
+    """
     metrics = ["val_loss", "val_gap", "test_loss", "test_gap", "benchmark"]
+    cols = ["setting", "method", "reg", "metric", "mean", "std", "min", "max", "n_reps",
+            "ci_low", "ci_high"]
     if summary.empty:
-        return pd.DataFrame(columns=["setting", "method", "reg", "metric", "mean", "std", "min",
-                                     "max", "n_reps"])
+        return pd.DataFrame(columns=cols)
     long = summary.melt(id_vars=["setting", "method", "reg", "repetition"], value_vars=metrics,
                         var_name="metric", value_name="value")
     long["value"] = pd.to_numeric(long["value"], errors="coerce")
     g = long.groupby(["setting", "method", "reg", "metric"])["value"]
     out = g.agg(["mean", "std", "min", "max", "count"]).reset_index()
-    return out.rename(columns={"count": "n_reps"})
+    out = out.rename(columns={"count": "n_reps"})
+    ci = {}
+    for cell, rows in summary.groupby(["setting", "method", "reg"]):
+        loss = {m: cell_interval(rows, cell, m.split("_")[0]) for m in ("val_loss", "test_loss")}
+        lstar = cell_lstar(rows, cell)
+        for split in ("val", "test"):
+            ci[(*cell, f"{split}_loss")] = loss[f"{split}_loss"]
+            ci[(*cell, f"{split}_gap")] = gap_interval(loss[f"{split}_loss"], lstar)
+    keys = list(zip(out["setting"], out["method"], out["reg"], out["metric"], strict=True))
+    out["ci_low"] = [ci[k].low if k in ci else math.nan for k in keys]
+    out["ci_high"] = [ci[k].high if k in ci else math.nan for k in keys]
+    return out[cols]
 
 
-def _lookup(stats: pd.DataFrame, setting: str, method: str, reg: str, metric: str) -> float:
+def _lookup(stats: pd.DataFrame, setting: str, method: str, reg: str, metric: str,
+            col: str = "mean") -> float:
     r = stats[(stats["setting"] == setting) & (stats["method"] == method)
               & (stats["reg"] == reg) & (stats["metric"] == metric)]
-    return float(r["mean"].iloc[0]) if len(r) else math.nan
+    return float(r[col].iloc[0]) if len(r) else math.nan
+
+
+def _rows(metric: str) -> list[tuple[str, str]]:
+    """(row label, stats column) of a metric: the mean, then its interval's ends if it has one."""
+    label = ROW_LABELS[metric]
+    if metric not in CI_METRICS:
+        return [(label, "mean")]
+    return [(label, "mean"), (label + CI + " low", "ci_low"), (label + CI + " high", "ci_high")]
 
 
 def table_6_8(stats: pd.DataFrame, setting: str) -> pd.DataFrame:
-    """Rows val loss/gap, test loss/gap; columns DDPG-None … DS-Base (spec §9.1), then every
-    other regularization with results, in the registry's order."""
+    """Rows val loss/gap, test loss/gap, each followed by its 95 % interval's low and high rows;
+    columns DDPG-None … DS-Base (spec §9.1), then every other regularization with results, in
+    the registry's order."""
+    rows = [r for k in CI_METRICS for r in _rows(k)]
     data = {
-        cell_label(m, r): [_lookup(stats, setting, m, r, k) for k in
-                           ("val_loss", "val_gap", "test_loss", "test_gap")]
+        cell_label(m, r): [_lookup(stats, setting, m, r, k, col) for k in CI_METRICS
+                           for _, col in _rows(k)]
         for m, r in columns_of(stats, setting)
     }
-    df = pd.DataFrame(data, index=[ROW_LABELS[k] for k in
-                                   ("val_loss", "val_gap", "test_loss", "test_gap")])
+    df = pd.DataFrame(data, index=[label for label, _ in rows])
     df.index.name = "row"
     return df
 
 
 def table_9(stats: pd.DataFrame, benchmarks: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Rows per N (benchmark, val loss/gap, test loss/gap); columns T (spec §9.2).
+    """Rows per N (benchmark, val loss/gap, test loss/gap, each loss and gap with its interval's
+    low and high rows); columns T (spec §9.2).
 
     The benchmark row uses the summary's L* and, for (N, T) without a tuned cell, the reference
     row of ``benchmarks.csv`` when given.
@@ -89,17 +127,19 @@ def table_9(stats: pd.DataFrame, benchmarks: pd.DataFrame | None = None) -> pd.D
     rows = []
     for n in TABLE9_N:
         for metric in ("benchmark", "val_loss", "val_gap", "test_loss", "test_gap"):
-            values = []
-            for t in TABLE9_T:
-                setting = f"s4_n{n}_t{t}"
-                v = _lookup(stats, setting, *registry.TABLE9_CELL, metric)
-                if metric == "benchmark" and not math.isfinite(v) and benchmarks is not None:
-                    b = benchmarks[(benchmarks["setting"] == setting) & benchmarks["reference"]]
-                    if len(b):
-                        v = float(b["test_loss"].iloc[0])
-                values.append(v)
-            rows.append({"N": n, "row": ROW_LABELS[metric],
-                         **{f"T={t}": v for t, v in zip(TABLE9_T, values, strict=True)}})
+            for label, col in _rows(metric):
+                values = []
+                for t in TABLE9_T:
+                    setting = f"s4_n{n}_t{t}"
+                    v = _lookup(stats, setting, *registry.TABLE9_CELL, metric, col)
+                    if metric == "benchmark" and not math.isfinite(v) and benchmarks is not None:
+                        b = benchmarks[(benchmarks["setting"] == setting)
+                                       & benchmarks["reference"]]
+                        if len(b):
+                            v = float(b["test_loss"].iloc[0])
+                    values.append(v)
+                rows.append({"N": n, "row": label,
+                             **{f"T={t}": v for t, v in zip(TABLE9_T, values, strict=True)}})
     return pd.DataFrame(rows)
 
 
@@ -110,14 +150,28 @@ def _fmt(v, metric_label: str) -> str:
 
 
 def _formatted(df: pd.DataFrame) -> pd.DataFrame:
-    """Format every value column (all but ``N``/``row``) by its row label: gaps 2 dp, losses 4."""
-    out = df.copy().astype(object)
-    value_cols = [c for c in out.columns if c not in ("N", "row")]
-    for i in range(len(out)):
-        label = str(out["row"].iloc[i])
-        for c in value_cols:
-            out.iloc[i, out.columns.get_loc(c)] = _fmt(df[c].iloc[i], label)
-    return out
+    """Format every value column (all but ``N``/``row``) by its row label: gaps 2 dp, losses 4;
+    a "… 95% CI low" row and the "… 95% CI high" row after it become one "… 95% CI" row
+    reading "[low, high]" ("—" when either end is missing)."""
+    value_cols = [c for c in df.columns if c not in ("N", "row")]
+    labels = [str(v) for v in df["row"]]
+    rows, i = [], 0
+    while i < len(df):
+        label = labels[i]
+        row = {c: df[c].iloc[i] for c in df.columns if c in ("N", "row")}
+        pair = (label.endswith(CI + " low") and i + 1 < len(df)
+                and labels[i + 1] == label.removesuffix(" low") + " high")
+        if pair:
+            row["row"] = label.removesuffix(" low")
+            for c in value_cols:
+                lo, hi = _fmt(df[c].iloc[i], label), _fmt(df[c].iloc[i + 1], label)
+                row[c] = DASH if DASH in (lo, hi) else f"[{lo}, {hi}]"
+            i += 2
+        else:
+            row.update({c: _fmt(df[c].iloc[i], label) for c in value_cols})
+            i += 1
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(df.columns)).astype(object)
 
 
 def to_markdown(df: pd.DataFrame, title: str) -> str:
@@ -184,7 +238,8 @@ def _latex_header(labels: list[str]) -> list[str]:
 
 
 def comparison(stats: pd.DataFrame, reported: dict) -> pd.DataFrame:
-    """Every reported number beside the reproduced repetition mean: diff = reproduced − paper."""
+    """Every reported number beside the reproduced repetition mean: diff = reproduced − paper;
+    ``ci_low``/``ci_high`` = the 95 % stratified-bootstrap interval of the reproduced mean."""
     paper = paper_cells(reported)
     keyed = stats.set_index(["setting", "method", "reg", "metric"])
     rep, std, lo, hi, n = [], [], [], [], []
@@ -203,10 +258,15 @@ def comparison(stats: pd.DataFrame, reported: dict) -> pd.DataFrame:
             lo.append(math.nan)
             hi.append(math.nan)
             n.append(0)
+    ci = stats.set_index(["setting", "method", "reg", "metric"])[["ci_low", "ci_high"]]
+    keys = list(zip(paper["setting"], paper["method"], paper["reg"], paper["metric"],
+                    strict=True))
     out = paper.copy()
     out["reproduced"] = rep
     out["diff"] = out["reproduced"] - out["paper"]
     out["rep_std"], out["rep_min"], out["rep_max"], out["n_reps"] = std, lo, hi, n
+    for col in ("ci_low", "ci_high"):  # 95 % stratified-bootstrap interval of ``reproduced``
+        out[col] = [float(ci.loc[k, col]) if k in ci.index else math.nan for k in keys]
     for col in ("N", "T", "H"):
         out[col] = out[col].astype("Int64")
     return out
@@ -221,12 +281,12 @@ def write_tables(summary: pd.DataFrame, reported: dict, out: str | Path,
     titles = {name: t.get("title", name) for name, t in reported["tables_6_8"].items()}
     for name, setting in TABLE_SETTINGS.items():
         df = table_6_8(stats, setting)
-        title = titles.get(name, name) + " (reproduced, mean over repetitions)"
+        title = titles.get(name, name) + TITLE_SUFFIX
         written.append(write_csv(out / f"{name}.csv", df.reset_index()))
         written.append(write_text(out / f"{name}.md", to_markdown(df, title)))
         written.append(write_text(out / f"{name}.tex", to_latex(df, title, "6-8")))
     t9 = table_9(stats, benchmarks)
-    title = reported["table9"].get("title", "Table 9") + " (reproduced, mean over repetitions)"
+    title = reported["table9"].get("title", "Table 9") + TITLE_SUFFIX
     written.append(write_csv(out / "table9.csv", t9))
     written.append(write_text(out / "table9.md", to_markdown(t9, title)))
     written.append(write_text(out / "table9.tex", to_latex(t9, title, "9")))

@@ -13,6 +13,15 @@ DS-Base has a strictly lower validation and a strictly higher test loss than DDP
 the best method without regularization while DDPG-Base is the best overall; Figure 3: critic loss
 and replay-buffer band; (4) Table 9 / Figure 4: the N = 5 gap at T = 131, the decrease in N, no
 convergence at T = 131, and N = 5 having the largest validation-test gap.
+
+``beyond_noise`` is a second verdict, from the 95 % stratified-bootstrap intervals
+(:mod:`deepstock.reports.intervals`; seed noise of the winners' runs, repetitions as strata):
+True when the claim is reproduced AND every comparison deciding it still holds at the ends of
+its interval (a difference's interval entirely on the claim's side of 0, a gap's interval
+entirely past the threshold); False when it is not reproduced or some deciding interval reaches
+the other side; None when ``reproduced`` is None or the per-seed stage-2 values are missing
+(summary.csv without seed columns), and for the claims without seed-level data (Figures 2, 3).
+The evidence states each interval. ``reproduced`` is unchanged by it.
 """
 
 from __future__ import annotations
@@ -23,6 +32,15 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from deepstock.reports.intervals import (
+    NAN,
+    Interval,
+    cell_interval,
+    cell_lstar,
+    contrast,
+    difference,
+    gap_interval,
+)
 from deepstock.reports.tables import METHOD_LABELS, TABLE9_N, TABLE9_T, mean_by_cell
 
 LARGE_GAP = 5.0  # PROJECT: a test gap above 5% is "still large" (the paper: "about 8%")
@@ -37,6 +55,7 @@ class Claim:
     ours: str
     reproduced: bool | None
     evidence: str
+    beyond_noise: bool | None = None  # see the module docstring
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -47,33 +66,69 @@ def _verdict(v: bool | None) -> str:
             None: "not decidable (missing runs or no signal)"}[v]
 
 
+def _noise_verdict(v: bool | None) -> str:
+    return {True: "yes", False: "no", None: "no interval"}[v]
+
+
 def claims_frame(claims: list[Claim]) -> pd.DataFrame:
     df = pd.DataFrame([c.as_dict() for c in claims])
     if len(df):
         df["verdict"] = [_verdict(c.reproduced) for c in claims]
+        df["beyond noise"] = [_noise_verdict(c.beyond_noise) for c in claims]
     return df
 
 
+def _beyond(reproduced: bool | None, checks: list[bool | None]) -> bool | None:
+    """``beyond_noise`` from the deciding intervals' checks (None = an interval is missing)."""
+    if reproduced is None or not checks or any(c is None for c in checks):
+        return None
+    return bool(reproduced and all(checks))
+
+
+def _loss_text(iv: Interval) -> str:
+    return iv.text(4)
+
+
+def _gap_text(iv: Interval) -> str:
+    return iv.text(2) + ("%" if iv.finite else "")
+
+
 def base_improves_test(summary: pd.DataFrame) -> Claim:
-    """Takeaway (1): Base lowers the mean test loss in k of the 9 (method, setting 1–3) cells."""
+    """Takeaway (1): Base lowers the mean test loss in k of the 9 (method, setting 1–3) cells.
+
+    Beyond the noise: the interval of mean(Base) − mean(None) (strata = reg × repetition) lies
+    entirely below 0 in at least 8 of the 9 cells.
+    """
     test = mean_by_cell(summary, "test_loss")
-    better, done, worse = [], 0, []
+    better, done, worse, clear, ivs, missing = [], 0, [], [], [], False
     for s in ("s1", "s2", "s3"):
         for m in ("ddpg", "ppo", "ds"):
             a, b = test.get((s, m, "none")), test.get((s, m, "base"))
             if a is None or b is None:
                 continue
             done += 1
-            (better if b < a else worse).append(f"{METHOD_LABELS[m]} {s.upper()}")
+            label = f"{METHOD_LABELS[m]} {s.upper()}"
+            (better if b < a else worse).append(label)
+            iv = difference(summary, (s, m, "base"), (s, m, "none"))
+            ivs.append(f"{label} {_loss_text(iv)}")
+            missing |= not iv.finite
+            if iv.below(0):
+                clear.append(label)
     ours = f"{len(better)} of {done}" + (f" (not improved: {', '.join(worse)})" if worse else "")
+    if done and not missing:
+        ours += f"; beyond the noise: {len(clear)} of {done}"
     if done == 9:
         ok: bool | None = len(better) >= 8
     else:
         ok = None
+    noise = None if missing else _beyond(ok, [len(clear) >= 8])
+    evidence = (f"mean test loss None vs Base over the {done} complete cells; reproduced if "
+                f">= 8 of 9 improve; beyond the noise if the 95% interval of mean(Base) - "
+                f"mean(None) is entirely below 0 in >= 8 of 9")
+    if done:
+        evidence += "; intervals: " + ", ".join(ivs)
     return Claim("base_improves_test", "Base improves the test loss in 8 of 9 cells",
-                 "8 of 9 (exception: DS S3, 2.5017 -> 2.5060)", ours, ok,
-                 f"mean test loss None vs Base over the {done} complete cells; reproduced if "
-                 f">= 8 of 9 improve")
+                 "8 of 9 (exception: DS S3, 2.5017 -> 2.5060)", ours, ok, evidence, noise)
 
 
 def surpass_counts(surpass: pd.DataFrame) -> Claim:
@@ -102,7 +157,7 @@ def surpass_counts(surpass: pd.DataFrame) -> Claim:
                  "first stage-1 trial where the repetition-mean best-so-far val loss is below "
                  "DS's final tuned val loss with the same regularization ('> n' = never); "
                  "reproduced if Base needs strictly fewer than None for both methods (a tie "
-                 "is not)")
+                 "is not); no interval: stage-1 best-so-far curves are not seed-resampled")
 
 
 def setting3_ds(summary: pd.DataFrame) -> list[Claim]:
@@ -118,6 +173,9 @@ def setting3_ds(summary: pd.DataFrame) -> list[Claim]:
 def _s3_ds_vs_ddpg(summary: pd.DataFrame) -> Claim:
     val, test = mean_by_cell(summary, "val_loss"), mean_by_cell(summary, "test_loss")
     cells = {m: (val.get(("s3", m, "base")), test.get(("s3", m, "base"))) for m in ("ds", "ddpg")}
+    ds, ddpg = ("s3", "ds", "base"), ("s3", "ddpg", "base")
+    dval, dtest = difference(summary, ds, ddpg, "val"), difference(summary, ds, ddpg, "test")
+    overfit = cell_interval(summary, ds, "test-val")
     if any(v is None or t is None for v, t in cells.values()):
         ok, ours = None, "not run"
     else:
@@ -128,13 +186,20 @@ def _s3_ds_vs_ddpg(summary: pd.DataFrame) -> Claim:
                  "Setting 3 (Base): DS has better validation loss than DDPG but worse test loss",
                  "val DS-Base 2.2141 vs DDPG-Base 2.3236; test 2.5060 vs 2.4727", ours, ok,
                  "mean val and test loss of the two Base cells; reproduced if DS-Base's val loss "
-                 "is strictly lower and its test loss strictly higher than DDPG-Base's")
+                 "is strictly lower and its test loss strictly higher than DDPG-Base's; beyond "
+                 "the noise if the 95% interval of DS-Base - DDPG-Base is below 0 on validation "
+                 f"({_loss_text(dval)}) and above 0 on test ({_loss_text(dtest)}); DS-Base "
+                 f"test - val of its reported runs {_loss_text(overfit)}",
+                 _beyond(ok, [dval.below(0), dtest.above(0)]))
 
 
 def _s3_ranking(summary: pd.DataFrame) -> Claim:
     test = mean_by_cell(summary, "test_gap")
     cells = {(m, r): test.get(("s3", m, r)) for m in ("ddpg", "ppo", "ds") for r in ("none", "base")}
     have = {k: v for k, v in cells.items() if v is not None}
+    pairs = [(("ddpg", "base"), k) for k in cells if k != ("ddpg", "base")]
+    pairs += [(("ds", "none"), ("ddpg", "none")), (("ds", "none"), ("ppo", "none"))]
+    ivs = {(a, b): difference(summary, ("s3", *a), ("s3", *b)) for a, b in pairs}
     if len(have) == 6:
         best = min(have, key=have.get)
         best_none = min((k for k in have if k[1] == "none"), key=have.get)
@@ -146,10 +211,19 @@ def _s3_ranking(summary: pd.DataFrame) -> Claim:
                 f"({have[best_none]:.2f}%)")
     else:
         ok, ours = None, f"{len(have)} of 6 cells run"
+
+    def name(k):
+        return f"{METHOD_LABELS[k[0]]}-{k[1].title()}"
+
     return Claim("s3_ranking", "Setting 3: regularization makes DDPG beat DS",
                  "best without reg: DS (9.54%); best overall: DDPG-Base (8.27%)", ours, ok,
                  "mean test gaps of the six Setting 3 cells; reproduced if DS-None is strictly "
-                 "below DDPG-None and PPO-None and DDPG-Base strictly below the five others")
+                 "below DDPG-None and PPO-None and DDPG-Base strictly below the five others; "
+                 "beyond the noise if each of those 7 test-loss differences (one L*, so the "
+                 "gaps' order) has its 95% interval below 0: "
+                 + ", ".join(f"{name(a)} - {name(b)} {_loss_text(iv)}"
+                             for (a, b), iv in ivs.items()),
+                 _beyond(ok, [iv.below(0) for iv in ivs.values()]))
 
 
 def _t9(summary: pd.DataFrame, metric: str) -> dict[int, np.ndarray]:
@@ -158,25 +232,48 @@ def _t9(summary: pd.DataFrame, metric: str) -> dict[int, np.ndarray]:
             for n in TABLE9_N}
 
 
+def _per_lstar(lstar: float) -> float:
+    """100 / L* (gap points per loss unit); NaN without a positive L*."""
+    return 100.0 / lstar if math.isfinite(lstar) and lstar > 0 else math.nan
+
+
+def _s4(n: int, t: int) -> tuple[str, str, str]:
+    return (f"s4_n{n}_t{t}", "ds", "base")
+
+
 def figure4_trends(summary: pd.DataFrame) -> list[Claim]:
     """Takeaway (4): Table 9 / Figure 4 trends (spec §9.2)."""
     gap, val, loss = _t9(summary, "test_gap"), _t9(summary, "val_gap"), _t9(summary, "test_loss")
+    t_last = TABLE9_T[-1]
+    last_iv = {n: gap_interval(cell_interval(summary, _s4(n, t_last)),
+                               cell_lstar(summary, _s4(n, t_last))) for n in TABLE9_N}
     out = []
     g = gap[5][-1]
+    ok = None if math.isnan(g) else bool(g > LARGE_GAP)
     out.append(Claim("n5_gap_t131",
                      f"N = 5: the test gap is still large (> {LARGE_GAP:.0f}%) at T = 131", "8.33%",
-                     "not run" if math.isnan(g) else f"{g:.2f}%",
-                     None if math.isnan(g) else bool(g > LARGE_GAP),
-                     f"reproduced if the N = 5, T = 131 test gap exceeds {LARGE_GAP:.0f}%"))
+                     "not run" if math.isnan(g) else f"{g:.2f}%", ok,
+                     f"reproduced if the N = 5, T = 131 test gap exceeds {LARGE_GAP:.0f}%; beyond "
+                     f"the noise if its 95% interval {_gap_text(last_iv[5])} lies above "
+                     f"{LARGE_GAP:.0f}%", _beyond(ok, [last_iv[5].above(LARGE_GAP)])))
     cols = [j for j in range(len(TABLE9_T)) if all(np.isfinite(loss[n][j]) for n in TABLE9_N)]
     mono = [j for j in cols if loss[5][j] > loss[10][j] > loss[20][j]]
     means = {n: float(np.nanmean(loss[n][cols])) if cols else math.nan for n in TABLE9_N}
     ok = None if not cols else bool(means[5] > means[10] > means[20])
+    steps = {}
+    for a, b in zip(TABLE9_N, TABLE9_N[1:], strict=False):  # mean over T of N=a minus N=b
+        w = {**{_s4(a, TABLE9_T[j]): 1 / len(cols) for j in cols},
+             **{_s4(b, TABLE9_T[j]): -1 / len(cols) for j in cols}} if cols else {}
+        steps[(a, b)] = contrast(summary, w) if w else NAN
     out.append(Claim("larger_n_lower_loss", "Larger N lowers the test loss overall",
                      "5 of 5 horizons: N=5 > N=10 > N=20",
                      f"{len(mono)} of {len(cols)} horizons strictly decreasing in N; mean over "
                      f"those horizons " + ", ".join(f"N={n}: {means[n]:.4f}" for n in TABLE9_N),
-                     ok, "reproduced if the mean test loss over complete horizons decreases in N"))
+                     ok, "reproduced if the mean test loss over complete horizons decreases in N; "
+                     "beyond the noise if the 95% interval of each consecutive difference of "
+                     "those means lies above 0: " + ", ".join(
+                         f"N={a} - N={b} {_loss_text(iv)}" for (a, b), iv in steps.items()),
+                     _beyond(ok, [iv.above(0) for iv in steps.values()])))
     last = {n: gap[n][-1] for n in TABLE9_N}
     have = {n: v for n, v in last.items() if np.isfinite(v)}
     ok = None if len(have) < 3 else bool(all(v > CONVERGED_GAP for v in have.values()))
@@ -185,16 +282,34 @@ def figure4_trends(summary: pd.DataFrame) -> list[Claim]:
                      "at T = 131",
                      "T=131 test gaps 8.33 / 3.31 / 1.79% for N = 5 / 10 / 20",
                      ", ".join(f"N={n}: {v:.2f}%" for n, v in have.items()) or "not run", ok,
-                     f"reproduced if every N's test gap at T = 131 exceeds {CONVERGED_GAP:.0f}%"))
+                     f"reproduced if every N's test gap at T = 131 exceeds {CONVERGED_GAP:.0f}%; "
+                     f"beyond the noise if every 95% interval lies above {CONVERGED_GAP:.0f}%: "
+                     + ", ".join(f"N={n} {_gap_text(iv)}" for n, iv in last_iv.items()),
+                     _beyond(ok, [iv.above(CONVERGED_GAP) for iv in last_iv.values()])))
     diff = {n: float(np.nanmean(gap[n] - val[n])) if np.isfinite(gap[n] - val[n]).any()
             else math.nan for n in TABLE9_N}
     have = {n: v for n, v in diff.items() if math.isfinite(v)}
     ok = None if len(have) < 3 else bool(all(have[5] > have[n] for n in (10, 20)))
+    # test gap - val gap = 100 (test - val) / L*: a linear contrast of the reported runs
+    weights = {}
+    for n in TABLE9_N:
+        ts = [t for j, t in enumerate(TABLE9_T) if np.isfinite(gap[n][j] - val[n][j])]
+        weights[n] = {_s4(n, t): _per_lstar(cell_lstar(summary, _s4(n, t))) / len(ts)
+                      for t in ts}
+    spread = {}
+    for n in (10, 20):
+        w = {**weights[5], **{c: -v for c, v in weights[n].items()}}
+        finite = w and all(math.isfinite(v) for v in w.values())
+        spread[n] = (contrast(summary, w, "test-val") if finite
+                     else NAN)
     out.append(Claim("few_samples_overfit", "Few samples: large validation-test gap",
                      "mean (test gap - val gap) over T: N=5: 24.5, N=10: 12.7, N=20: 13.6",
                      ", ".join(f"N={n}: {v:.1f}" for n, v in have.items()) or "not run", ok,
                      "reproduced if N = 5 has the strictly largest mean (test gap - val gap) "
-                     "over T"))
+                     "over T; beyond the noise if the 95% intervals of N=5's minus each other N's "
+                     "lie above 0: " + ", ".join(
+                         f"N=5 - N={n} {iv.text(2)}" for n, iv in spread.items()),
+                     _beyond(ok, [iv.above(0) for iv in spread.values()])))
     return out
 
 
