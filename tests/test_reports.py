@@ -510,6 +510,8 @@ def test_banner_counts_repetitions_per_cell_instead_of_assuming_three():
     assert "2 of 3 cells have fewer than the paper's 3 repetitions" in mixed
     one = scale_banner(_banner_summary({"s4_n5_t7": 1}))
     assert "1 repetition per cell" in one and "1 of 1 cells have fewer" in one
+    quick = scale_banner(_banner_summary({"s1": 1}, scale="quick"))
+    assert "NOT its search" in quick and "1 repetition per cell" in quick
     tiny = scale_banner(_banner_summary({"s1": 2}, scale="tiny"))
     assert "NOT the paper's protocol" in tiny and "2 repetitions per cell" in tiny
     assert scale_banner(pd.DataFrame()).startswith("**No tuned cells found**")
