@@ -31,6 +31,7 @@ from IPython.display import Image, Markdown, display
 from deepstock.reports import collect_compute, load_reported
 from deepstock.reports.figures import figure3_stats
 from deepstock.reports.notebook import backend_statement, scale_banner
+from deepstock.reports.reference import load_reference
 from deepstock.reports.takeaways import (
     base_improves_test,
     claims_frame,
@@ -46,6 +47,7 @@ FIGURES = Path(os.environ.get("DEEPSTOCK_FIGURES", "figures"))
 TABLES = Path(os.environ.get("DEEPSTOCK_TABLES", str(RESULTS / "tables")))
 LOGS = Path(os.environ.get("DEEPSTOCK_LOGS", "logs"))
 REPORTED = Path(os.environ.get("DEEPSTOCK_REPORTED", "paper/reported.yaml"))
+REFERENCE = Path(os.environ.get("DEEPSTOCK_REFERENCE", "paper/reference-runs"))
 pd.set_option("display.width", 160)
 
 
@@ -107,6 +109,7 @@ summary = read(RESULTS / "summary.csv")
 benchmarks = read(RESULTS / "benchmarks.csv")
 comparison = read(TABLES / "comparison.csv")
 surpass = read(TABLES / "surpass.csv")
+reference = load_reference(REFERENCE)
 claims = []
 
 # %% [markdown]
@@ -208,7 +211,9 @@ else:
 # ## Tables 6–8: Settings 1–3
 #
 # Each block: the reproduced repetition mean (`ours`), its 95 % stratified-bootstrap interval
-# (`95% CI`), the paper (`paper`), and `ours − paper`. Our gaps use our L\* (see above); the
+# (`95% CI`), the paper (`paper`), and `ours − paper`; then the project's committed reference
+# runs (`paper/reference-runs/<run>/`, one row per run: repetition mean, with the number of
+# repetitions, scale and backend listed below the tables). Our gaps use our L\* (see above); the
 # paper's use its own.
 
 # %%
@@ -226,6 +231,14 @@ def cell_text(r, what: str) -> str | None:
     return number(getattr(r, what), r.metric)
 
 
+def reference_text(run: str, r, metric: str) -> str | None:
+    """A reference run's repetition mean for comparison row ``r``'s cell, blank when not run."""
+    hit = reference[(reference["run"] == run) & (reference["setting"] == r.setting)
+                    & (reference["method"] == r.method) & (reference["reg"] == r.reg)
+                    & (reference["metric"] == metric)]
+    return number(hit["mean"].iloc[0], metric) if len(hit) else None
+
+
 def side_by_side(comp: pd.DataFrame, table: str) -> pd.DataFrame:
     t = comp[comp["table"] == table]
     rows = []
@@ -236,6 +249,12 @@ def side_by_side(comp: pd.DataFrame, table: str) -> pd.DataFrame:
             for r in m.itertuples():
                 row[f"{LABEL[r.method]}-{r.reg.title()}"] = cell_text(r, what)
             rows.append(row)
+        for run in sorted(set(reference["run"])):
+            row = {"metric": metric, "": f"reference: {run}"}
+            for r in m.itertuples():
+                row[f"{LABEL[r.method]}-{r.reg.title()}"] = reference_text(run, r, metric)
+            if any(v is not None for k, v in row.items() if k not in ("metric", "")):
+                rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -248,6 +267,12 @@ for table in ("table6", "table7", "table8"):
         show(side_by_side(comparison, table), numparse=False)
     else:
         display(Markdown("*comparison.csv missing: run `deepstock report tables`.*"))
+if len(reference):
+    runs = (reference.groupby(["run", "setting", "method", "reg"])
+            .agg(repetitions=("n_reps", "max"), scale=("scale", "first"),
+                 backend=("backend", "first")).reset_index())
+    display(Markdown(f"Reference runs under `{REFERENCE}` (cells, repetitions, scale, backend):"))
+    show(runs)
 
 # %% [markdown]
 # ## Figure 1 and takeaway (1): Base improves the test loss

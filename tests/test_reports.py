@@ -580,3 +580,27 @@ def test_validation_md_states_the_reports_own_verdicts_on_its_setting4_run():
             assert c.ours in doc[key][3], key
     assert f"> {LARGE_GAP:.0f}%" in doc["n5_gap_t131"][4]
     assert f"> {CONVERGED_GAP:.0f}%" in doc["no_convergence"][4]
+
+
+# ----------------------------------------------------------------------------- reference runs
+def test_an_exported_reference_run_holds_the_small_files_and_the_summarys_means(tree, tmp_path):
+    from deepstock.reports.reference import load_reference
+
+    (tree / "s1" / "ds" / "base" / "rep0" / "final").mkdir(parents=True, exist_ok=True)
+    (tree / "s1" / "ds" / "base" / "rep0" / "final" / "curve.csv").write_text("epoch\n1\n")
+    (tree / "s1" / "ds" / "base" / "rep0" / "final" / "model.pt").write_bytes(b"weights")
+    out = tmp_path / "reference-runs" / "r1"
+    assert main(["report", "export", "--results", str(tree), "--out", str(out),
+                 "--reported", str(REPORTED)]) == 0
+    assert (out / "s1" / "ds" / "base" / "rep0" / "final" / "curve.csv").is_file()
+    assert not (out / "s1" / "ds" / "base" / "rep0" / "final" / "model.pt").exists()
+    assert (out / "s1" / "ddpg" / "none" / "rep1" / "winner.json").is_file()
+    summary = _summary(tree)
+    ref = load_reference(out.parent)
+    got = ref[(ref["setting"] == "s1") & (ref["method"] == "ds") & (ref["reg"] == "base")
+              & (ref["metric"] == "test_loss")]
+    want = summary[(summary["setting"] == "s1") & (summary["method"] == "ds")
+                   & (summary["reg"] == "base")]["test_loss"].mean()
+    assert list(got["run"]) == ["r1"] and got["mean"].iloc[0] == pytest.approx(want)
+    assert got["n_reps"].iloc[0] == 2
+    assert load_reference(tmp_path / "nowhere").empty

@@ -8,6 +8,7 @@ Examples::
     deepstock report figures --results results --summary results/summary.csv \\
         --reported paper/reported.yaml --out figures
     deepstock report notebook --source paper/replication.py --out results/report
+    deepstock report export --results results --out paper/reference-runs/my-run
 """
 
 from __future__ import annotations
@@ -69,6 +70,16 @@ def register(subparsers) -> None:
     n.add_argument("--reported", default=DEFAULT_REPORTED)
     n.add_argument("--timeout", type=int, default=600, help="seconds per cell")
     n.set_defaults(func=run_notebook)
+
+    e = sub.add_parser("export", help="a results tree's small files -> a reference-run folder",
+                       description="Copy winner.json, stage tables and the reported run's curve "
+                       "of every tuned cell, and the summary, without weights (the report shows "
+                       "paper/reference-runs/*/ beside the paper and your run).")
+    e.add_argument("--results", default="results")
+    e.add_argument("--out", required=True, help="e.g. paper/reference-runs/NAME")
+    e.add_argument("--reported", default=DEFAULT_REPORTED)
+    e.add_argument("--ar1-gap-reference", default="ds_on_test", choices=AR1_REFERENCES)
+    e.set_defaults(func=run_export)
     p.set_defaults(func=lambda args: _help(p))
 
 
@@ -136,4 +147,13 @@ def run_notebook(args: argparse.Namespace) -> int:
         logs=args.logs, reported=args.reported, timeout=args.timeout,
     )
     print(f"report: {len(paths)} files -> {args.out}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from deepstock.reports.reference import export_reference
+
+    reported = _reported(args.reported, required=args.ar1_gap_reference == "paper")
+    paths = export_reference(args.results, args.out, reported, args.ar1_gap_reference)
+    print(f"reference run: {len(paths)} files -> {args.out}")
     return 0
