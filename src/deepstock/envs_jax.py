@@ -162,10 +162,11 @@ def step(spec: EnvSpec, data: EnvData, state: EnvState, action: jax.Array):
     pipe = [state.pipe[:, i] for i in range(L + 1)]
     pipe, c1, n1 = _days(spec, data, state.row, pipe, t, R, q, window)
     t_new = t + R
-    _, c2, n2 = _days(spec, data, state.row, pipe, t_new, L, None, window)
+    ahead, c2, n2 = _days(spec, data, state.row, pipe, t_new, L, None, window)
     total, days = c1 + c2, n1 + n2
     reward = jnp.where(days > 0, -total / jnp.maximum(days, 1), 0.0)
     terminated = (t_new >= spec.T) | (t_new + L >= spec.T)
+    pipe = [jnp.where(terminated, a, b) for a, b in zip(ahead, pipe, strict=True)]
     cost_total = state.cost_total + total
     new = EnvState(state.row, t_new, jnp.stack(pipe, 1), cost_total)
     info = {"order": q, "cost": total,

@@ -31,8 +31,8 @@ rule tune:
 
 
 rule figure3_run:
-    # Figure 3: DDPG on Setting 1 re-trained at the winner's reported seed with the critic log,
-    # on sb3 whatever backend tuned it (the critic log is an sb3 option).
+    # Figure 3: DDPG on Setting 1 re-trained from the winner (its hyper-parameters, reported
+    # seed and backend: --from-winner) with the critic log, which both DDPG backends write.
     input:
         data="results/data/s1.npz",
         winner=figure3_winner,
@@ -50,4 +50,4 @@ rule figure3_run:
         timing_path("figure3_run", "{reg}")
     shell:
         "deepstock train s1 --method ddpg --reg {wildcards.reg} --from-winner {input.winner} "
-        "--backend sb3 --log-critic --device cpu --data {input.data} --out {params.out} > {log} 2>&1"
+        "--log-critic --device cpu --data {input.data} --out {params.out} > {log} 2>&1"
