@@ -30,10 +30,12 @@ outside our interval does not by itself contradict the paper. With few seeds per
 tiny/quick scales run 2) the bootstrap distribution has few distinct values and the percentile
 interval under-covers; at the paper's 5 seeds it is still coarse.
 
-**Degenerate inputs.** A stratum with a single seed, or whose reported quantity is equal for
-every seed, is a constant (not resampled); when every stratum is constant the interval is the
-point, [θ, θ]. A stratum without seeds (no ``stage2.csv`` collected) or with a non-finite value
-gives NaN. None of these calls scipy, so none of them warns.
+**Degenerate inputs.** A stratum whose reported quantity is equal for every seed is a constant
+(not resampled); when every stratum is constant the interval is the point, [θ, θ]. A stratum
+with a single seed carries no seed noise to resample — a zero-width interval would claim a
+certainty one run cannot give — so it gives NaN ("no interval"), like a stratum without seeds
+(no ``stage2.csv`` collected) or with a non-finite value. None of these calls scipy, so none of
+them warns.
 """
 
 from __future__ import annotations
@@ -145,13 +147,13 @@ def stratified_interval(terms: Sequence[tuple[float, SeedRuns]], what: str = "te
     const, varying = 0.0, []
     for w, runs in terms:
         values = runs.values(what)
-        if not len(runs) or not np.isfinite(values).all() or not np.isfinite(runs.val).all():
+        if len(runs) < 2 or not np.isfinite(values).all() or not np.isfinite(runs.val).all():
             return NAN
         if w == 0:
             continue
         order = runs.order()
         ordered = values[order]  # q of the seeds in (val, seed) order
-        if len(runs) == 1 or (ordered == ordered[0]).all():
+        if (ordered == ordered[0]).all():
             const += w * float(ordered[0])
             continue
         rank = np.empty(len(runs), dtype=np.intp)
