@@ -51,8 +51,8 @@ def scale_banner(summary: pd.DataFrame) -> str:
     if scales == ["quick"]:
         return (
             f"> **Scale quick: the paper's training, NOT its search.** Each cell trains its default "
-            f"hyper-parameters (the authors' Setting 1 winners) at the paper's full budgets, at "
-            f"2 seeds, without tuning ({counts}). Setting 1's losses are those of the authors' "
+            f"hyper-parameters (the authors' Setting 1 winners) at the paper's full budgets, "
+            f"at 2 seeds, without tuning ({counts}). Setting 1's losses are those of the authors' "
             "winners; claims about tuning (Figure 2, Base vs None after a search, the spread "
             "over repetitions) are not tested here — only a `paper`-scale run can confirm or "
             "refute them (docs/scales.md)."
