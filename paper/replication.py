@@ -346,7 +346,7 @@ display(Markdown(
     f"**{sum(c.reproduced for c in decided)} of {len(decided)} decidable takeaways reproduced** "
     f"({len(claims) - len(decided)} not decidable with the runs present); "
     f"{sum(c.beyond_noise for c in noisy)} of the {len(noisy)} with a 95% interval reproduced "
-    "beyond the seed noise. " + banner
+    "beyond the seed noise.\n\n" + banner
 ))
 
 # %% [markdown]
