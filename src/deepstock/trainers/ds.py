@@ -117,6 +117,61 @@ class _Problem:
         return trajectory_loss(ro, self.loss, self.lost_sales).mean()
 
 
+class _Agent:
+    """The state of one DS run: network, Adam, ReduceLROnPlateau, the run's own shuffling
+    generator, best-val checkpoint and the stopping rule. :func:`train_ds` drives one agent;
+    :mod:`deepstock.trainers.ds_population` drives a vmapped group of them."""
+
+    def __init__(self, problem: _Problem, cfg: dict, seed: int, dev: str) -> None:
+        seed_everything(seed, threads=1 if dev == "cpu" else None)
+        self.cfg, self.seed = cfg, int(seed)
+        self.net = problem.network(cfg, dev)
+        self.named = dict(self.net.named_parameters())
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=float(cfg["learning_rate"]))
+        self.sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.opt, mode="min", factor=float(cfg["scheduler_factor"]),
+            patience=int(cfg["plateau_patience"]),
+        )
+        self.gen = torch.Generator().manual_seed(self.seed)
+        self.best_val, self.best_state, self.bad, self.skipped = math.inf, None, 0, 0
+        self.history: list[dict] = []
+        self.batch_losses: list[float] = []
+        self.active = int(cfg["epochs"]) > 0
+
+    def batches(self, n: int) -> tuple[torch.Tensor, ...]:
+        """This epoch's shuffled mini-batches of the ``n`` training rows (partial last kept)."""
+        self.batch_losses = []
+        return torch.randperm(n, generator=self.gen).split(int(self.cfg["batch_size"]))
+
+    def step(self, loss: float) -> None:
+        """Clip the gradient already in ``net`` and take the Adam step."""
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), float(self.cfg["grad_clip"]))
+        self.opt.step()
+        self.batch_losses.append(loss)
+
+    def end_epoch(self, epoch: int, train_loss: float, val_loss: float) -> None:
+        """Scheduler step, best-val checkpoint, history row and the stopping rule."""
+        lr = self.opt.param_groups[0]["lr"]
+        self.sched.step(val_loss)
+        if val_loss < self.best_val:  # strict improvement; NaN never improves
+            self.best_val, self.bad = val_loss, 0
+            self.best_state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+        else:
+            self.bad += 1
+        self.history.append({
+            "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr,
+            "batch_loss": float(np.mean(self.batch_losses)) if self.batch_losses else math.nan,
+            "skipped_steps": self.skipped,
+        })
+        self.active = (self.bad < int(self.cfg["patience_epochs"])
+                       and epoch < int(self.cfg["epochs"]))
+
+    def result(self, dataset: Dataset, reg: str, problem: _Problem, dev: str,
+               t0: float) -> TrainResult:
+        return _result(dataset, reg, self.seed, self.cfg, problem, self.net, self.best_state,
+                       self.history, self.skipped, dev, t0)
+
+
 def train_ds(
     dataset: Dataset,
     reg: str,
@@ -129,73 +184,42 @@ def train_ds(
 ) -> TrainResult:
     """Train a DS policy (spec §7.5); see the module docstring for the exact loop."""
     t0 = time.perf_counter()
-    regz = get_regularization(reg)
     cfg = _config(hparams, options)
     dev = resolve_device(device)
-    seed_everything(seed, threads=1 if dev == "cpu" else None)
-    st = dataset.setting
-    problem = _Problem.build(dataset, regz, cfg, dev)
-    train_t, val_t = problem.train, problem.val
-    net = problem.network(cfg, dev)
-    policy = TorchPolicy(net, regz, problem.params)
-    opt = torch.optim.Adam(net.parameters(), lr=float(cfg["learning_rate"]))
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        opt, mode="min", factor=float(cfg["scheduler_factor"]),
-        patience=int(cfg["plateau_patience"]),
-    )
-    gen = torch.Generator().manual_seed(int(seed))
-
-    def rollout_loss(rows: dict) -> torch.Tensor:
-        return problem.objective(policy, rows)
+    problem = _Problem.build(dataset, get_regularization(reg), cfg, dev)
+    agent = _Agent(problem, cfg, seed, dev)
+    policy = TorchPolicy(agent.net, problem.regz, problem.params)
 
     def full_loss(split: _SplitTensors) -> float:
         with torch.inference_mode():
-            return float(rollout_loss(split.rows()))
+            return float(problem.objective(policy, split.rows()))
 
-    bs, grad_clip = int(cfg["batch_size"]), float(cfg["grad_clip"])
-    best_val, best_state, bad, skipped = math.inf, None, 0, 0
-    history: list[dict] = []
-    epochs = range(1, int(cfg["epochs"]) + 1)
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        epochs = bar = tqdm(epochs, desc=f"ds-{reg} {st.id}", leave=False)
-    for epoch in epochs:
-        net.train()
-        batch_losses = []
-        for b in torch.randperm(train_t.n, generator=gen).split(bs):
-            loss = rollout_loss(train_t.rows(b.to(dev)))
+        bar = tqdm(total=int(cfg["epochs"]), desc=f"ds-{reg} {dataset.setting.id}", leave=False)
+    epoch = 0
+    while agent.active:
+        epoch += 1
+        agent.net.train()
+        for b in agent.batches(problem.train.n):
+            loss = problem.objective(policy, problem.train.rows(b.to(dev)))
             if not torch.isfinite(loss):
-                skipped += 1
+                agent.skipped += 1
                 continue
-            opt.zero_grad(set_to_none=True)
+            agent.opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
-            opt.step()
-            batch_losses.append(float(loss.detach()))
-        net.eval()
-        train_loss, val_loss = full_loss(train_t), full_loss(val_t)
-        lr = opt.param_groups[0]["lr"]
-        sched.step(val_loss)
-        if val_loss < best_val:  # strict improvement; NaN never improves
-            best_val, bad = val_loss, 0
-            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-        else:
-            bad += 1
-        history.append({
-            "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr,
-            "batch_loss": float(np.mean(batch_losses)) if batch_losses else math.nan,
-            "skipped_steps": skipped,
-        })
+            agent.step(float(loss.detach()))
+        agent.net.eval()
+        agent.end_epoch(epoch, full_loss(problem.train), full_loss(problem.val))
         if bar is not None:
-            bar.set_postfix(val=f"{val_loss:.4f}", best=f"{best_val:.4f}")
-        if bad >= int(cfg["patience_epochs"]):
-            break
+            bar.update()
+            bar.set_postfix(val=f"{agent.history[-1]['val_loss']:.4f}",
+                            best=f"{agent.best_val:.4f}")
     if bar is not None:
         bar.close()
-    return _result(dataset, reg, int(seed), cfg, problem, net, best_state, history, skipped,
-                   dev, t0)
+    return agent.result(dataset, reg, problem, dev, t0)
 
 
 def _result(dataset: Dataset, reg: str, seed: int, cfg: dict, problem: _Problem, net: DSNetwork,

@@ -32,12 +32,10 @@ says how the K agents run:
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from torch.func import functional_call, vmap
 
@@ -46,8 +44,8 @@ from deepstock.errors import ConfigError
 from deepstock.policies import TorchPolicy
 from deepstock.regularizations import get_regularization
 from deepstock.trainers import TrainResult
-from deepstock.trainers.common import group_by_shape, resolve_device, seed_everything
-from deepstock.trainers.ds import _config, _Problem, _result, train_ds
+from deepstock.trainers.common import group_by_shape, resolve_device
+from deepstock.trainers.ds import _Agent, _config, _Problem, train_ds
 
 #: The hyper-parameters that may differ within a vmapped group (per-agent values).
 VALUES = ("learning_rate", "scheduler_factor", "plateau_patience", "patience_epochs", "epochs",
@@ -86,47 +84,6 @@ def train_ds_population(
     return results  # type: ignore[return-value]
 
 
-class _Agent:
-    """One member of a vmapped group: the state ``train_ds`` keeps for its single run."""
-
-    def __init__(self, problem: _Problem, cfg: dict, seed: int, dev: str) -> None:
-        seed_everything(seed, threads=1 if dev == "cpu" else None)
-        self.cfg, self.seed = cfg, seed
-        self.net = problem.network(cfg, dev)
-        self.named = dict(self.net.named_parameters())
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=float(cfg["learning_rate"]))
-        self.sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            self.opt, mode="min", factor=float(cfg["scheduler_factor"]),
-            patience=int(cfg["plateau_patience"]),
-        )
-        self.gen = torch.Generator().manual_seed(seed)
-        self.best_val, self.best_state, self.bad, self.skipped = math.inf, None, 0, 0
-        self.history: list[dict] = []
-        self.batch_losses: list[float] = []
-        self.active = True
-
-    def step(self, loss: float) -> None:
-        """Clip this agent's gradient and take its Adam step (after the shared backward)."""
-        torch.nn.utils.clip_grad_norm_(self.net.parameters(), float(self.cfg["grad_clip"]))
-        self.opt.step()
-        self.batch_losses.append(loss)
-
-    def end_epoch(self, epoch: int, train_loss: float, val_loss: float) -> None:
-        """Scheduler, best-val checkpoint, history row and stopping rule of ``train_ds``."""
-        lr = self.opt.param_groups[0]["lr"]
-        self.sched.step(val_loss)
-        if val_loss < self.best_val:  # strict improvement; NaN never improves
-            self.best_val, self.bad = val_loss, 0
-            self.best_state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
-        else:
-            self.bad += 1
-        self.history.append({
-            "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "lr": lr,
-            "batch_loss": float(np.mean(self.batch_losses)) if self.batch_losses else math.nan,
-            "skipped_steps": self.skipped,
-        })
-        self.active = self.bad < int(self.cfg["patience_epochs"]) and epoch < int(self.cfg["epochs"])
-
 _ROWS = ("demand", "x", "phi", "z")
 
 
@@ -152,12 +109,9 @@ def _objectives(problem: _Problem, template: torch.nn.Module) -> tuple[Callable,
     return lift(0), lift(None)
 
 
-def _train_epoch(problem: _Problem, agents: list[_Agent], objective: Callable, bs: int,
-                 dev: str) -> None:
+def _train_epoch(problem: _Problem, agents: list[_Agent], objective: Callable, dev: str) -> None:
     """One pass of every agent over its own shuffled mini-batches (one shared backward each)."""
-    batches = [torch.randperm(problem.train.n, generator=a.gen).split(bs) for a in agents]
-    for a in agents:
-        a.batch_losses = []
+    batches = [a.batches(problem.train.n) for a in agents]
     for picks in zip(*batches, strict=True):
         losses = objective(_stacked(agents), problem.train.rows(torch.stack(picks).to(dev)))
         finite = torch.isfinite(losses)
@@ -189,7 +143,7 @@ def _train_group(dataset: Dataset, reg: str, configs: list[dict], seeds: list[in
     while any(a.active for a in agents):
         epoch += 1
         active = [a for a in agents if a.active]
-        _train_epoch(problem, active, on_batches, int(configs[0]["batch_size"]), dev)
+        _train_epoch(problem, active, on_batches, dev)
         with torch.inference_mode():
             params = _stacked(active)
             train = on_split(params, problem.train.rows()).tolist()
@@ -201,5 +155,4 @@ def _train_group(dataset: Dataset, reg: str, configs: list[dict], seeds: list[in
             bar.set_postfix(active=sum(a.active for a in agents))
     if bar is not None:
         bar.close()
-    return [_result(dataset, reg, a.seed, a.cfg, problem, a.net, a.best_state, a.history,
-                    a.skipped, dev, t0) for a in agents]
+    return [a.result(dataset, reg, problem, dev, t0) for a in agents]
