@@ -243,19 +243,32 @@ def _s4(n: int, t: int) -> tuple[str, str, str]:
 
 def figure4_trends(summary: pd.DataFrame) -> list[Claim]:
     """Takeaway (4): Table 9 / Figure 4 trends (spec §9.2)."""
-    gap, val, loss = _t9(summary, "test_gap"), _t9(summary, "val_gap"), _t9(summary, "test_loss")
+    t9 = {k: _t9(summary, k) for k in ("test_gap", "val_gap", "test_loss")}
+    return [_n5_gap_claim(summary, t9), _larger_n_claim(summary, t9),
+            _no_convergence_claim(summary, t9), _overfit_claim(summary, t9)]
+
+
+def _last_gap_intervals(summary: pd.DataFrame) -> dict[int, Interval]:
+    """95% intervals of each N's test gap at the longest horizon."""
     t_last = TABLE9_T[-1]
-    last_iv = {n: gap_interval(cell_interval(summary, _s4(n, t_last)),
-                               cell_lstar(summary, _s4(n, t_last))) for n in TABLE9_N}
-    out = []
-    g = gap[5][-1]
+    return {n: gap_interval(cell_interval(summary, _s4(n, t_last)),
+                            cell_lstar(summary, _s4(n, t_last))) for n in TABLE9_N}
+
+
+def _n5_gap_claim(summary: pd.DataFrame, t9: dict) -> Claim:
+    iv = _last_gap_intervals(summary)[5]
+    g = t9["test_gap"][5][-1]
     ok = None if math.isnan(g) else bool(g > LARGE_GAP)
-    out.append(Claim("n5_gap_t131",
-                     f"N = 5: the test gap is still large (> {LARGE_GAP:.0f}%) at T = 131", "8.33%",
-                     "not run" if math.isnan(g) else f"{g:.2f}%", ok,
-                     f"reproduced if the N = 5, T = 131 test gap exceeds {LARGE_GAP:.0f}%; beyond "
-                     f"the noise if its 95% interval {_gap_text(last_iv[5])} lies above "
-                     f"{LARGE_GAP:.0f}%", _beyond(ok, [last_iv[5].above(LARGE_GAP)])))
+    return Claim("n5_gap_t131",
+                 f"N = 5: the test gap is still large (> {LARGE_GAP:.0f}%) at T = 131", "8.33%",
+                 "not run" if math.isnan(g) else f"{g:.2f}%", ok,
+                 f"reproduced if the N = 5, T = 131 test gap exceeds {LARGE_GAP:.0f}%; beyond "
+                 f"the noise if its 95% interval {_gap_text(iv)} lies above "
+                 f"{LARGE_GAP:.0f}%", _beyond(ok, [iv.above(LARGE_GAP)]))
+
+
+def _larger_n_claim(summary: pd.DataFrame, t9: dict) -> Claim:
+    loss = t9["test_loss"]
     cols = [j for j in range(len(TABLE9_T)) if all(np.isfinite(loss[n][j]) for n in TABLE9_N)]
     mono = [j for j in cols if loss[5][j] > loss[10][j] > loss[20][j]]
     means = {n: float(np.nanmean(loss[n][cols])) if cols else math.nan for n in TABLE9_N}
@@ -265,27 +278,34 @@ def figure4_trends(summary: pd.DataFrame) -> list[Claim]:
         w = {**{_s4(a, TABLE9_T[j]): 1 / len(cols) for j in cols},
              **{_s4(b, TABLE9_T[j]): -1 / len(cols) for j in cols}} if cols else {}
         steps[(a, b)] = contrast(summary, w) if w else NAN
-    out.append(Claim("larger_n_lower_loss", "Larger N lowers the test loss overall",
-                     "5 of 5 horizons: N=5 > N=10 > N=20",
-                     f"{len(mono)} of {len(cols)} horizons strictly decreasing in N; mean over "
-                     f"those horizons " + ", ".join(f"N={n}: {means[n]:.4f}" for n in TABLE9_N),
-                     ok, "reproduced if the mean test loss over complete horizons decreases in N; "
-                     "beyond the noise if the 95% interval of each consecutive difference of "
-                     "those means lies above 0: " + ", ".join(
-                         f"N={a} - N={b} {_loss_text(iv)}" for (a, b), iv in steps.items()),
-                     _beyond(ok, [iv.above(0) for iv in steps.values()])))
-    last = {n: gap[n][-1] for n in TABLE9_N}
-    have = {n: v for n, v in last.items() if np.isfinite(v)}
+    return Claim("larger_n_lower_loss", "Larger N lowers the test loss overall",
+                 "5 of 5 horizons: N=5 > N=10 > N=20",
+                 f"{len(mono)} of {len(cols)} horizons strictly decreasing in N; mean over "
+                 f"those horizons " + ", ".join(f"N={n}: {means[n]:.4f}" for n in TABLE9_N),
+                 ok, "reproduced if the mean test loss over complete horizons decreases in N; "
+                 "beyond the noise if the 95% interval of each consecutive difference of "
+                 "those means lies above 0: " + ", ".join(
+                     f"N={a} - N={b} {_loss_text(iv)}" for (a, b), iv in steps.items()),
+                 _beyond(ok, [iv.above(0) for iv in steps.values()]))
+
+
+def _no_convergence_claim(summary: pd.DataFrame, t9: dict) -> Claim:
+    last_iv = _last_gap_intervals(summary)
+    have = {n: t9["test_gap"][n][-1] for n in TABLE9_N if np.isfinite(t9["test_gap"][n][-1])}
     ok = None if len(have) < 3 else bool(all(v > CONVERGED_GAP for v in have.values()))
-    out.append(Claim("no_convergence",
-                     f"No convergence in T: every N's test gap stays above {CONVERGED_GAP:.0f}% "
-                     "at T = 131",
-                     "T=131 test gaps 8.33 / 3.31 / 1.79% for N = 5 / 10 / 20",
-                     ", ".join(f"N={n}: {v:.2f}%" for n, v in have.items()) or "not run", ok,
-                     f"reproduced if every N's test gap at T = 131 exceeds {CONVERGED_GAP:.0f}%; "
-                     f"beyond the noise if every 95% interval lies above {CONVERGED_GAP:.0f}%: "
-                     + ", ".join(f"N={n} {_gap_text(iv)}" for n, iv in last_iv.items()),
-                     _beyond(ok, [iv.above(CONVERGED_GAP) for iv in last_iv.values()])))
+    return Claim("no_convergence",
+                 f"No convergence in T: every N's test gap stays above {CONVERGED_GAP:.0f}% "
+                 "at T = 131",
+                 "T=131 test gaps 8.33 / 3.31 / 1.79% for N = 5 / 10 / 20",
+                 ", ".join(f"N={n}: {v:.2f}%" for n, v in have.items()) or "not run", ok,
+                 f"reproduced if every N's test gap at T = 131 exceeds {CONVERGED_GAP:.0f}%; "
+                 f"beyond the noise if every 95% interval lies above {CONVERGED_GAP:.0f}%: "
+                 + ", ".join(f"N={n} {_gap_text(iv)}" for n, iv in last_iv.items()),
+                 _beyond(ok, [iv.above(CONVERGED_GAP) for iv in last_iv.values()]))
+
+
+def _overfit_claim(summary: pd.DataFrame, t9: dict) -> Claim:
+    gap, val = t9["test_gap"], t9["val_gap"]
     diff = {n: float(np.nanmean(gap[n] - val[n])) if np.isfinite(gap[n] - val[n]).any()
             else math.nan for n in TABLE9_N}
     have = {n: v for n, v in diff.items() if math.isfinite(v)}
@@ -300,17 +320,15 @@ def figure4_trends(summary: pd.DataFrame) -> list[Claim]:
     for n in (10, 20):
         w = {**weights[5], **{c: -v for c, v in weights[n].items()}}
         finite = w and all(math.isfinite(v) for v in w.values())
-        spread[n] = (contrast(summary, w, "test-val") if finite
-                     else NAN)
-    out.append(Claim("few_samples_overfit", "Few samples: large validation-test gap",
-                     "mean (test gap - val gap) over T: N=5: 24.5, N=10: 12.7, N=20: 13.6",
-                     ", ".join(f"N={n}: {v:.1f}" for n, v in have.items()) or "not run", ok,
-                     "reproduced if N = 5 has the strictly largest mean (test gap - val gap) "
-                     "over T; beyond the noise if the 95% intervals of N=5's minus each other N's "
-                     "lie above 0: " + ", ".join(
-                         f"N=5 - N={n} {iv.text(2)}" for n, iv in spread.items()),
-                     _beyond(ok, [iv.above(0) for iv in spread.values()])))
-    return out
+        spread[n] = contrast(summary, w, "test-val") if finite else NAN
+    return Claim("few_samples_overfit", "Few samples: large validation-test gap",
+                 "mean (test gap - val gap) over T: N=5: 24.5, N=10: 12.7, N=20: 13.6",
+                 ", ".join(f"N={n}: {v:.1f}" for n, v in have.items()) or "not run", ok,
+                 "reproduced if N = 5 has the strictly largest mean (test gap - val gap) "
+                 "over T; beyond the noise if the 95% intervals of N=5's minus each other N's "
+                 "lie above 0: " + ", ".join(
+                     f"N=5 - N={n} {iv.text(2)}" for n, iv in spread.items()),
+                 _beyond(ok, [iv.above(0) for iv in spread.values()]))
 
 
 def figure3_claims(stats: dict) -> list[Claim]:
