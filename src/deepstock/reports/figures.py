@@ -275,68 +275,86 @@ def figure2(results: Path, summary: pd.DataFrame, reported: dict | None, out: Pa
     Thick lines: pointwise means over repetitions; thin: single repetitions; dashed: DS's final
     tuned val loss (the "surpass" threshold, spec §9.3). The y-range follows the mean curves.
     """
-    from matplotlib.lines import Line2D
-    from matplotlib.ticker import MaxNLocator
-
     _style()
     surpass = surpass if surpass is not None else surpass_table(results, summary, reported)
     regs = _regs(summary)
     fig, axes = plt.subplots(1, len(regs), figsize=(6.5 * len(regs), 4.8), squeeze=False)
     for ax, reg in zip(axes[0], regs, strict=True):
-        drawn, vals, n_max = False, [], 0
-        for method in METHODS:
-            curves = stage1_curves(results, "s1", method, reg)
-            if not curves:
-                continue
-            drawn = True
-            color = METHOD_COLORS[method]
-            for c in curves.values():
-                _steps(ax, c, color=color, alpha=0.25, lw=0.8)
-                vals.append(float(np.nanmin(np.where(np.isfinite(c), c, np.nan))))
-            mc = mean_curve(list(curves.values()))
-            n_max = max(n_max, len(mc))
-            vals.extend(mc[np.isfinite(mc)].tolist())
-            _steps(ax, mc, color=color, lw=2,
-                   label=f"{METHOD_LABELS[method]}-{reg_label(reg)} (mean of {len(curves)})")
-        ds = summary[(summary["setting"] == "s1") & (summary["method"] == "ds")
-                     & (summary["reg"] == reg)] if len(summary) else summary
-        if len(ds):
-            v = float(pd.to_numeric(ds["val_loss"], errors="coerce").mean())
-            if math.isfinite(v):
-                vals.append(v)
-                ax.axhline(v, color=METHOD_COLORS["ds"], ls="--", lw=1.4,
-                           label=f"DS-{reg_label(reg)} final tuned val loss ({v:.4f})")
-        lines = []
-        for method in ("ddpg", "ppo"):
-            r = surpass[(surpass["method"] == method) & (surpass["reg"] == reg)
-                        & (surpass["kind"] == "mean")]
-            ours = r["label"].iloc[0] if len(r) else "not run"
-            p = r["paper"].iloc[0] if len(r) else None
-            p = "?" if p is None or pd.isna(p) else int(p)
-            lines.append(f"{METHOD_LABELS[method]}: {ours} (paper {p})")
-        ax.text(0.98, 0.97, "configs to surpass DS\n" + "\n".join(lines), transform=ax.transAxes,
-                ha="right", va="top", fontsize=10,
-                bbox={"boxstyle": "round", "fc": "white", "ec": "0.7", "alpha": 0.9})
-        ax.set_title(f"Setting 1, regularization {reg_label(reg)}")
-        ax.set_xlabel("stage-1 trial (suggestion order)")
-        ax.set_ylabel("best-so-far validation loss")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        if n_max:
-            ax.set_xlim(0.5, n_max + 0.5)
-        vals = [v for v in vals if math.isfinite(v)]
-        if vals:
-            _loss_axis(ax, min(vals), max(vals))
-        if drawn:
-            handles, _ = ax.get_legend_handles_labels()
-            handles.append(Line2D([], [], color="0.5", lw=0.8, alpha=0.6,
-                                  label="single repetitions (thin)"))
-            ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2,
-                      fontsize=9, frameon=False)
-        else:
-            _not_run(ax)
+        _figure2_panel(ax, results, summary, surpass, reg)
     fig.suptitle("Figure 2: best-so-far validation loss during stage-1 tuning (Setting 1)", y=1.02)
     fig.tight_layout()
     return _save(fig, out, "figure2")
+
+
+def _figure2_panel(ax, results: Path, summary: pd.DataFrame, surpass: pd.DataFrame,
+                   reg: str) -> None:
+    """One regularization: the RL curves, DS's threshold, the surpass counts, the axes."""
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
+    drawn, vals, n_max = False, [], 0
+    for method in METHODS:
+        curves = stage1_curves(results, "s1", method, reg)
+        if not curves:
+            continue
+        drawn = True
+        color = METHOD_COLORS[method]
+        for c in curves.values():
+            _steps(ax, c, color=color, alpha=0.25, lw=0.8)
+            vals.append(float(np.nanmin(np.where(np.isfinite(c), c, np.nan))))
+        mc = mean_curve(list(curves.values()))
+        n_max = max(n_max, len(mc))
+        vals.extend(mc[np.isfinite(mc)].tolist())
+        _steps(ax, mc, color=color, lw=2,
+               label=f"{METHOD_LABELS[method]}-{reg_label(reg)} (mean of {len(curves)})")
+    vals.extend(_ds_threshold(ax, summary, reg))
+    _surpass_box(ax, surpass, reg)
+    ax.set_title(f"Setting 1, regularization {reg_label(reg)}")
+    ax.set_xlabel("stage-1 trial (suggestion order)")
+    ax.set_ylabel("best-so-far validation loss")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if n_max:
+        ax.set_xlim(0.5, n_max + 0.5)
+    vals = [v for v in vals if math.isfinite(v)]
+    if vals:
+        _loss_axis(ax, min(vals), max(vals))
+    if drawn:
+        handles, _ = ax.get_legend_handles_labels()
+        handles.append(Line2D([], [], color="0.5", lw=0.8, alpha=0.6,
+                              label="single repetitions (thin)"))
+        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2,
+                  fontsize=9, frameon=False)
+    else:
+        _not_run(ax)
+
+
+def _ds_threshold(ax, summary: pd.DataFrame, reg: str) -> list[float]:
+    """DS's final tuned val loss in Setting 1 as a dashed line; its value, or nothing."""
+    ds = summary[(summary["setting"] == "s1") & (summary["method"] == "ds")
+                 & (summary["reg"] == reg)] if len(summary) else summary
+    if not len(ds):
+        return []
+    v = float(pd.to_numeric(ds["val_loss"], errors="coerce").mean())
+    if not math.isfinite(v):
+        return []
+    ax.axhline(v, color=METHOD_COLORS["ds"], ls="--", lw=1.4,
+               label=f"DS-{reg_label(reg)} final tuned val loss ({v:.4f})")
+    return [v]
+
+
+def _surpass_box(ax, surpass: pd.DataFrame, reg: str) -> None:
+    """The configurations each RL method needed to surpass DS, ours and the paper's."""
+    lines = []
+    for method in ("ddpg", "ppo"):
+        r = surpass[(surpass["method"] == method) & (surpass["reg"] == reg)
+                    & (surpass["kind"] == "mean")]
+        ours = r["label"].iloc[0] if len(r) else "not run"
+        p = r["paper"].iloc[0] if len(r) else None
+        p = "?" if p is None or pd.isna(p) else int(p)
+        lines.append(f"{METHOD_LABELS[method]}: {ours} (paper {p})")
+    ax.text(0.98, 0.97, "configs to surpass DS\n" + "\n".join(lines), transform=ax.transAxes,
+            ha="right", va="top", fontsize=10,
+            bbox={"boxstyle": "round", "fc": "white", "ec": "0.7", "alpha": 0.9})
 
 
 # ----------------------------------------------------------------------------- Figure 3
