@@ -340,6 +340,9 @@ IID_T: tuple[int, ...] = tuple(3 + 2 * h for h in IID_H)
 TABLE9_CELL = ("ds", "base")
 #: The paper's Tables 6-8 columns, in its order; other regularizations follow them.
 PAPER_REGS: tuple[str, ...] = ("none", "base")
+#: The paper's methods (Tables 6-8), and the RL ones whose search Figure 2 measures against DS.
+PAPER_METHODS: tuple[str, ...] = ("ddpg", "ppo", "ds")
+PAPER_RL: tuple[str, ...] = ("ddpg", "ppo")
 
 
 def iid_setting_id(n: int, t: int) -> str:

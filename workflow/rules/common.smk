@@ -41,7 +41,7 @@ DS_ON_TEST_FILES = (
     if config["benchmarks"].get("ar1_ds_on_test", True)
     else []
 )
-FIG3_REGS = [r for r in ("none", "base") if "s1" in SETTINGS and "ddpg" in config["methods"]]
+FIG3_REGS = [r for r in registry.PAPER_REGS if "s1" in SETTINGS and "ddpg" in config["methods"]]
 
 
 def tune_flags():

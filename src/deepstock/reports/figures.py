@@ -214,7 +214,7 @@ def surpass_table(results: Path, summary: pd.DataFrame, reported: dict | None,
             if len(ds_reg) else math.nan
         ds_by_rep = {int(r): float(v) for r, v in zip(ds_reg.get("repetition", []),
                                                        ds_reg.get("val_loss", []), strict=True)}
-        for method in ("ddpg", "ppo"):
+        for method in registry.PAPER_RL:
             curves = stage1_curves(results, setting, method, reg)
             base = dict(setting=setting, method=method, reg=reg, paper=paper.get((method, reg)))
             if curves:
@@ -345,7 +345,7 @@ def _ds_threshold(ax, summary: pd.DataFrame, reg: str) -> list[float]:
 def _surpass_box(ax, surpass: pd.DataFrame, reg: str) -> None:
     """The configurations each RL method needed to surpass DS, ours and the paper's."""
     lines = []
-    for method in ("ddpg", "ppo"):
+    for method in registry.PAPER_RL:
         r = surpass[(surpass["method"] == method) & (surpass["reg"] == reg)
                     & (surpass["kind"] == "mean")]
         ours = r["label"].iloc[0] if len(r) else "not run"

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from deepstock.registry import PAPER_METHODS, PAPER_REGS, PAPER_RL
 from deepstock.reports.intervals import (
     NAN,
     Interval,
@@ -102,7 +103,7 @@ def base_improves_test(summary: pd.DataFrame) -> Claim:
     test = mean_by_cell(summary, "test_loss")
     better, done, worse, clear, ivs, missing = [], 0, [], [], [], False
     for s in ("s1", "s2", "s3"):
-        for m in ("ddpg", "ppo", "ds"):
+        for m in PAPER_METHODS:
             a, b = test.get((s, m, "none")), test.get((s, m, "base"))
             if a is None or b is None:
                 continue
@@ -135,9 +136,9 @@ def surpass_counts(surpass: pd.DataFrame) -> Claim:
     """Takeaway (2): Base reduces the configurations DDPG and PPO need to surpass DS (Figure 2)."""
     mean = surpass[surpass["kind"] == "mean"] if len(surpass) else surpass
     parts, verdicts = [], []
-    for m in ("ddpg", "ppo"):
+    for m in PAPER_RL:
         got = {}
-        for reg in ("none", "base"):
+        for reg in PAPER_REGS:
             r = mean[(mean["method"] == m) & (mean["reg"] == reg)] if len(mean) else mean
             if len(r) and r["label"].iloc[0] not in ("not run", "no DS"):
                 k = r["configs_to_surpass"].iloc[0]
@@ -195,7 +196,7 @@ def _s3_ds_vs_ddpg(summary: pd.DataFrame) -> Claim:
 
 def _s3_ranking(summary: pd.DataFrame) -> Claim:
     test = mean_by_cell(summary, "test_gap")
-    cells = {(m, r): test.get(("s3", m, r)) for m in ("ddpg", "ppo", "ds") for r in ("none", "base")}
+    cells = {(m, r): test.get(("s3", m, r)) for m in PAPER_METHODS for r in PAPER_REGS}
     have = {k: v for k, v in cells.items() if v is not None}
     pairs = [(("ddpg", "base"), k) for k in cells if k != ("ddpg", "base")]
     pairs += [(("ds", "none"), ("ddpg", "none")), (("ds", "none"), ("ppo", "none"))]
@@ -204,7 +205,7 @@ def _s3_ranking(summary: pd.DataFrame) -> Claim:
         best = min(have, key=have.get)
         best_none = min((k for k in have if k[1] == "none"), key=have.get)
         ddpg_best = all(have[("ddpg", "base")] < v for k, v in have.items() if k != ("ddpg", "base"))
-        ds_best_none = all(have[("ds", "none")] < have[(m, "none")] for m in ("ddpg", "ppo"))
+        ds_best_none = all(have[("ds", "none")] < have[(m, "none")] for m in PAPER_RL)
         ok: bool | None = ddpg_best and ds_best_none
         ours = (f"best overall {METHOD_LABELS[best[0]]}-{best[1].title()} ({have[best]:.2f}%), "
                 f"best without regularization {METHOD_LABELS[best_none[0]]} "

@@ -47,7 +47,7 @@ from deepstock.envs import InventoryEnv, network_policy, rl_context, simulate_sp
 from deepstock.errors import ConfigError
 from deepstock.evaluation import evaluate_policy
 from deepstock.losses import LossConfig, trajectory_loss
-from deepstock.registry import check_complete, method_device
+from deepstock.registry import check_complete, get_method, method_device
 from deepstock.regularizations import RegularizationParams, get_regularization
 from deepstock.trainers import TrainResult
 from deepstock.trainers.common import NoImprovementStopper, seed_everything
@@ -247,8 +247,8 @@ class SB3Setup:
 def build_model(method: str, dataset: Dataset, reg: str, hparams: dict, seed: int, *,
                 device: str = "cpu", log_critic: bool = False, **options: Any) -> SB3Setup:
     """Seed, build the env and the SB3 model (spec §7.4) and apply the initial action bias."""
-    if method not in ("ddpg", "ppo"):
-        raise ConfigError(f"unknown SB3 method {method!r}; expected ddpg or ppo")
+    if "sb3" not in get_method(method).backends:
+        raise ConfigError(f"method {method!r} has no SB3 backend")
     cfg = _config(method, hparams, options)
     dev = method_device(method, device, "sb3")
     seed_everything(seed, threads=1)
