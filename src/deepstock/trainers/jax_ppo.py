@@ -240,15 +240,17 @@ def train(shape: Shape, agent: dict, hp: dict, s) -> dict:
 def run_iterations(shape: Shape, agent: dict, hp: dict, data: envs_jax.EnvData, s0, c,
                    train_first) -> dict:
     """One agent: train the pending rollout (ending at step s0) if ``train_first``, then c - 1
-    iterations of collect + train, then collect the c-th rollout (left pending)."""
-    agent = jax.lax.cond(train_first, lambda a: train(shape, a, hp, s0), lambda a: a, agent)
+    iterations of collect + train, then collect the c-th rollout (left pending). The loop body
+    holds one ``train`` and one ``collect`` (iteration i trains the rollout ending at
+    s0 + i n_steps, then collects), so each is compiled once."""
 
     def body(i, agent):
-        agent = collect(shape, data, agent)
-        s = s0 + (i + 1) * shape.n_steps
-        return jax.lax.cond(i < c - 1, lambda a: train(shape, a, hp, s), lambda a: a, agent)
+        s = s0 + i * shape.n_steps
+        agent = jax.lax.cond((i > 0) | train_first, lambda a: train(shape, a, hp, s),
+                             lambda a: a, agent)
+        return jax.lax.cond(i < c, lambda a: collect(shape, data, a), lambda a: a, agent)
 
-    return jax.lax.fori_loop(0, c, body, agent)
+    return jax.lax.fori_loop(0, jnp.maximum(c, 1), body, agent)
 
 
 def advance_population(shape: Shape, agents: dict, hp: dict, data: envs_jax.EnvData, s0, c,
