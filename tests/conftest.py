@@ -12,6 +12,18 @@ torch.set_num_threads(1)
 
 import pytest  # noqa: E402
 
+_CORES = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+
+
+@pytest.fixture(autouse=True)
+def _every_core_after_a_jax_test():
+    """A JAX training pins its process to one core (deepstock.jaxrt); give the worker its cores
+    back after each test, so the subprocesses later tests start (CLI, Snakemake) keep them. The
+    next JAX training pins to the same claimed core again."""
+    yield
+    if _CORES is not None and os.sched_getaffinity(0) != _CORES:
+        os.sched_setaffinity(0, _CORES)
+
 
 @pytest.fixture
 def failing_trials(monkeypatch):

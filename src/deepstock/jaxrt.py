@@ -1,8 +1,19 @@
 """JAX runtime settings of the compiled RL backend, applied once before JAX is first used.
 
-- **One XLA CPU thread per process** (``--xla_cpu_multi_thread_eigen=false
-  intra_op_parallelism_threads=1``, appended to the user's ``XLA_FLAGS``): the RL networks are
-  small, one thread is fastest per core, and several threads have deadlocked vmapped PPO.
+- **One core per process** (``$DEEPSTOCK_JAX_CORE``): XLA's CPU runtime splits work over as many
+  threads as the process may use cores, and the split changes float32 rounding, so the same
+  seed trains a different agent on 1 and on 2 visible cores (PPO-Base, Setting 1, seed 42: test
+  0.8926 vs 0.8942 at the full budget). XLA ignores ``intra_op_parallelism_threads`` (still
+  set, with ``--xla_cpu_multi_thread_eigen=false``), so before JAX starts this module pins the
+  process to one core of those it may use: the first that no other deepstock JAX process holds
+  (an ``flock`` on ``{tmp}/deepstock-cores-{uid}/core-N.lock``, released when the process
+  ends), else one by process id. Every JAX process then computes as on one core — the same
+  bits on a laptop, a 16-core node or under Ray — and one thread is the fastest per core for
+  these small networks (several threads have also deadlocked vmapped PPO). ``auto`` (default)
+  does this, ``N`` pins to core N, ``off`` leaves the affinity alone. What counts is the
+  affinity when XLA runs a program, so :func:`setup` pins (trainers call it before building
+  programs), not the import: a process that only imports JAX — a Ray driver, say — keeps its
+  cores, and so do the workers it starts.
 - **Persistent compilation cache** in ``$DEEPSTOCK_JAX_CACHE`` (default
   ``~/.cache/deepstock/jax``; ``off`` disables it): a second process that builds the same
   program loads it instead of compiling (``jax_compilation_cache_dir``, every entry kept).
@@ -16,7 +27,9 @@ computation, so this module is imported by :mod:`deepstock.envs_jax` and the tra
 
 from __future__ import annotations
 
+import fcntl
 import os
+import tempfile
 from pathlib import Path
 
 import jax
@@ -25,12 +38,51 @@ from deepstock.errors import ConfigError
 
 _CPU_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 CACHE_ENV = "DEEPSTOCK_JAX_CACHE"
+CORE_ENV = "DEEPSTOCK_JAX_CORE"
+_HELD: list[int] = []  # the open lock file of the claimed core (kept for the process lifetime)
+#: The cores this process could use when it imported this module (before any pin).
+ALLOWED: frozenset[int] = frozenset(os.sched_getaffinity(0)) if hasattr(
+    os, "sched_getaffinity") else frozenset()
+_CORE: list[int] = []  # the core this process claimed (once)
 
 
 def _set_flags() -> None:
     flags = os.environ.get("XLA_FLAGS", "")
     if "xla_cpu_multi_thread_eigen" not in flags:
         os.environ["XLA_FLAGS"] = f"{flags} {_CPU_FLAGS}".strip()
+
+
+def claim_core(allowed: set[int], lock_dir: Path) -> int:
+    """The first core of ``allowed`` whose lock file this call can ``flock``, the lock kept
+    held; when every core is held, one chosen by process id."""
+    cores = sorted(allowed)
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    for core in cores:
+        fd = os.open(lock_dir / f"core-{core}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        _HELD.append(fd)
+        return core
+    return cores[os.getpid() % len(cores)]
+
+
+def pin() -> int | None:
+    """Pin this process to its one core (module docstring), claiming it on the first call; the
+    core, or None when ``off``. A one-line ConfigError on a bad ``$DEEPSTOCK_JAX_CORE``."""
+    value = os.environ.get(CORE_ENV, "auto").strip().lower()
+    if value == "off" or not ALLOWED:
+        return None
+    if value != "auto" and (not value.isdigit() or int(value) not in ALLOWED):
+        raise ConfigError(f"{CORE_ENV}={value!r}: expected auto, off or one of the cores this "
+                          f"process may use {sorted(ALLOWED)}")
+    if not _CORE:
+        lock_dir = Path(tempfile.gettempdir()) / f"deepstock-cores-{os.getuid()}"
+        _CORE.append(int(value) if value != "auto" else claim_core(set(ALLOWED), lock_dir))
+    os.sched_setaffinity(0, {_CORE[0]})
+    return _CORE[0]
 
 
 _set_flags()
@@ -47,8 +99,10 @@ def cache_dir() -> Path | None:
 
 
 def setup() -> None:
-    """Enable the persistent compilation cache (once per process)."""
+    """Pin the process to its core (every call) and enable the persistent compilation cache
+    (once per process)."""
     global _DONE
+    pin()
     if _DONE:
         return
     path = cache_dir()

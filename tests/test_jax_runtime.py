@@ -1,0 +1,83 @@
+"""The JAX runtime settings: one core per process, so results do not depend on the machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from deepstock import jaxrt
+from deepstock.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+_PROBE = """
+import json, os
+from tests.test_sb3 import hp, make_dataset
+from deepstock.trainers import jax_ppo
+over = {"total_steps": 4096, "n_steps": 1024, "batch_size": 64, "eval_freq": 1024}
+r = jax_ppo.train_ppo(make_dataset(1), "base", hp("ppo", **over), 42)
+print(json.dumps({"cores": len(os.sched_getaffinity(0)), "test": r.test_loss,
+                  "curve": r.curve["mean_return"].tolist()}))
+"""
+
+
+def _probe(tmp_path: Path, *, core_env: str, one_core: bool) -> dict:
+    env = {**os.environ, jaxrt.CORE_ENV: core_env, jaxrt.CACHE_ENV: str(tmp_path / "cache"),
+           "PYTHONPATH": str(ROOT)}
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.pop(var, None)  # they narrow some of the thread pools, not all of them: the pin alone
+    cores = {min(jaxrt.ALLOWED)} if one_core else set(jaxrt.ALLOWED)
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE], env=env, check=True, capture_output=True, text=True,
+        preexec_fn=lambda: os.sched_setaffinity(0, cores),
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(len(jaxrt.ALLOWED) < 2, reason="needs two cores")
+def test_a_jax_training_gives_the_same_bits_on_one_and_on_two_visible_cores(tmp_path):
+    alone = _probe(tmp_path, core_env="auto", one_core=True)
+    pinned = _probe(tmp_path, core_env="auto", one_core=False)
+    assert alone["cores"] == pinned["cores"] == 1
+    assert pinned["test"] == alone["test"] and pinned["curve"] == alone["curve"]
+    # without the pin XLA splits its work over both cores and rounds differently
+    free = _probe(tmp_path, core_env="off", one_core=False)
+    assert free["cores"] >= 2
+    assert (free["test"], free["curve"]) != (alone["test"], alone["curve"])
+
+
+def test_each_claim_takes_a_core_no_other_holder_has_then_cores_are_shared(tmp_path):
+    held = len(jaxrt._HELD)
+    try:
+        first = jaxrt.claim_core({3, 5}, tmp_path)
+        second = jaxrt.claim_core({3, 5}, tmp_path)
+        assert {first, second} == {3, 5}
+        assert jaxrt.claim_core({3, 5}, tmp_path) in {3, 5}  # all held: one by process id
+        assert len(jaxrt._HELD) == held + 2
+    finally:
+        while len(jaxrt._HELD) > held:
+            os.close(jaxrt._HELD.pop())
+    assert jaxrt.claim_core({3, 5}, tmp_path) == 3  # released with the process's lock files
+    os.close(jaxrt._HELD.pop())
+
+
+@pytest.mark.parametrize("value", ["two", "-1", "99999"])
+def test_a_bad_core_setting_is_a_one_line_error_naming_the_variable(monkeypatch, value):
+    monkeypatch.setenv(jaxrt.CORE_ENV, value)
+    with pytest.raises(ConfigError, match=rf"^{jaxrt.CORE_ENV}=.*expected auto, off or one of"):
+        jaxrt.pin()
+
+
+def test_a_training_pins_its_process_and_a_plain_import_does_not(tmp_path):
+    code = ("import os; from deepstock import jaxrt; a = len(os.sched_getaffinity(0)); "
+            "jaxrt.setup(); print(a, len(os.sched_getaffinity(0)))")
+    env = {**os.environ, jaxrt.CACHE_ENV: "off", "PYTHONPATH": str(ROOT)}
+    env.pop(jaxrt.CORE_ENV, None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True,
+                         text=True, preexec_fn=lambda: os.sched_setaffinity(0, jaxrt.ALLOWED))
+    assert out.stdout.split() == [str(len(jaxrt.ALLOWED)), "1"]
