@@ -125,20 +125,42 @@ def solve_indep_dp(
     forward over the pmf support; a transition leaving [lo, hi] raises DeepstockError, because the
     clamp would then change the answer.
     """
+    pmf, M = _checked_inputs(pmf, L=L, M=M, lo=lo, hi=hi, check_grid=check_grid)
+    grid = np.arange(lo, hi + 1)
+    is_order = order_days(pmf.shape[0], R, L)
+    value, orders, levels = _backward(pmf, R=R, L=L, M=M, lo=lo, hi=hi, loss=loss)
+    base = all(
+        np.array_equal(orders[t], np.clip(levels[t] - grid, 0, M).astype(np.int64))
+        for t in np.flatnonzero(is_order)
+    )
+    sol = IndepDPSolution(lo, hi, M, R, L, value, orders, levels, base)
+    if check_grid:
+        _check_reachable(sol, pmf)
+    return sol
+
+
+def _checked_inputs(pmf: np.ndarray, *, L: int, M: int, lo: int, hi: int,
+                    check_grid: bool) -> tuple[np.ndarray, int]:
+    """The pmf as float64 and M as int, or a one-line error before any work."""
     if L != 1:
         raise ConfigError(f"the INDEP DP assumes lead time L = 1 (empty pipeline), got L={L}")
     if int(M) != M or M < 0:
         raise ConfigError(f"the INDEP DP needs an integer order cap M >= 0, got {M}")
-    M = int(M)
     pmf = np.asarray(pmf, dtype=np.float64)
-    T, D = pmf.shape
     if not np.allclose(pmf.sum(1), 1.0):
         raise DataError("INDEP DP: every day's pmf must sum to 1")
     d_max = int(np.flatnonzero(pmf.any(axis=0)).max())
-    if check_grid and d_max > hi - lo + M:  # any demand that large leaves the grid: fail first
+    if check_grid and d_max > hi - lo + int(M):  # any demand that large leaves the grid
         raise DeepstockError(f"INDEP DP grid [{lo}, {hi}] is too small for the demand range: a "
                              f"demand of {d_max} leaves it from every order-up-to level; widen "
                              "the grid")
+    return pmf, int(M)
+
+
+def _backward(pmf: np.ndarray, *, R: int, L: int, M: int, lo: int, hi: int,
+              loss: LossConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Values V_t on the grid [T + 1, n], optimal orders [T, n] and order-up-to levels [T]."""
+    T, D = pmf.shape
     h, b = loss.h, loss.underage
     grid = np.arange(lo, hi + 1)
     n = grid.size
@@ -168,14 +190,7 @@ def solve_indep_dp(
             levels[t] = jgrid[_first_min(W, axis=0)]
         else:
             value[t] = stage + W[:n]
-    base = all(
-        np.array_equal(orders[t], np.clip(levels[t] - grid, 0, M).astype(np.int64))
-        for t in np.flatnonzero(is_order)
-    )
-    sol = IndepDPSolution(lo, hi, M, R, L, value, orders, levels, base)
-    if check_grid:
-        _check_reachable(sol, pmf)
-    return sol
+    return value, orders, levels
 
 
 def _check_reachable(sol: IndepDPSolution, pmf: np.ndarray) -> None:
