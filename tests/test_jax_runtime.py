@@ -66,6 +66,12 @@ def test_each_claim_takes_a_core_no_other_holder_has_then_cores_are_shared(tmp_p
     os.close(jaxrt._HELD.pop())
 
 
+def test_without_a_writable_lock_folder_a_core_is_chosen_by_process_id(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert jaxrt.claim_core({3, 5}, blocker / "locks") == [3, 5][os.getpid() % 2]
+
+
 @pytest.mark.parametrize("value", ["two", "-1", "99999"])
 def test_a_bad_core_setting_is_a_one_line_error_naming_the_variable(monkeypatch, value):
     monkeypatch.setenv(jaxrt.CORE_ENV, value)

@@ -27,7 +27,6 @@ computation, so this module is imported by :mod:`deepstock.envs_jax` and the tra
 
 from __future__ import annotations
 
-import fcntl
 import os
 import tempfile
 from pathlib import Path
@@ -55,10 +54,15 @@ def _set_flags() -> None:
 def claim_core(allowed: set[int], lock_dir: Path) -> int:
     """The first core of ``allowed`` whose lock file this call can ``flock``, the lock kept
     held; when every core is held, one chosen by process id."""
+    import fcntl  # POSIX only, like the affinity calls that use this
+
     cores = sorted(allowed)
-    lock_dir.mkdir(parents=True, exist_ok=True)
     for core in cores:
-        fd = os.open(lock_dir / f"core-{core}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            lock_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock_dir / f"core-{core}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:  # no writable lock folder: nothing to coordinate with
+            break
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
