@@ -8,8 +8,9 @@
   process to one core of those it may use: the first that no other deepstock JAX process holds
   (an ``flock`` on ``{tmp}/deepstock-cores-{uid}/core-N.lock``, released when the process
   ends), else one by process id. Every JAX process then computes as on one core — the same
-  bits on a laptop, a 16-core node or under Ray — and one thread is the fastest per core for
-  these small networks (several threads have also deadlocked vmapped PPO). ``auto`` (default)
+  bits on a laptop, a 16-core node or under Ray, for one CPU type and one JAX version — and
+  one thread is the fastest per core for these small networks (several threads have also
+  deadlocked vmapped PPO). ``auto`` (default)
   does this, ``N`` pins to core N, ``off`` leaves the affinity alone. What counts is the
   affinity when XLA runs a program, so :func:`setup` pins (trainers call it before building
   programs), not the import: a process that only imports JAX — a Ray driver, say — keeps its
