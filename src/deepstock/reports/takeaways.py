@@ -245,8 +245,9 @@ def _s4(n: int, t: int) -> tuple[str, str, str]:
 def figure4_trends(summary: pd.DataFrame) -> list[Claim]:
     """Takeaway (4): Table 9 / Figure 4 trends (spec §9.2)."""
     t9 = {k: _t9(summary, k) for k in ("test_gap", "val_gap", "test_loss")}
-    return [_n5_gap_claim(summary, t9), _larger_n_claim(summary, t9),
-            _no_convergence_claim(summary, t9), _overfit_claim(summary, t9)]
+    last_iv = _last_gap_intervals(summary)  # bootstrapped once, used by two claims
+    return [_n5_gap_claim(t9, last_iv), _larger_n_claim(summary, t9),
+            _no_convergence_claim(t9, last_iv), _overfit_claim(summary, t9)]
 
 
 def _last_gap_intervals(summary: pd.DataFrame) -> dict[int, Interval]:
@@ -256,8 +257,8 @@ def _last_gap_intervals(summary: pd.DataFrame) -> dict[int, Interval]:
                             cell_lstar(summary, _s4(n, t_last))) for n in TABLE9_N}
 
 
-def _n5_gap_claim(summary: pd.DataFrame, t9: dict) -> Claim:
-    iv = _last_gap_intervals(summary)[5]
+def _n5_gap_claim(t9: dict, last_iv: dict[int, Interval]) -> Claim:
+    iv = last_iv[5]
     g = t9["test_gap"][5][-1]
     ok = None if math.isnan(g) else bool(g > LARGE_GAP)
     return Claim("n5_gap_t131",
@@ -290,8 +291,7 @@ def _larger_n_claim(summary: pd.DataFrame, t9: dict) -> Claim:
                  _beyond(ok, [iv.above(0) for iv in steps.values()]))
 
 
-def _no_convergence_claim(summary: pd.DataFrame, t9: dict) -> Claim:
-    last_iv = _last_gap_intervals(summary)
+def _no_convergence_claim(t9: dict, last_iv: dict[int, Interval]) -> Claim:
     have = {n: t9["test_gap"][n][-1] for n in TABLE9_N if np.isfinite(t9["test_gap"][n][-1])}
     ok = None if len(have) < 3 else bool(all(v > CONVERGED_GAP for v in have.values()))
     return Claim("no_convergence",
