@@ -87,3 +87,25 @@ def test_a_training_pins_its_process_and_a_plain_import_does_not(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True,
                          text=True, preexec_fn=lambda: os.sched_setaffinity(0, jaxrt.ALLOWED))
     assert out.stdout.split() == [str(len(jaxrt.ALLOWED)), "1"]
+
+
+def test_threefry_is_lowered_unrolled_on_the_cpu_and_every_random_bit_is_unchanged():
+    import jax
+    import jax.extend.random as jrandom
+    import numpy as np
+
+    assert jaxrt.THREEFRY_UNROLLED
+    key = jax.random.PRNGKey(0)
+    hlo = jax.jit(lambda k: jax.random.bits(k, (4,))).lower(key).compile().as_text()
+    assert "while" not in hlo  # the stock CPU lowering is a rolled loop
+    # Random123's known answer for threefry-2x32 (20 rounds)
+    out = jrandom.threefry_2x32(np.uint32([0x13198A2E, 0x03707344]),
+                                np.uint32([0x243F6A88, 0x85A308D3]))
+    assert [int(x) for x in out] == [0xC4923A9C, 0x483DF7A0]
+    # values of JAX's stock (rolled) lowering, recorded with it in this JAX version
+    assert jax.random.bits(jax.random.PRNGKey(42), (3,)).tolist() == [2098992034, 2919706841,
+                                                                       2646866425]
+    assert jax.random.split(jax.random.PRNGKey(1), 2).tolist() == [[507451445, 1853169794],
+                                                                   [1948878966, 4237131848]]
+    assert jax.random.normal(key, (3,)).tolist() == [1.622642159461975, 2.0252647399902344,
+                                                     -0.4335944354534149]

@@ -18,6 +18,12 @@
 - **Persistent compilation cache** in ``$DEEPSTOCK_JAX_CACHE`` (default
   ``~/.cache/deepstock/jax``; ``off`` disables it): a second process that builds the same
   program loads it instead of compiling (``jax_compilation_cache_dir``, every entry kept).
+- **Threefry unrolled on the CPU**: JAX lowers its random-number hash (threefry-2x32, 20
+  rounds) on CPUs as a rolled loop and on GPUs unrolled. The rolled loop costs ~0.4 s of XLA
+  compilation per call site (a PPO program has ~20) and a loop per call at run time (one per
+  environment step in a rollout); :func:`unroll_threefry` registers JAX's own unrolled lowering
+  for the CPU too. It is the same integer arithmetic, so every random bit is unchanged (a
+  known-answer test holds it); a cold PPO training compiles ~3 s faster and runs ~15 % faster.
 - **Devices**: :func:`device` maps deepstock's ``cpu`` / ``cuda`` to a JAX device; the CPU is
   always there, a GPU needs JAX's CUDA build (``pip install -e '.[gpu]'``, or an existing one).
 
@@ -90,7 +96,24 @@ def pin() -> int | None:
     return _CORE[0]
 
 
+def unroll_threefry() -> bool:
+    """Lower ``threefry2x32`` on the CPU with JAX's unrolled rule (the one it uses on GPUs);
+    False, changing nothing, where this JAX version does not have that rule."""
+    try:
+        from jax._src.random import threefry2x32 as threefry
+        from jax.interpreters import mlir
+    except ImportError:
+        return False
+    rule = getattr(threefry, "_threefry2x32_lowering_rule", None)
+    primitive = getattr(threefry, "threefry2x32_p", None)
+    if rule is None or primitive is None:
+        return False
+    mlir.register_lowering(primitive, rule, platform="cpu")
+    return True
+
+
 _set_flags()
+THREEFRY_UNROLLED = unroll_threefry()
 
 _DONE = False
 
