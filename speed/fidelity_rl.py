@@ -3,7 +3,8 @@
 Trains every requested (setting, method, reg) cell on one backend and writes one CSV row per run
 (test/val loss, steps, wall time) to ``--out`` as soon as the run ends (a rerun skips the rows
 already there). The JAX backend trains the five seeds of a cell as one population; SB3 one run
-after the other. ``--summary`` prints the means per cell of every CSV given, side by side.
+after the other. ``--summary`` prints the means per cell of every CSV given, side by side, and Base − None per
+method and backend with bootstrap intervals.
 
 Run (one CPU core each; docs/validation.md has the numbers)::
 
@@ -74,13 +75,19 @@ def run_cell(backend: str, cell: str, seeds: list[int], dataset_cache: dict) -> 
              "cell_wall_s": cell_wall} for r in results]
 
 
+def _runs(paths: list[str]) -> pd.DataFrame:
+    """The rows of every CSV, one per run (a run in several files counts once)."""
+    df = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
+    return df.drop_duplicates(["backend", "setting", "method", "reg", "seed"], keep="last")
+
+
 def summary(paths: list[str], seeds: list[int] | None = None) -> pd.DataFrame:
     """Per cell and backend: runs, mean/min/max test loss and mean steps; where both backends
     ran, the relative gap of the JAX mean and a 95 % bootstrap interval of the difference of
     means (scipy.stats.bootstrap, two independent samples; whether the gap exceeds seed noise)."""
     from scipy.stats import bootstrap
 
-    df = pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
+    df = _runs(paths)
     if seeds:
         df = df[df["seed"].isin(seeds)]
     rows = []
@@ -101,6 +108,42 @@ def summary(paths: list[str], seeds: list[int] | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("cell").round(4)
 
 
+def base_effects(paths: list[str], seeds: list[int] | None = None) -> pd.DataFrame:
+    """Per setting, method and backend: mean test loss of Base minus None over the runs of
+    both, with a 95 % bootstrap interval (independent samples); where both backends ran, the
+    difference between their effects (JAX's minus SB3's) and its interval: whether the two
+    backends disagree about Base beyond seed noise."""
+    from scipy.stats import bootstrap
+
+    def interval(samples, statistic) -> str:
+        ci = bootstrap(samples, statistic, n_resamples=10000, random_state=0).confidence_interval
+        return f"[{ci.low:+.4f}, {ci.high:+.4f}]"
+
+    df = _runs(paths)
+    if seeds:
+        df = df[df["seed"].isin(seeds)]
+    rows = []
+    for (setting, method), cell in df.groupby(["setting", "method"]):
+        loss = {(b, r): g["test_loss"].to_numpy() for (b, r), g in cell.groupby(["backend", "reg"])}
+        row = {"cell": f"{setting} {method}"}
+        for backend in ("sb3", "jax"):
+            base, none = loss.get((backend, "base")), loss.get((backend, "none"))
+            if base is None or none is None or min(len(base), len(none)) < 2:
+                continue
+            row[f"{backend} n base/none"] = f"{len(base)}/{len(none)}"
+            row[f"{backend} base-none"] = base.mean() - none.mean()
+            row[f"{backend} 95% CI"] = interval(
+                (base, none), lambda a, b, axis: a.mean(axis) - b.mean(axis))
+        if "sb3 base-none" in row and "jax base-none" in row:
+            row["jax-sb3 effect 95% CI"] = interval(
+                tuple(loss[k] for k in (("jax", "base"), ("jax", "none"), ("sb3", "base"),
+                                        ("sb3", "none"))),
+                lambda a, b, c, d, axis: (a.mean(axis) - b.mean(axis))
+                - (c.mean(axis) - d.mean(axis)))
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("cell").round(4)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--backend", choices=["sb3", "jax"])
@@ -113,6 +156,10 @@ def main() -> None:
     if args.summary:
         with pd.option_context("display.width", 200, "display.max_columns", 50):
             print(summary(args.summary, args.seeds).to_string())
+            effects = base_effects(args.summary, args.seeds)
+            if effects.shape[1]:
+                print("\nBase - None (negative: Base better)")
+                print(effects.to_string())
         return
     out = Path(args.out)
     cache: dict = {}

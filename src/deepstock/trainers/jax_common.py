@@ -345,12 +345,18 @@ def predictor(act: Callable, shape: Any) -> Callable:
 
 def lr_values(configs: Sequence[dict], step: int) -> np.ndarray:
     """Per-agent learning rate after ``step`` env steps (SB3 linear schedule, spec §7.3)."""
-    return np.array([float(linear_schedule(c["learning_rate"], c["lr_min"], c["lr_fraction"],
-                                           step / c["total_steps"])) for c in configs])
+    def column(key: str) -> np.ndarray:
+        return np.array([float(c[key]) for c in configs])
+
+    return np.asarray(linear_schedule(column("learning_rate"), column("lr_min"),
+                                      column("lr_fraction"), step / column("total_steps")),
+                      dtype=float)
 
 
+@jax.jit
 def select(mask, new, old):
-    """Per-agent choice between two stacked pytrees (mask [K])."""
+    """Per-agent choice between two stacked pytrees (mask [K]); one compiled program per tree
+    structure (op by op, each leaf would compile its own)."""
     def pick(a, b):
         return jnp.where(mask.reshape(mask.shape + (1,) * (a.ndim - 1)), a, b)
 
@@ -358,7 +364,7 @@ def select(mask, new, old):
 
 
 def agent(tree, k: int):
-    """Agent k's slice of a stacked pytree."""
+    """Agent k's slice of a stacked pytree (of numpy arrays: no compilation)."""
     return jax.tree_util.tree_map(lambda a: a[k], tree)
 
 
@@ -482,10 +488,10 @@ def numpy_policy(setup: Setup, algo: Algorithm, params) -> Callable:
 
 def _results(setup: Setup, algo: Algorithm, agents, tracker: Tracker,
              timing: dict) -> list[TrainResult]:
-    last = algo.actor(agents)
+    last, best = jax.device_get((algo.actor(agents), tracker.best_params))
     results = []
     for k, cfg in enumerate(setup.configs):
-        chosen = agent(tracker.best_params if cfg["checkpoint"] == "best" else last, k)
+        chosen = agent(best if cfg["checkpoint"] == "best" else last, k)
         policy = numpy_policy(setup, algo, chosen)
         lost_sales = bool(cfg["lost_sales"])
         losses = {name: evaluate_policy(policy, setup.dataset, split, loss=setup.loss,
