@@ -14,7 +14,7 @@ from stable_baselines3.common.logger import configure
 from deepstock.trainers import get_trainer, read_run, save_run
 from deepstock.trainers import jax_ddpg as jd
 from deepstock.trainers import jax_ppo as jp
-from deepstock.trainers.jax_common import OPTIONS, make_setup, stack_values
+from deepstock.trainers.jax_common import OPTIONS, lr_values, make_setup, stack_values
 from deepstock.trainers.jax_common import agent as pick
 from deepstock.trainers.sb3 import build_model, ddpg_bias_shift, linear_schedule
 from tests.test_sb3 import hp, make_dataset
@@ -58,6 +58,16 @@ def test_the_linear_schedule_equals_sb3s_at_every_progress():
     ours = [float(jd.linear_schedule(1e-3, 1e-4, 0.95, p)) for p in np.linspace(0, 1.2, 25)]
     sb3 = [linear_schedule(1e-3, 1e-4, 0.95)(1 - p) for p in np.linspace(0, 1.2, 25)]
     np.testing.assert_allclose(ours, sb3, rtol=1e-6)
+
+
+def test_the_logged_learning_rate_of_each_agent_is_its_own_sb3_schedule_at_the_step():
+    configs = [{"learning_rate": 1e-3, "lr_min": 1e-4, "lr_fraction": 0.95, "total_steps": 200_000},
+               {"learning_rate": 4.2493e-3, "lr_min": 1.5346e-5, "lr_fraction": 0.9,
+                "total_steps": 13_000}]
+    for step in (0, 2048, 12_999, 13_000, 150_000, 200_000):
+        sb3 = [linear_schedule(c["learning_rate"], c["lr_min"], c["lr_fraction"])(
+            1 - step / c["total_steps"]) for c in configs]
+        np.testing.assert_allclose(lr_values(configs, step), sb3, rtol=1e-6)
 
 
 @pytest.mark.parametrize("b0", [0.0, 0.2, 0.47504, 0.75, 0.996, 1.0])
