@@ -81,12 +81,22 @@ def _runs(paths: list[str]) -> pd.DataFrame:
     return df.drop_duplicates(["backend", "setting", "method", "reg", "seed"], keep="last")
 
 
+def _mean_difference(a, b, axis):
+    return a.mean(axis) - b.mean(axis)
+
+
+def _interval(samples, statistic) -> str:
+    """95 % bootstrap interval (scipy's BCa, independent samples) of ``statistic``."""
+    from scipy.stats import bootstrap
+
+    ci = bootstrap(samples, statistic, n_resamples=10000, random_state=0).confidence_interval
+    return f"[{ci.low:+.4f}, {ci.high:+.4f}]"
+
+
 def summary(paths: list[str], seeds: list[int] | None = None) -> pd.DataFrame:
     """Per cell and backend: runs, mean/min/max test loss and mean steps; where both backends
     ran, the relative gap of the JAX mean and a 95 % bootstrap interval of the difference of
     means (scipy.stats.bootstrap, two independent samples; whether the gap exceeds seed noise)."""
-    from scipy.stats import bootstrap
-
     df = _runs(paths)
     if seeds:
         df = df[df["seed"].isin(seeds)]
@@ -100,10 +110,8 @@ def summary(paths: list[str], seeds: list[int] | None = None) -> pd.DataFrame:
             row[f"{backend} steps"] = int(runs["iterations"].mean())
         both = {b: r["test_loss"].to_numpy() for b, r in cell.groupby("backend")}
         if {"sb3", "jax"} <= set(both) and min(len(both["sb3"]), len(both["jax"])) > 1:
-            ci = bootstrap((both["jax"], both["sb3"]), lambda a, b, axis: a.mean(axis) - b.mean(axis),
-                           n_resamples=10000, random_state=0).confidence_interval
             row["gap %"] = 100 * (both["jax"].mean() / both["sb3"].mean() - 1)
-            row["diff 95% CI"] = f"[{ci.low:+.4f}, {ci.high:+.4f}]"
+            row["diff 95% CI"] = _interval((both["jax"], both["sb3"]), _mean_difference)
         rows.append(row)
     return pd.DataFrame(rows).set_index("cell").round(4)
 
@@ -113,12 +121,6 @@ def base_effects(paths: list[str], seeds: list[int] | None = None) -> pd.DataFra
     both, with a 95 % bootstrap interval (independent samples); where both backends ran, the
     difference between their effects (JAX's minus SB3's) and its interval: whether the two
     backends disagree about Base beyond seed noise."""
-    from scipy.stats import bootstrap
-
-    def interval(samples, statistic) -> str:
-        ci = bootstrap(samples, statistic, n_resamples=10000, random_state=0).confidence_interval
-        return f"[{ci.low:+.4f}, {ci.high:+.4f}]"
-
     df = _runs(paths)
     if seeds:
         df = df[df["seed"].isin(seeds)]
@@ -132,10 +134,9 @@ def base_effects(paths: list[str], seeds: list[int] | None = None) -> pd.DataFra
                 continue
             row[f"{backend} n base/none"] = f"{len(base)}/{len(none)}"
             row[f"{backend} base-none"] = base.mean() - none.mean()
-            row[f"{backend} 95% CI"] = interval(
-                (base, none), lambda a, b, axis: a.mean(axis) - b.mean(axis))
+            row[f"{backend} 95% CI"] = _interval((base, none), _mean_difference)
         if "sb3 base-none" in row and "jax base-none" in row:
-            row["jax-sb3 effect 95% CI"] = interval(
+            row["jax-sb3 effect 95% CI"] = _interval(
                 tuple(loss[k] for k in (("jax", "base"), ("jax", "none"), ("sb3", "base"),
                                         ("sb3", "none"))),
                 lambda a, b, c, d, axis: (a.mean(axis) - b.mean(axis))

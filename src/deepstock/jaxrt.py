@@ -23,7 +23,7 @@
   compilation per call site (a PPO program has ~20) and a loop per call at run time (one per
   environment step in a rollout); :func:`unroll_threefry` registers JAX's own unrolled lowering
   for the CPU too. It is the same integer arithmetic, so every random bit is unchanged (a
-  known-answer test holds it); a cold PPO training compiles ~3 s faster and runs ~15 % faster.
+  known-answer test holds it); a cold PPO training compiles ~2–3 s less and runs ~15 % faster.
 - **Devices**: :func:`device` maps deepstock's ``cpu`` / ``cuda`` to a JAX device; the CPU is
   always there, a GPU needs JAX's CUDA build (``pip install -e '.[gpu]'``, or an existing one).
 

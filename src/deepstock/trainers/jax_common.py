@@ -364,7 +364,7 @@ def select(mask, new, old):
 
 
 def agent(tree, k: int):
-    """Agent k's slice of a stacked pytree (of numpy arrays: no compilation)."""
+    """Agent k's slice of a stacked pytree (host numpy arrays: nothing is compiled)."""
     return jax.tree_util.tree_map(lambda a: a[k], tree)
 
 
