@@ -98,7 +98,8 @@ def env_data(dataset: Dataset, split: str, dtype=None) -> EnvData:
     s = dataset.split(split)
     z = rl_context(dataset)[s.index]
     dtype = dtype or (jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
-    return EnvData(*(jnp.asarray(np.asarray(a, dtype=np.float64), dtype=dtype)
+    # rounded by numpy and copied to the default device: no program is compiled for this
+    return EnvData(*(jax.device_put(np.asarray(a, dtype=np.float64).astype(dtype))
                      for a in (s.demand, s.x, s.phi, z)))
 
 

@@ -169,9 +169,10 @@ def over_active(fn: Callable, batched: bool, n_shared: int) -> Callable:
     return mapped
 
 
-def stack_values(configs: Sequence[dict], keys: Sequence[str]) -> dict[str, jax.Array]:
-    """Value hyper-parameters as float32 arrays [K] (one compiled program for any values)."""
-    return {k: jnp.asarray([float(c[k]) for c in configs], dtype=jnp.float32) for k in keys}
+def stack_values(configs: Sequence[dict], keys: Sequence[str]) -> dict[str, np.ndarray]:
+    """Value hyper-parameters as float32 host arrays [K] (one compiled program for any values;
+    :func:`init_population` places them on the device)."""
+    return {k: np.asarray([float(c[k]) for c in configs], dtype=np.float32) for k in keys}
 
 
 # ---------------------------------------------------------------------- the algorithm interface
@@ -363,6 +364,16 @@ def select(mask, new, old):
     return jax.tree_util.tree_map(pick, new, old)
 
 
+def keep_best(improved: np.ndarray, actor, best):
+    """Each agent's best parameters after an evaluation: its ``actor`` where ``improved``, else
+    its ``best`` (no program runs when every agent or none improved)."""
+    if improved.all():
+        return actor
+    if not improved.any():
+        return best
+    return select(improved, actor, best)
+
+
 def agent(tree, k: int):
     """Agent k's slice of a stacked pytree (host numpy arrays: nothing is compiled)."""
     return jax.tree_util.tree_map(lambda a: a[k], tree)
@@ -430,7 +441,7 @@ def run_population(setup: Setup, algo: Algorithm, *, progress: bool = False) -> 
     bar = _progress_bar(setup, algo.total) if progress else None
     t_learn = time.perf_counter()
     while tracker.active.any() and steps < algo.total:
-        running = jnp.asarray(tracker.active)
+        running = tracker.active.copy()
         agents, chunk = algo.advance(agents, steps, running)
         steps = chunk.steps
         tracker.steps[tracker.active] = steps
@@ -441,12 +452,12 @@ def run_population(setup: Setup, algo: Algorithm, *, progress: bool = False) -> 
             for event in chunk.events:
                 improved = tracker.record(event, returns, losses, lr_values(setup.configs, event),
                                           time.perf_counter() - t0, counted=True)
-                tracker.best_params = select(jnp.asarray(improved), actor, tracker.best_params)
+                tracker.best_params = keep_best(improved, actor, tracker.best_params)
             eval_s += time.perf_counter() - t_eval
         if bar is not None:
             bar.update(steps - bar.n)
     if tracker.active.any():
-        agents = algo.finish(agents, steps, jnp.asarray(tracker.active))
+        agents = algo.finish(agents, steps, tracker.active.copy())
     learn_s = time.perf_counter() - t_learn
     if bar is not None:
         bar.close()
@@ -457,7 +468,7 @@ def run_population(setup: Setup, algo: Algorithm, *, progress: bool = False) -> 
         step = int(tracker.steps[never[0]])
         improved = tracker.record(step, returns, losses, lr_values(setup.configs, step),
                                   time.perf_counter() - t0, counted=True, which=never)
-        tracker.best_params = select(jnp.asarray(improved), actor, tracker.best_params)
+        tracker.best_params = keep_best(improved, actor, tracker.best_params)
     timing = {"learn_seconds": learn_s, "eval_seconds": eval_s,
               "compile_seconds": algo.compile_seconds, "wall_s": time.perf_counter() - algo.started}
     return _results(setup, algo, agents, tracker, timing)

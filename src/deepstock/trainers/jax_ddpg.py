@@ -364,11 +364,11 @@ def build(setup: Setup, critic_log_steps: int | None = None) -> Algorithm:
         with jax.default_device(setup.device):
             agents = {**agents, "log": empty_logs(shape, len(setup.configs))}
     compiled, compile_s = compile_chunk(advance_population, shape, agents, hp, setup.train,
-                                        jnp.int32(0), jnp.int32(1),
-                                        jnp.ones(len(setup.configs), bool))
+                                        np.int32(0), np.int32(1),
+                                        np.ones(len(setup.configs), bool))
 
     def run(agents, n: int, active):
-        return compiled(agents, hp, setup.train, jnp.int32(schedule.done - n), jnp.int32(n),
+        return compiled(agents, hp, setup.train, np.int32(schedule.done - n), np.int32(n),
                         active)
 
     def advance(agents, steps: int, active):

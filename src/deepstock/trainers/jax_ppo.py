@@ -37,6 +37,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from deepstock import envs_jax
@@ -287,14 +288,14 @@ def build(setup: Setup) -> Algorithm:
     shape = Shape.of(setup)
     agents, hp = init_population(setup, init_agent, shape, _ARRAYS)
     compiled, compile_s = compile_chunk(advance_population, shape, agents, hp, setup.train,
-                                        jnp.int32(0), jnp.int32(1), jnp.bool_(False),
-                                        jnp.ones(len(setup.configs), bool))
+                                        np.int32(0), np.int32(1), np.bool_(False),
+                                        np.ones(len(setup.configs), bool))
     schedule = _Schedule(int(setup.config["eval_freq"]), shape.n_steps,
                          int(max(c["total_steps"] for c in setup.configs)))
 
     def run(agents, steps: int, c: int, active):
-        return compiled(agents, hp, setup.train, jnp.int32(steps), jnp.int32(c),
-                        jnp.bool_(steps > 0), active)
+        return compiled(agents, hp, setup.train, np.int32(steps), np.int32(c),
+                        np.bool_(steps > 0), active)
 
     def advance(agents, steps: int, active):
         c, chunk = schedule.advance(steps)
