@@ -14,7 +14,7 @@ from stable_baselines3.common.logger import configure
 from deepstock.trainers import get_trainer, read_run, save_run
 from deepstock.trainers import jax_ddpg as jd
 from deepstock.trainers import jax_ppo as jp
-from deepstock.trainers.jax_common import OPTIONS, lr_values, make_setup, stack_values
+from deepstock.trainers.jax_common import OPTIONS, keep_best, lr_values, make_setup, stack_values
 from deepstock.trainers.jax_common import agent as pick
 from deepstock.trainers.sb3 import build_model, ddpg_bias_shift, linear_schedule
 from tests.test_sb3 import hp, make_dataset
@@ -291,6 +291,16 @@ def _population_and_singles(mode):
     assert together[0].extras["stopped_early"] and together[0].iterations < 700
     assert not together[1].extras["stopped_early"] and together[1].iterations == 700
     return together, alone
+
+
+def test_each_agent_keeps_its_improved_parameters_and_no_program_runs_when_all_agree():
+    actor = {"w": jnp.arange(6.0).reshape(3, 2), "b": jnp.arange(3.0)}
+    best = {"w": -jnp.ones((3, 2)), "b": -jnp.ones(3)}
+    assert keep_best(np.ones(3, bool), actor, best) is actor
+    assert keep_best(np.zeros(3, bool), actor, best) is best
+    mixed = keep_best(np.array([True, False, True]), actor, best)
+    np.testing.assert_array_equal(mixed["w"], [[0.0, 1.0], [-1.0, -1.0], [4.0, 5.0]])
+    np.testing.assert_array_equal(mixed["b"], [0.0, -1.0, 2.0])
 
 
 def test_a_cpu_population_returns_exactly_what_each_agent_returns_alone():
