@@ -9,7 +9,7 @@ rule benchmark:
     output:
         "results/benchmarks/{setting}.json",
     params:
-        method=lambda wc: benchmark_method(wc.setting),
+        flags=lambda wc: benchmark_flags(wc.setting),
         z=config["benchmarks"]["iid_z"],
         delta=config["benchmarks"]["ar1_dp_delta"],
     conda:
@@ -20,7 +20,7 @@ rule benchmark:
         timing_path("benchmark", "{setting}")
     shell:
         "deepstock benchmark {wildcards.setting} --data {input.data} --out {output} "
-        "--method {params.method} --iid-z {params.z} --delta {params.delta} > {log} 2>&1"
+        "{params.flags} --iid-z {params.z} --delta {params.delta} > {log} 2>&1"
 
 
 rule ar1_ds_on_test:

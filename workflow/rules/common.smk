@@ -4,6 +4,7 @@ import shlex
 from deepstock import registry
 from deepstock.hparams import get_scale
 from deepstock.registry import IID_N, IID_T, iid_setting_id
+from deepstock.settings import get_setting
 
 SCALE = get_scale(config["scale"])
 REPS = [int(r) for r in config.get("repetitions") or range(SCALE.repetitions)]
@@ -79,12 +80,12 @@ def timing_path(rule_name, name):
     return f"logs/timing/{rule_name}/{name}.tsv"
 
 
-def benchmark_method(setting):
-    if setting == "s1":
-        return f"dp_{config['benchmarks']['indep_benchmark']}"
-    if setting in ("s2", "s3"):
-        return "ar1_dp"
-    return "critical_fractile"
+def benchmark_flags(setting):
+    """`deepstock benchmark` picks the family's exact π* (--method auto); the configured INDEP DP
+    pmf is passed to INDEP settings only."""
+    if get_setting(setting).family != "indep":
+        return "--method auto"
+    return f"--method auto --distribution {config['benchmarks']['indep_benchmark']}"
 
 
 def figure3_winner(wildcards):
