@@ -6,6 +6,7 @@
 #   snakemake --config settings=[s2]            # rerun Setting 2 only
 #   snakemake results/s1/ppo/base/rep0/winner.json   # one cell by path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -15,14 +16,20 @@ configfile: "config/config.yaml"
 
 
 validate(config, "workflow/schemas/config.schema.yaml")
+# the axes' values come from the one registry (src/deepstock/registry.py)
+from deepstock import registry
+from deepstock.errors import ConfigError
+
+try:
+    registry.check_workflow_axes(config)
+except ConfigError as err:
+    raise WorkflowError(str(err)) from None  # the message alone, as a schema error
 
 
 report: "workflow/report/workflow.rst"
 
 
 # Canonical spellings only (no leading zeros): one path per cell, so no table counts a cell twice.
-# Methods and regularizations come from the one registry (src/deepstock/registry.py).
-from deepstock import registry
 
 
 wildcard_constraints:

@@ -1,7 +1,7 @@
 """The experiment's axes, declared once: methods, regularizations and the settings grid.
 
 Everything that enumerates an axis derives it from here: the CLI's choices, the workflow's
-wildcards and its config schema's enums (a test holds the schema to this module), the
+wildcards and the check of its configuration's values (:func:`check_workflow_axes`), the
 hyper-parameter schema, the trainers' dispatch and devices, and the tables' and figures'
 columns, labels, colours and markers.
 
@@ -362,3 +362,44 @@ def regs_present(present: set[str] | None = None) -> list[str]:
     """The paper's regularizations, then any other present one, in registry order."""
     return [r for r in REGULARIZATIONS if r in PAPER_REGS or r in (present or set())]
 
+
+
+# ----------------------------------------------------------------------------- workflow config
+#: What the workflow's ``settings`` list may name: Settings 1-3, ``s4`` (the whole grid), a cell.
+WORKFLOW_SETTINGS: tuple[str, ...] = (
+    *TABLE_SETTINGS.values(), "s4", *(iid_setting_id(n, t) for n in IID_N for t in IID_T))
+
+
+def _one_of(key: str, value: Any, allowed) -> None:
+    if value not in allowed:
+        raise ConfigError(f"config {key}: {value!r} is not one of {list(allowed)}")
+
+
+def check_workflow_axes(config: dict) -> None:
+    """The workflow configuration's axis values against this registry: scale, settings, methods,
+    regularizations (and that each method supports each of them on its settings' family),
+    backends and executor. The JSON schema checks the structure; the Snakefile calls this right
+    after it, so a value outside the registry is a one-line ConfigError naming the key before
+    any job runs."""
+    from deepstock.hparams import SCALES  # both import this module
+    from deepstock.settings import get_setting
+
+    _one_of("scale", config.get("scale"), SCALES)
+    settings = list(config.get("settings") or ())
+    for s in settings:
+        _one_of("settings", s, WORKFLOW_SETTINGS)
+    iid = {"iid"} if any(s.startswith("s4") for s in settings) else set()
+    families = {get_setting(s).family for s in settings if not s.startswith("s4")}
+    for methods_key, regs_key, fams in (("methods", "regs", families),
+                                        ("s4_methods", "s4_regs", iid)):
+        methods, regs = config.get(methods_key) or (), config.get(regs_key) or ()
+        for m in methods:
+            _one_of(methods_key, m, METHODS)
+        for r in regs:
+            _one_of(regs_key, r, REGULARIZATIONS)
+        for m, r, fam in ((m, r, fam) for m in methods for r in regs for fam in sorted(fams)):
+            check_supported(m, r, fam)
+    for m, b in (config.get("backends") or {}).items():
+        _one_of("backends", m, METHODS)
+        _one_of(f"backends.{m}", b, METHODS[m].backends)
+    _one_of("tuning.executor", (config.get("tuning") or {}).get("executor", "auto"), EXECUTORS)
