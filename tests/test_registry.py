@@ -63,7 +63,7 @@ def test_the_workflow_config_accepts_every_axis_value_the_registry_declares():
 
 
 @pytest.mark.parametrize(("changes", "message"), [
-    ({"scale": "huge"}, "config scale: 'huge' is not one of ['tiny', 'quick', 'paper']"),
+    ({"scale": "huge"}, "config scale: 'huge' is not one of ['paper', 'quick', 'tiny']"),
     ({"settings": ["s1", "s4_n05_t7"]}, "config settings: 's4_n05_t7' is not one of"),
     ({"settings": ["s4_n6_t7"]}, "config settings: 's4_n6_t7'"),
     ({"methods": ["dqn"]}, "config methods: 'dqn' is not one of ['ddpg', 'ppo', 'ds']"),

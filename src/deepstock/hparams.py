@@ -276,7 +276,8 @@ class Scale:
         return dict(self.hparams.get(method, {}))
 
 
-SCALES = ("tiny", "quick", "paper")
+#: The scales conf/scales.yaml declares, in its order (the CLI's and the workflow's choices).
+SCALES: tuple[str, ...] = tuple(_parsed_conf("scales.yaml"))
 
 
 def get_scale(name: str) -> Scale:
