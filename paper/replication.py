@@ -147,7 +147,10 @@ if len(summary):
 # coarse and too narrow. A takeaway is marked **beyond noise: yes** when it is reproduced and
 # every comparison that decides it still holds at the ends of its interval (e.g. the interval
 # of mean(Base) − mean(None) lies entirely below 0); "no interval" means the per-seed stage-2
-# values are missing or the claim has no seed-level data.
+# values are missing or the claim has no seed-level data. Figure 2's counts come from stage-1
+# curves, which have no seeds: there the repetitions are the unit (a one-sided exact
+# Mann-Whitney test of Base's per-repetition counts against None's, p ≤ 0.05, which needs at
+# least 3 repetitions of each).
 
 # %% [markdown]
 # ## Benchmarks π\*
@@ -288,7 +291,8 @@ show(claims_frame(claims[-1:])[CLAIM_COLUMNS])
 #
 # PROJECT definition (spec §9.3): the first stage-1 trial whose best-so-far validation loss is
 # below DS's final tuned validation loss with the same regularization; primary = the
-# repetition-mean curve vs the repetition-mean DS value; "> n" = never within n trials.
+# repetition-mean curve vs the repetition-mean DS value; "> n" = never within n trials. The
+# per-repetition counts decide whether it holds beyond the noise.
 
 # %%
 figure("figure2")

@@ -450,6 +450,35 @@ def test_a_tie_in_configurations_to_surpass_ds_is_not_reproduced():
     assert "strictly fewer" in surpass_counts(_surpass_frame((1, 1), (1, 1))).evidence
 
 
+def _with_repetitions(frame: pd.DataFrame, per_rep: dict) -> pd.DataFrame:
+    """Add per-repetition rows: per_rep[(method, reg)] = counts (None = never surpasses)."""
+    rows = [{"kind": "repetition", "method": m, "reg": r, "repetition": i, "n_trials": 50,
+             "configs_to_surpass": float("nan") if k is None else k,
+             "label": "> 50" if k is None else str(k)}
+            for (m, r), counts in per_rep.items() for i, k in enumerate(counts)]
+    return pd.concat([frame, pd.DataFrame(rows)], ignore_index=True)
+
+
+def test_figure2_is_beyond_the_noise_only_when_every_base_repetition_needs_fewer_than_every_none():
+    """Repetitions are the unit: 3 against 3, all of Base below all of None, is p = 1/20."""
+    mean = _surpass_frame((17, 11), (32, 7))
+    separated = {("ddpg", "none"): [15, 17, None], ("ddpg", "base"): [9, 11, 12],
+                 ("ppo", "none"): [30, 32, 35], ("ppo", "base"): [5, 7, 9]}
+    claim = surpass_counts(_with_repetitions(mean, separated))
+    assert claim.reproduced is True and claim.beyond_noise is True
+    assert "DDPG None [15, 17, 51], Base [9, 11, 12] (p = 0.050)" in claim.evidence
+    overlap = {**separated, ("ddpg", "base"): [9, 11, 16]}  # one Base repetition above one None
+    claim = surpass_counts(_with_repetitions(mean, overlap))
+    assert claim.reproduced is True and claim.beyond_noise is False and "p = 0.100" in claim.evidence
+    two_each = {k: v[:2] for k, v in separated.items()}  # the smallest p of 2 against 2 is 1/6
+    claim = surpass_counts(_with_repetitions(mean, two_each))
+    assert claim.reproduced is True and claim.beyond_noise is None
+    assert "DDPG None [15, 17], Base [9, 11]" in claim.evidence
+    tie = _surpass_frame((11, 11), (32, 7))  # not reproduced: never beyond the noise
+    assert surpass_counts(_with_repetitions(tie, separated)).beyond_noise is False
+    assert surpass_counts(mean).beyond_noise is None  # no per-repetition rows
+
+
 def _s3(s: pd.DataFrame, method: str, reg: str, **values) -> None:
     at = (s["setting"] == "s3") & (s["method"] == method) & (s["reg"] == reg)
     for metric, v in values.items():
