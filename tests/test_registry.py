@@ -91,10 +91,11 @@ def test_the_workflow_config_refuses_a_method_regularization_pair_the_method_doe
     monkeypatch.setitem(registry.METHODS, "ds", narrow)
     registry.check_workflow_axes(_workflow_config(settings=["s4"], s4_methods=["ds"],
                                                   s4_regs=["base"]))
-    with pytest.raises(ConfigError, match="does not support regularization 'none'"):
+    with pytest.raises(ConfigError, match="s4_methods x s4_regs: method 'ds' does not support "
+                                          "regularization 'none'"):
         registry.check_workflow_axes(_workflow_config(settings=["s4"], s4_methods=["ds"],
                                                       s4_regs=["none"]))
-    with pytest.raises(ConfigError, match="does not support 'ar1' settings"):
+    with pytest.raises(ConfigError, match="methods x regs: .* does not support 'ar1' settings"):
         registry.check_workflow_axes(_workflow_config(settings=["s2"], methods=["ds"],
                                                       regs=["base"]))
 

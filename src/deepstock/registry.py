@@ -398,7 +398,10 @@ def check_workflow_axes(config: dict) -> None:
         for r in regs:
             _one_of(regs_key, r, REGULARIZATIONS)
         for m, r, fam in ((m, r, fam) for m in methods for r in regs for fam in sorted(fams)):
-            check_supported(m, r, fam)
+            try:
+                check_supported(m, r, fam)
+            except ConfigError as err:
+                raise ConfigError(f"config {methods_key} x {regs_key}: {err}") from None
     for m, b in (config.get("backends") or {}).items():
         _one_of("backends", m, METHODS)
         _one_of(f"backends.{m}", b, METHODS[m].backends)
