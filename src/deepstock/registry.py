@@ -192,23 +192,24 @@ class Method:
         return self.backends[name]
 
 
+def _rl_backends(method: str) -> dict[str, Backend]:
+    """An RL method's two backends: SB3 (the reference) and the compiled JAX one."""
+    sb3, jax = f"deepstock.trainers.sb3:train_{method}", f"deepstock.trainers.jax_{method}"
+    return {"sb3": Backend("sb3", sb3, gpu=False),
+            "jax": Backend("jax", f"{jax}:train_{method}", gpu=True, auto_gpu=False,
+                           gpu_probe="deepstock.jaxrt:gpu_available",
+                           population=f"{jax}:train_{method}_population")}
+
+
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
         Method("ddpg", "DDPG", "#4C72B0", "s", DDPG_SCHEMA,
                Stopping("patience_evals", "evaluations"), "env steps",
-               {"sb3": Backend("sb3", "deepstock.trainers.sb3:train_ddpg", gpu=False),
-                "jax": Backend("jax", "deepstock.trainers.jax_ddpg:train_ddpg", gpu=True,
-                               auto_gpu=False, gpu_probe="deepstock.jaxrt:gpu_available",
-                               population="deepstock.trainers.jax_ddpg:train_ddpg_population")},
-               "sb3"),
+               _rl_backends("ddpg"), "sb3"),
         Method("ppo", "PPO", "#55A868", "^", PPO_SCHEMA,
                Stopping("patience_evals", "evaluations"), "env steps",
-               {"sb3": Backend("sb3", "deepstock.trainers.sb3:train_ppo", gpu=False),
-                "jax": Backend("jax", "deepstock.trainers.jax_ppo:train_ppo", gpu=True,
-                               auto_gpu=False, gpu_probe="deepstock.jaxrt:gpu_available",
-                               population="deepstock.trainers.jax_ppo:train_ppo_population")},
-               "sb3"),
+               _rl_backends("ppo"), "sb3"),
         Method("ds", "DS", "#C44E52", "o", DS_SCHEMA,
                Stopping("patience_epochs", "epochs"), "epochs",
                {"torch": Backend("torch", "deepstock.trainers.ds:train_ds", gpu=True,
