@@ -1,10 +1,15 @@
 """The sequential SB3 tuner against the JAX tuners on the Setting 1 DDPG-Base cell, repetition 0.
 
-Reads the SB3 cell's stage-1 journal (``run_sb3_cell.sh``; resumable, so possibly unfinished)
-and the committed JAX cells of the same repetition (k = 1, sequential TPE) and of repetition 1
-(k = 5, populations). With the same repetition and k = 1, TPE draws the same 10 random start-up
+Reads the SB3 cell's journals (``run_sb3_cell.sh``; resumable, so possibly unfinished) and the
+committed JAX cells of the same repetition (k = 1, sequential TPE) and of repetition 1 (k = 5,
+populations). With the same repetition and k = 1, TPE draws the same 10 random start-up
 configurations for both backends; after that the backends' different validation losses steer it
 apart, so later trials are compared only in total and per environment step.
+
+A cell's tuner time is the sum of its trainings' wall times on the pinned core (the journals'
+``wall_s``): stage 1 (50 configurations) plus stage 2 (top 5 × seeds 42–46). The JAX k = 1
+cell's trial 45 includes two pauses of that run (``pauses.log``, 05:44:54–06:22:00 and
+06:22:14–06:40:26 on 2026-12-02), which are subtracted.
 
     python paper/reference-runs/paper-protocol/sb3_cell_speed.py [SB3_CELL_FOLDER]
 """
@@ -13,17 +18,24 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 SB3_CELL = Path("results/reference/sb3-cell/s1/ddpg/base/rep0")
+PAUSES = [("2026-12-02T05:44:54", "2026-12-02T06:22:00"), ("2026-12-02T06:22:14", "2026-12-02T06:40:26")]
 
 
-def sb3_trials(cell: Path) -> pd.DataFrame:
-    """Finished stage-1 trials of the SB3 journal (its first line is the fingerprint)."""
-    lines = (cell / "stage1.jsonl").read_text().splitlines()[1:]
+def paused_s() -> float:
+    return sum((datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds() for a, b in PAUSES)
+
+
+def sb3_trials(cell: Path, stage: int) -> pd.DataFrame:
+    """Finished trials of one stage's SB3 journal (its first line is the fingerprint)."""
+    path = cell / f"stage{stage}.jsonl"
+    lines = path.read_text().splitlines()[1:] if path.exists() else []
     rows = [json.loads(line) for line in lines if line.strip()]
     return pd.DataFrame({"trial": [r["trial"] for r in rows],
                          "config": [json.dumps(r["config"], sort_keys=True) for r in rows],
@@ -31,32 +43,45 @@ def sb3_trials(cell: Path) -> pd.DataFrame:
                          "steps": [r["iterations"] for r in rows]})
 
 
-def jax_trials(rep: int) -> pd.DataFrame:
-    table = pd.read_csv(HERE / f"s1/ddpg/base/rep{rep}/stage1.csv")
-    return pd.DataFrame({"trial": table.trial,
+def jax_trials(rep: int, stage: int) -> pd.DataFrame:
+    table = pd.read_csv(HERE / f"s1/ddpg/base/rep{rep}/stage{stage}.csv")
+    trial = table.trial if stage == 1 else table.index
+    return pd.DataFrame({"trial": trial,
                          "config": [json.dumps(json.loads(c), sort_keys=True) for c in table.config],
                          "wall_s": table.wall_s, "steps": table.iterations})
 
 
-def totals(name: str, trials: pd.DataFrame) -> dict:
-    return {"tuner": name, "trials": len(trials), "wall_min": trials.wall_s.sum() / 60,
-            "env_steps": int(trials.steps.sum()),
-            "steps_per_s": trials.steps.sum() / trials.wall_s.sum()}
+def totals(name: str, stage1: pd.DataFrame, stage2: pd.DataFrame, minus_s: float = 0.0,
+           test_loss: float | None = None) -> dict:
+    wall = stage1.wall_s.sum() + stage2.wall_s.sum() - minus_s
+    steps = int(stage1.steps.sum() + stage2.steps.sum())
+    return {"tuner": name, "stage1": len(stage1), "stage2": len(stage2), "wall_min": wall / 60,
+            "env_steps": steps, "steps_per_s": steps / wall, "winner_test": test_loss}
+
+
+def winner_test(folder: Path) -> float | None:
+    path = folder / "winner.json"
+    return json.loads(path.read_text())["test_loss"] if path.exists() else None
 
 
 def main(cell: Path) -> None:
-    sb3 = sb3_trials(cell)
-    n = len(sb3)
-    jax1 = jax_trials(0)
-    same = sb3.merge(jax1, on=["trial", "config"], suffixes=("_sb3", "_jax"))
-    print(f"SB3 stage 1: {n} of 50 trials finished")
+    sb3_1, sb3_2 = sb3_trials(cell, 1), sb3_trials(cell, 2)
+    jax1_1, jax1_2 = jax_trials(0, 1), jax_trials(0, 2)
+    same = sb3_1.merge(jax1_1, on=["trial", "config"], suffixes=("_sb3", "_jax"))
+    print(f"SB3 cell: stage 1 {len(sb3_1)} of 50 trainings, stage 2 {len(sb3_2)} of 25")
     print(f"same configurations (TPE start-up): {len(same)} trials; SB3 {same.wall_s_sb3.sum():.0f} s, "
           f"JAX k=1 {same.wall_s_jax.sum():.0f} s (includes compilation)")
-    rows = [totals("SB3, k = 1 (rep 0)", sb3), totals("JAX, k = 1 (rep 0)", jax1[jax1.trial <= n])]
-    print(pd.DataFrame(rows).round(1).to_string(index=False))
-    # repetition 0's winner.json timed only its last resumed run; repetition 1 ran in one go
-    winner = json.loads((HERE / "s1/ddpg/base/rep1/winner.json").read_text())
-    print(f"JAX whole cell (stages 1 and 2), rep 1, k = 5: {winner['wall_s'] / 60:.1f} min")
+    rows = [totals("SB3, k = 1 (rep 0)", sb3_1, sb3_2, test_loss=winner_test(cell)),
+            totals("JAX, k = 1 (rep 0)", jax1_1, jax1_2, paused_s(), winner_test(HERE / "s1/ddpg/base/rep0")),
+            totals("JAX, k = 5 (rep 1)", jax_trials(1, 1), jax_trials(1, 2),
+                   test_loss=winner_test(HERE / "s1/ddpg/base/rep1"))]
+    table = pd.DataFrame(rows)
+    table["sb3_over"] = table.wall_min.iloc[0] / table.wall_min
+    print(table.round(4).to_string(index=False))
+    if len(sb3_2) < 25:
+        per = sb3_2.wall_s.mean() if len(sb3_2) else float("nan")
+        left = (25 - len(sb3_2)) * per / 60
+        print(f"SB3 unfinished: stage 2 at its mean so far adds ≈ {left:.0f} min")
 
 
 if __name__ == "__main__":
