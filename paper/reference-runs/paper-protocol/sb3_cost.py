@@ -1,0 +1,80 @@
+"""The SB3 backend's cost for the whole paper protocol, from measured SB3 speeds.
+
+Nobody ran the protocol's 36 DDPG/PPO cells on SB3 (about 150 core-hours). What was measured:
+- the whole Setting 1 DDPG-Base cell on SB3 (``run_sb3_cell.sh``; its journals), and
+- samples of stage-1 configurations retrained on SB3 for the other (method, setting) pairs
+  (``sb3_sample.py``; ``sb3-sample/*.csv``).
+Each gives SB3's environment steps per second of tuner time for that method and setting. SB3's
+cost per step hardly depends on the network (its Python loop dominates), but it differs between
+settings, whose episodes and validation splits differ; the JAX backend's cost per step depends on
+the networks, which the settings' fixed hyper-parameters make smaller in Settings 2–3. The
+estimate multiplies each SB3 speed by the environment steps the committed JAX cells of that
+method and setting took (all Base and None cells, repetitions 0–2, both stages), and puts the
+measured JAX tuner time beside it. The JAX cells' early stopping, not SB3's, fixes the steps;
+on the samples the two backends' step counts are printed for comparison. The JAX hours leave
+out the two pauses inside Setting 1 DDPG-Base repetition 0 (``sb3_cell_speed.paused_s``).
+
+    python paper/reference-runs/paper-protocol/sb3_cost.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+from sb3_cell_speed import paused_s
+
+HERE = Path(__file__).resolve().parent
+SB3_CELL = Path("results/reference/sb3-cell/s1/ddpg/base/rep0")
+PAIRS = [(m, s) for m in ("ddpg", "ppo") for s in ("s1", "s2", "s3")]
+
+
+def sb3_speeds() -> pd.DataFrame:
+    """SB3 env-steps per second and the sample's step counts on both backends, per pair."""
+    rows = []
+    for method, setting in PAIRS:
+        sample = HERE / f"sb3-sample/{method}-{setting}.csv"
+        if sample.exists():
+            t = pd.read_csv(sample)
+            rows.append({"method": method, "setting": setting, "source": f"{len(t)} sampled trials",
+                         "sb3_steps_per_s": t.sb3_steps.sum() / t.sb3_wall_s.sum(),
+                         "sample_sb3_over_jax_steps": t.sb3_steps.sum() / t.jax_steps.sum()})
+        elif (method, setting) == ("ddpg", "s1") and (SB3_CELL / "stage1.jsonl").exists():
+            journal = [json.loads(line) for stage in (1, 2)
+                       for line in (SB3_CELL / f"stage{stage}.jsonl").read_text().splitlines()[1:]]
+            steps = sum(r["iterations"] for r in journal)
+            rows.append({"method": method, "setting": setting,
+                         "source": f"whole SB3 cell ({len(journal)} trainings)",
+                         "sb3_steps_per_s": steps / sum(r["wall_s"] for r in journal),
+                         "sample_sb3_over_jax_steps": float("nan")})
+    return pd.DataFrame(rows)
+
+
+def jax_protocol() -> pd.DataFrame:
+    """Environment steps and tuner hours of the committed JAX cells, per (method, setting)."""
+    rows = []
+    for method, setting in PAIRS:
+        tables = [pd.read_csv(f) for f in sorted((HERE / setting / method).glob("*/rep*/stage[12].csv"))]
+        rows.append({"method": method, "setting": setting, "cells": len(tables) // 2,
+                     "env_steps_M": sum(t.iterations.sum() for t in tables) / 1e6,
+                     "jax_hours": (sum(t.wall_s.sum() for t in tables)
+                                   - (paused_s() if (method, setting) == ("ddpg", "s1") else 0.0)) / 3600})
+    return pd.DataFrame(rows)
+
+
+def main() -> None:
+    table = jax_protocol().merge(sb3_speeds(), on=["method", "setting"], how="left")
+    table["sb3_hours"] = table.env_steps_M * 1e6 / table.sb3_steps_per_s / 3600
+    table["sb3_over_jax"] = table.sb3_hours / table.jax_hours
+    print(table.round(2).to_string(index=False))
+    known = table.dropna(subset=["sb3_hours"])
+    print(f"\nDDPG/PPO, {int(known.cells.sum())} cells: SB3 ≈ {known.sb3_hours.sum():.1f} core-hours "
+          f"(extrapolated), JAX {known.jax_hours.sum():.1f} core-hours (measured)")
+    if len(known) < len(table):
+        print("missing SB3 speeds: " + ", ".join(f"{m} {s}" for m, s in
+                                                  table[table.sb3_hours.isna()][["method", "setting"]].values))
+
+
+if __name__ == "__main__":
+    main()
