@@ -1,7 +1,7 @@
 """The SB3 backend's cost for the whole paper protocol, from measured SB3 speeds.
 
 Nobody ran the protocol's 36 DDPG/PPO cells on SB3 (about 150 core-hours). What was measured:
-- the whole Setting 1 DDPG-Base cell on SB3 (``run_sb3_cell.sh``; its journals), and
+- the whole Setting 1 DDPG-Base cell on SB3 (``run_sb3_cell.sh``, exported to ``../sb3-cell/``), and
 - samples of stage-1 configurations retrained on SB3 for the other (method, setting) pairs
   (``sb3_sample.py``; ``sb3-sample/*.csv``).
 Each gives SB3's environment steps per second of tuner time for that method and setting. SB3's
@@ -11,7 +11,8 @@ the networks, which the settings' fixed hyper-parameters make smaller in Setting
 estimate multiplies each SB3 speed by the environment steps the committed JAX cells of that
 method and setting took (all Base and None cells, repetitions 0–2, both stages), and puts the
 measured JAX tuner time beside it. The JAX cells' early stopping, not SB3's, fixes the steps;
-on the samples the two backends' step counts are printed for comparison. The JAX hours leave
+on the samples (for Setting 1 DDPG: the whole cell against the JAX k = 1 cell of the same
+repetition) the two backends' step counts are printed for comparison. The JAX hours leave
 out the two pauses inside Setting 1 DDPG-Base repetition 0 (``sb3_cell_speed.paused_s``).
 
     python paper/reference-runs/paper-protocol/sb3_cost.py
@@ -19,14 +20,12 @@ out the two pauses inside Setting 1 DDPG-Base repetition 0 (``sb3_cell_speed.pau
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
-from sb3_cell_speed import paused_s
+from sb3_cell_speed import SB3_CELL, paused_s, trials
 
 HERE = Path(__file__).resolve().parent
-SB3_CELL = Path("results/reference/sb3-cell/s1/ddpg/base/rep0")
 PAIRS = [(m, s) for m in ("ddpg", "ppo") for s in ("s1", "s2", "s3")]
 
 
@@ -40,14 +39,13 @@ def sb3_speeds() -> pd.DataFrame:
             rows.append({"method": method, "setting": setting, "source": f"{len(t)} sampled trials",
                          "sb3_steps_per_s": t.sb3_steps.sum() / t.sb3_wall_s.sum(),
                          "sample_sb3_over_jax_steps": t.sb3_steps.sum() / t.jax_steps.sum()})
-        elif (method, setting) == ("ddpg", "s1") and (SB3_CELL / "stage1.jsonl").exists():
-            journal = [json.loads(line) for stage in (1, 2)
-                       for line in (SB3_CELL / f"stage{stage}.jsonl").read_text().splitlines()[1:]]
-            steps = sum(r["iterations"] for r in journal)
+        elif (method, setting) == ("ddpg", "s1") and (SB3_CELL / "stage2.csv").exists():
+            cell = pd.concat([trials(SB3_CELL, 1), trials(SB3_CELL, 2)])
+            jax_rep0 = pd.concat([trials(HERE / "s1/ddpg/base/rep0", stage) for stage in (1, 2)])
             rows.append({"method": method, "setting": setting,
-                         "source": f"whole SB3 cell ({len(journal)} trainings)",
-                         "sb3_steps_per_s": steps / sum(r["wall_s"] for r in journal),
-                         "sample_sb3_over_jax_steps": float("nan")})
+                         "source": f"whole SB3 cell ({len(cell)} trainings)",
+                         "sb3_steps_per_s": cell.steps.sum() / cell.wall_s.sum(),
+                         "sample_sb3_over_jax_steps": cell.steps.sum() / jax_rep0.steps.sum()})
     return pd.DataFrame(rows)
 
 
