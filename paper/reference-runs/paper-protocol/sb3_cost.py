@@ -12,7 +12,10 @@ estimate multiplies each SB3 speed by the environment steps the committed JAX ce
 method and setting took (all Base and None cells, repetitions 0–2, both stages), and puts the
 measured JAX tuner time beside it. The JAX cells' early stopping, not SB3's, fixes the steps;
 on the samples (for Setting 1 DDPG: the whole cell against the JAX k = 1 cell of the same
-repetition) the two backends' step counts are printed for comparison. The JAX hours leave
+repetition) the two backends' step counts are printed for comparison. Whole SB3 cells of pairs
+whose speed comes from a sample (``../sb3-cell/<setting>/<method>/base/rep0``) check it: their
+measured speed and tuner time beside the sample's speed and the average SB3 cell the estimate
+implies. The JAX hours leave
 out the two pauses inside Setting 1 DDPG-Base repetition 0 (``sb3_cell_speed.paused_s``).
 
     python paper/reference-runs/paper-protocol/sb3_cost.py
@@ -61,6 +64,23 @@ def jax_protocol() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def whole_cell_checks(table: pd.DataFrame) -> pd.DataFrame:
+    """Whole SB3 cells of sampled pairs against what the sample-based estimate implies."""
+    rows = []
+    for row in table[table.source.str.contains("sampled", na=False)].itertuples():
+        cell = SB3_CELL.parents[3] / row.setting / row.method / "base/rep0"
+        if not (cell / "stage2.csv").exists():
+            continue
+        runs = pd.concat([trials(cell, 1), trials(cell, 2)])
+        rows.append({"method": row.method, "setting": row.setting,
+                     "sb3_cell_min": runs.wall_s.sum() / 60,
+                     "sb3_cell_steps_per_s": runs.steps.sum() / runs.wall_s.sum(),
+                     "sample_steps_per_s": row.sb3_steps_per_s,
+                     "estimate_mean_cell_min": row.sb3_hours * 60 / row.cells,
+                     "jax_mean_cell_min": row.jax_hours * 60 / row.cells})
+    return pd.DataFrame(rows)
+
+
 def main() -> None:
     table = jax_protocol().merge(sb3_speeds(), on=["method", "setting"], how="left")
     table["sb3_hours"] = table.env_steps_M * 1e6 / table.sb3_steps_per_s / 3600
@@ -69,6 +89,10 @@ def main() -> None:
     known = table.dropna(subset=["sb3_hours"])
     print(f"\nDDPG/PPO, {int(known.cells.sum())} cells: SB3 ≈ {known.sb3_hours.sum():.1f} core-hours "
           f"(extrapolated), JAX {known.jax_hours.sum():.1f} core-hours (measured)")
+    checks = whole_cell_checks(table)
+    if len(checks):
+        print("\nwhole SB3 cells against the sample-based estimate (repetition 0, Base):")
+        print(checks.round(1).to_string(index=False))
     if len(known) < len(table):
         print("missing SB3 speeds: " + ", ".join(f"{m} {s}" for m, s in
                                                   table[table.sb3_hours.isna()][["method", "setting"]].values))
