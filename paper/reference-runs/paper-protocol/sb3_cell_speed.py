@@ -7,8 +7,8 @@ configurations for both backends; after that the backends' different validation 
 apart, so later trials are compared only in total and per environment step.
 
 A cell's tuner time is the sum of its trainings' wall times on the pinned core (the stage tables'
-``wall_s``, as the journals recorded them): stage 1 (50 configurations) plus stage 2 (top 5 × seeds 42–46). The JAX k = 1
-cell's trial 45 includes two pauses of that run (``pauses.log``, 05:44:54–06:22:00 and
+``wall_s``, as the journals recorded them): stage 1 (50 configurations) plus stage 2 (top 5 ×
+seeds 42–46). The JAX k = 1 cell's trial 45 includes two pauses of that run (``pauses.log``, 05:44:54–06:22:00 and
 06:22:14–06:40:26 on 2026-12-02), which are subtracted.
 
     python paper/reference-runs/paper-protocol/sb3_cell_speed.py [SB3_CELL_FOLDER]
@@ -24,7 +24,8 @@ from pathlib import Path
 import pandas as pd
 
 HERE = Path(__file__).resolve().parent
-SB3_CELL = HERE.parent / "sb3-cell/s1/ddpg/base/rep0"
+SB3_RUN = HERE.parent / "sb3-cell"
+SB3_CELL = SB3_RUN / "s1/ddpg/base/rep0"
 PAUSES = [("2026-12-02T05:44:54", "2026-12-02T06:22:00"), ("2026-12-02T06:22:14", "2026-12-02T06:40:26")]
 
 

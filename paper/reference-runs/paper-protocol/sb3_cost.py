@@ -1,6 +1,6 @@
 """The SB3 backend's cost for the whole paper protocol, from measured SB3 speeds.
 
-Nobody ran the protocol's 36 DDPG/PPO cells on SB3 (about 150 core-hours). What was measured:
+Nobody ran the protocol's 36 DDPG/PPO cells on SB3. What was measured:
 - the whole Setting 1 DDPG-Base cell on SB3 (``run_sb3_cell.sh``, exported to ``../sb3-cell/``), and
 - samples of stage-1 configurations retrained on SB3 for the other (method, setting) pairs
   (``sb3_sample.py``; ``sb3-sample/*.csv``).
@@ -15,8 +15,8 @@ on the samples (for Setting 1 DDPG: the whole cell against the JAX k = 1 cell of
 repetition) the two backends' step counts are printed for comparison. Whole SB3 cells of pairs
 whose speed comes from a sample (``../sb3-cell/<setting>/<method>/base/rep0``) check it: their
 measured speed and tuner time beside the sample's speed and the average SB3 cell the estimate
-implies. The JAX hours leave
-out the two pauses inside Setting 1 DDPG-Base repetition 0 (``sb3_cell_speed.paused_s``).
+implies. The JAX hours leave out the two pauses inside Setting 1 DDPG-Base repetition 0
+(``sb3_cell_speed.paused_s``).
 
     python paper/reference-runs/paper-protocol/sb3_cost.py
 """
@@ -26,7 +26,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from sb3_cell_speed import SB3_CELL, paused_s, trials
+from sb3_cell_speed import SB3_CELL, SB3_RUN, paused_s, trials
 
 HERE = Path(__file__).resolve().parent
 PAIRS = [(m, s) for m in ("ddpg", "ppo") for s in ("s1", "s2", "s3")]
@@ -68,7 +68,7 @@ def whole_cell_checks(table: pd.DataFrame) -> pd.DataFrame:
     """Whole SB3 cells of sampled pairs against what the sample-based estimate implies."""
     rows = []
     for row in table[table.source.str.contains("sampled", na=False)].itertuples():
-        cell = SB3_CELL.parents[3] / row.setting / row.method / "base/rep0"
+        cell = SB3_RUN / row.setting / row.method / "base/rep0"
         if not (cell / "stage2.csv").exists():
             continue
         runs = pd.concat([trials(cell, 1), trials(cell, 2)])

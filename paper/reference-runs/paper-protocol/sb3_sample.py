@@ -1,7 +1,7 @@
 """SB3's speed across the search space: stage-1 configurations of JAX cells retrained on SB3.
 
-The SB3 backend's whole-protocol cost is an extrapolation (README, Cost); a whole SB3 cell was
-measured only for Setting 1 DDPG-Base (``run_sb3_cell.sh``). This script takes every
+The SB3 backend's whole-protocol cost is an extrapolation (README, Cost); whole SB3 cells were
+measured only for Setting 1 and Setting 2 DDPG-Base (``run_sb3_cell.sh``). This script takes every
 ``--every``-th stage-1 trial of a committed Base cell, repetition 0 (jax), and trains the same
 configuration with the same seed on the SB3 backend, one process after the other, pinned to one
 core. Early stopping differs between the backends (different random streams), so the number that
@@ -10,7 +10,7 @@ multiplies by the environment steps the JAX protocol's cells of that setting and
 (what one "step" costs differs between settings: their episodes and validation splits differ).
 
     python paper/reference-runs/paper-protocol/sb3_sample.py --method ppo --setting s1 --every 6
-    python paper/reference-runs/paper-protocol/sb3_sample.py --method ddpg --setting s2 --every 10
+    python paper/reference-runs/paper-protocol/sb3_sample.py --method ddpg --setting s2 --every 5
 """
 
 from __future__ import annotations
