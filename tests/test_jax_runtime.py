@@ -45,10 +45,8 @@ def test_a_jax_training_gives_the_same_bits_on_one_and_on_two_visible_cores(tmp_
     pinned = _probe(tmp_path, core_env="auto", one_core=False)
     assert alone["cores"] == pinned["cores"] == 1
     assert pinned["test"] == alone["test"] and pinned["curve"] == alone["curve"]
-    # without the pin XLA splits its work over both cores and rounds differently
-    free = _probe(tmp_path, core_env="off", one_core=False)
-    assert free["cores"] >= 2
-    assert (free["test"], free["curve"]) != (alone["test"], alone["curve"])
+    # Whether an unpinned run rounds differently is a property of the CPU, not of deepstock (on
+    # some CPUs it does, on others not): speed/jax_core_pin.py reports it, no test asserts it.
 
 
 def test_each_claim_takes_a_core_no_other_holder_has_then_cores_are_shared(tmp_path):

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -130,24 +129,32 @@ def test_bad_config_fails_before_compute(s1_path, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+_DIE_AFTER_TWO_ROWS = """
+import os, signal, sys
+from deepstock import journal
+from deepstock.cli import main
+append, rows = journal.Journal.append, []
+def append_then_die(self, row):  # kill -9 right after the second trial is journaled
+    append(self, row)
+    rows.append(row)
+    if len(rows) == 2:
+        os.kill(os.getpid(), signal.SIGKILL)
+journal.Journal.append = append_then_die
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def test_resume_after_kill_does_not_rerun_finished_trials(s1_path, tmp_path):
-    hp = tmp_path / "slow.yaml"
-    hp.write_text("epochs: 60\npatience_epochs: 60\n")  # ~0.4 s per trial
     out = tmp_path / "cell"
-    cmd = [sys.executable, "-m", "deepstock.cli", "tune", "s1", "--method", "ds", "--reg", "base",
-           "--scale", "tiny", "--executor", "local", "--num-samples", "6", "--hparams", str(hp),
-           "--data", str(s1_path), "--out", str(out), "--quiet"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = ["tune", "s1", "--method", "ds", "--reg", "base", "--scale", "tiny", "--executor",
+            "local", "--num-samples", "6", "--data", str(s1_path), "--out", str(out), "--quiet"]
+    cmd = [sys.executable, "-m", "deepstock.cli", *args]
+    killed = subprocess.run([sys.executable, "-c", _DIE_AFTER_TWO_ROWS, *args],
+                            capture_output=True)
+    assert killed.returncode == -signal.SIGKILL
     journal = out / "stage1.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if journal.exists() and len(journal.read_text().splitlines()) >= 3:  # header + 2 rows
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
     before = [json.loads(x) for x in journal.read_text().splitlines()[1:]]
-    assert 2 <= len(before) < 6, "the kill must land mid-stage"
+    assert len(before) == 2, "the kill lands after the second trial"
     assert not (out / "winner.json").exists()
     rc = subprocess.run(cmd, capture_output=True, env={**os.environ}).returncode
     assert rc == 0
@@ -240,13 +247,23 @@ from deepstock.tuning import _fit, _trial_resources
 ray.init(num_cpus=8, num_gpus=1, include_dashboard=False, log_to_driver=False,
          configure_logging=False, logging_level="ERROR")
 def trainable(config):
-    t0 = time.time(); time.sleep(10.0)  # long enough that 4 actors overlap on a loaded machine
+    # a barrier, not a timer: trial k waits until the trials of its group of 4 have all started,
+    # so 4 run at once whatever the machine's speed; with fewer slots the wait times out and the
+    # peak falls short of 4, with more the next group starts at once and the peak exceeds 4
+    started = Path(config["dir"]) / "started"
+    started.mkdir(exist_ok=True)
+    (started / str(config["i"])).touch()
+    t0, k = time.time(), len(list(started.iterdir()))
+    need = 4 * ((k + 3) // 4)
+    while len(list(started.iterdir())) < need and time.time() < t0 + 60:
+        time.sleep(0.05)
+    time.sleep(0.5)
     return {"start": t0, "end": time.time(), "gpu_ids": ray.get_gpu_ids()}
 rows = []
 class Record(tune.Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         rows.append({k: result[k] for k in ("start", "end", "gpu_ids")})
-_fit(trainable, {"i": tune.grid_search(list(range(8)))},
+_fit(trainable, {"i": tune.grid_search(list(range(8))), "dir": sys.argv[1]},
      tune.TuneConfig(num_samples=1, reuse_actors=True), [Record()], Path(sys.argv[1]), "share",
      _trial_resources("cuda"))
 events = sorted([(r["start"], 1) for r in rows] + [(r["end"], -1) for r in rows])

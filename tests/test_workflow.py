@@ -6,7 +6,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -184,21 +183,23 @@ def test_rerun_with_nothing_changed_does_nothing(tiny_run):
 
 
 def _interrupt_after_two_cells(wd: Path, args: list[str], env: dict) -> dict[Path, int] | None:
-    """Start the DAG, press Ctrl-C once two cells have finished; the finished cells' winner.json
-    and their mtimes, or None when every cell finished before the signal landed."""
+    """Start the DAG, press Ctrl-C once Snakemake reports two tuning cells finished; the finished
+    cells' winner.json and their mtimes, or None when every cell finished before the signal.
+
+    Snakemake logs "Finished jobid: N (Rule: tune)" after it has recorded the job (its outputs
+    and metadata), so the winners present at that line belong to finished jobs — the next cell
+    (one core) has only just started — whatever the speed of the machine."""
     proc = subprocess.Popen(args, cwd=wd, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     winners = lambda: sorted(wd.glob("results/s1/*/*/rep0/winner.json"))  # noqa: E731
-    # a winner.json older than 3 s belongs to a job Snakemake has recorded as finished (a younger
-    # one may be cut between its write and the job's exit: that job is rightly re-run)
-    settled = lambda: [p for p in winners() if time.time() - p.stat().st_mtime > 3]  # noqa: E731
-    deadline = time.monotonic() + 300
-    while len(settled()) < 2 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    done = {p: p.stat().st_mtime_ns for p in settled()}
-    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
+    finished, done = 0, {}
+    for line in proc.stderr:  # ends when Snakemake exits
+        finished += "(Rule: tune)" in line and line.startswith("Finished jobid")
+        if finished == 2 and not done:
+            done = {p: p.stat().st_mtime_ns for p in winners()}
+            os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
     proc.wait(timeout=120)
-    assert len(winners()) >= 2, "two cells must finish before the interrupt"
+    assert len(done) == 2, "two cells must finish before the interrupt"
     return done if len(winners()) < 6 else None
 
 
@@ -207,8 +208,8 @@ def test_interrupted_dag_resumes_without_redoing_finished_work(tmp_path):
     """Ctrl-C mid-DAG, then `snakemake` again: finished cells are kept as they are, the cell that
     was cut keeps its journal (Snakemake removes declared outputs only) and resumes from it.
 
-    On a loaded machine the signal can land after the last cell: the scenario then runs once more
-    in a fresh directory, and must land mid-DAG there."""
+    Should the signal land after the last cell (it lands the moment Snakemake reports the second
+    cell finished), the scenario runs once more in a fresh directory and must land mid-DAG there."""
     args = ["snakemake", "--configfile", "config/tiny.yaml", "--config", "settings=[s1]",
             "--until", "tune", "--cores", "1"]
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
