@@ -221,7 +221,7 @@ def test_cli_train_writes_run(data_file, tmp_path, capsys):
     m = json.loads((out / "metrics.json").read_text())
     assert m["iterations"] == 2 and m["seed"] == 3
     assert m["config"]["neurons_per_hidden_layer"] == [8, 8]
-    assert m["config"]["learning_rate"] == 0.031077  # spec default of the DS-Base cell
+    assert m["config"]["learning_rate"] == 0.03107728177311676  # spec default of the DS-Base cell
     assert len(pd.read_csv(out / "curve.csv")) == 2
     assert "test" in capsys.readouterr().out
 

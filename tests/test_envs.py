@@ -303,3 +303,22 @@ def test_batched_network_policy_equals_env_episodes():
                 env, lambda e, k: predict(e._obs_vector(e._t)[None])[0], index=i)
             np.testing.assert_allclose(infos[-1]["episode_loss"], ell[i], atol=1e-9)
             np.testing.assert_allclose(rewards.sum(), returns[i], atol=1e-9)
+
+
+def test_the_reward_uses_the_authors_order_of_operations():
+    """One window of two counted days ending at E = -1 and E = -5.192495822906494 (T = 5, R = 2,
+    L = 1, order 0): the authors' -(h·Σover/2 + b·Σunder/2) is -2.786623 in float32, the
+    shorter -(Σ c)/2 rounds to -2.7866232 — SB3 stores the float32, so the order matters."""
+    st = small_setting(T=5, n=1)
+    demand = np.array([[0.0, 0.0, 0.0, 1.0, 4.192495822906494]] * 3)
+    env = InventoryEnv(make_dataset(st, demand=demand), "train", "none")
+    env.reset(options={"index": 0})
+    _, reward, terminated, _, _ = env.step(np.array([0.0], dtype=np.float32))
+    assert terminated
+    e = np.array([-1.0, -5.192495822906494])
+    h, b = 0.1, 1 - 0.1
+    authors = -(h * (np.maximum(e, 0).sum() / 2) + b * (np.maximum(-e, 0).sum() / 2))
+    shorter = -(b * np.maximum(-e, 0) + h * np.maximum(e, 0)).sum() / 2
+    assert reward == authors
+    assert np.float32(reward) == np.float32(-2.786623) != np.float32(shorter)
+    assert np.float32(shorter) == np.float32(-2.7866232)

@@ -19,6 +19,7 @@ from deepstock.trainers import save_run, train
 from deepstock.trainers.common import NoImprovementStopper
 from deepstock.trainers.sb3 import (
     apply_ddpg_bias,
+    apply_ppo_bias,
     build_model,
     ddpg_bias_shift,
     linear_schedule,
@@ -168,8 +169,10 @@ def test_short_ppo_base_beats_initial_policy():
     evals = curve[curve.step > 0]
     assert list(evals.step) == [512, 1024, 1536, 2048]
     assert r.val_loss == pytest.approx(evals.val_loss.min(), abs=1e-9)  # best checkpoint
-    assert r.best_val == pytest.approx(r.val_loss, abs=1e-9)  # -best return / 14 = val loss
-    np.testing.assert_allclose(-evals.mean_return / 14, evals.val_loss, atol=1e-9)
+    # -best return / 14 = val loss, up to the 6-decimal rounding of each episode return (SB3's
+    # Monitor, as in the authors' evaluation): |error| <= 0.5e-6 / 14
+    assert r.best_val == pytest.approx(r.val_loss, abs=0.5e-6 / 14)
+    np.testing.assert_allclose(-evals.mean_return / 14, evals.val_loss, atol=0.5e-6 / 14)
     assert r.iterations == 2048 and r.method == "ppo" and r.device == "cpu"
     assert 0 <= r.extras["eval_share"] < 0.5
 
@@ -186,7 +189,7 @@ def test_ddpg_no_training_stops_deterministically():
     assert r.extras["best_step"] == 100  # checkpoint only on strict improvement
     # the curve evaluates the validation split (train != val here), metric = -return / 14
     assert r.curve.val_loss.iloc[-1] == pytest.approx(r.val_loss, abs=1e-9)
-    assert r.best_val == pytest.approx(r.val_loss, abs=1e-9)
+    assert r.best_val == pytest.approx(r.val_loss, abs=0.5e-6 / 14)  # Monitor's rounding
     assert abs(r.train_loss - r.val_loss) > 1e-3
     lr0, lr1 = h["learning_rate"], h["lr_min"]
     expected = lr0 + (300 / 200000) * (lr1 - lr0) / 0.95
@@ -243,3 +246,28 @@ def test_dispatcher_coeff_run_and_checkpoint_last():
     assert np.isfinite([r.train_loss, r.val_loss, r.test_loss]).all()
     ev = evaluate_policy(r.policy, ds, "val")
     assert ev.loss == pytest.approx(r.val_loss)
+
+
+def test_the_ppo_bias_is_computed_in_float32_like_the_authors():
+    """low + b0·(high - low) in float32 (the authors' numpy on the box's float32 bounds):
+    28.207901 for their PPO-None b0 with M = 100, not the float64 value rounded once (28.207903)."""
+    b0 = 0.2820790201859893
+    s = build_model("ppo", make_dataset(1), "none", hp("ppo", "none", **SMALL_PPO), 4)
+    apply_ppo_bias(s.model, b0)
+    bias = s.model.policy.action_net.bias.detach().numpy()
+    assert bias.dtype == np.float32
+    assert bias[0] == np.float32(28.207901) != np.float32(b0 * 100.0)
+
+
+def test_the_validation_return_is_each_episode_rounded_to_6_decimals_like_sb3s_monitor():
+    """The authors' EvalCallback averages Monitor's round(sum(rewards), 6) per episode."""
+    from deepstock.envs import simulate_split
+    from deepstock.losses import DEFAULT_LOSS
+    from deepstock.trainers.sb3 import _ValEvaluator
+
+    ds = make_dataset(seed=3)
+    s = build_model("ppo", ds, "base", hp("ppo", "base", **SMALL_PPO), 4)
+    _, mean = _ValEvaluator(ds, "val", s.policy, DEFAULT_LOSS, False)()
+    returns = window_returns(simulate_split(s.policy, ds, "val"))
+    assert mean == float(np.mean([round(float(r), 6) for r in returns]))
+    assert mean != float(returns.mean())  # the rounding is visible

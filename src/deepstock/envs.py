@@ -3,14 +3,15 @@
 One ``step`` is one ordering decision. The environment keeps a per-episode scalar state (the
 pipeline I_t as a list of Python floats) for speed and advances it with the same one-day function
 as the batched simulator, :func:`deepstock.dynamics.advance_day`, and the same
-:func:`deepstock.losses.cost`; a parity test holds env and :func:`~deepstock.dynamics.simulate`
+:func:`deepstock.losses.over_under`, rewarded by :func:`deepstock.losses.window_reward`
+(-mean c(E_u) in the authors' floating-point order); a parity test holds env and :func:`~deepstock.dynamics.simulate`
 to 1e-9. Actions are decoded by the shared mapping
 :meth:`deepstock.regularizations.Regularization.decode` (spec §4).
 
 - reset: pick a trajectory (train mode: uniform with the env RNG; eval mode: cycle in id order,
   restarted by ``reset(seed=...)``), I_0 = 0, simulate days 0..R-1 with q = 0, observe at t = R.
-- step(a): decode q, simulate R days (q on the first), reward = -mean c(E_u) over
-  W = [t+L, t+L+R) ∩ [R+L, T) (0 if empty); the last L days of W come from a q = 0 look-ahead
+- step(a): decode q, simulate R days (q on the first), reward = -mean c(E_u) =
+  -(h·Σover/|W| + b·Σunder/|W|) over W = [t+L, t+L+R) ∩ [R+L, T) (0 if empty); the last L days of W come from a q = 0 look-ahead
   that is rewound (exact: the next order arrives at t+R+L). When the new t has t >= T or
   t + L >= T, the remaining days are simulated with q = 0 and the episode terminates.
   ``truncated`` is always False. The return is -Σ_windows mean cost = -((T-R-L)/R)·ℓ for T = 31.
@@ -28,7 +29,7 @@ from gymnasium import spaces
 from deepstock.data import Dataset
 from deepstock.dynamics import Observation, Rollout, advance_day, order_days, simulate
 from deepstock.errors import ConfigError
-from deepstock.losses import DEFAULT_LOSS, LossConfig, cost, daily_cost
+from deepstock.losses import DEFAULT_LOSS, LossConfig, over_under, window_reward
 from deepstock.regularizations import (
     RegularizationParams,
     get_regularization,
@@ -105,11 +106,11 @@ class InventoryEnv(gym.Env):
         self._cost_total = 0.0
 
     # ------------------------------------------------------------------ dynamics (spec §2)
-    def _day(self, pipe: list[float], q: float, d: float) -> float:
+    def _day(self, pipe: list[float], q: float, d: float) -> tuple[float, float]:
         """One day on ``pipe`` in place through the shared :func:`dynamics.advance_day`;
-        returns the day's cost c(E_t) (λ_t-based under lost sales)."""
+        returns the day's (overage, underage) (:func:`losses.over_under`)."""
         _, e, lam, pipe[:] = advance_day(pipe, q or None, d, self.lost_sales, 0.0)
-        return cost(e, lam, self.loss, self.lost_sales)
+        return over_under(e, lam, self.lost_sales)
 
     # ------------------------------------------------------------------ observation / decoding
     def _observation(self, t: int) -> Observation:
@@ -171,28 +172,23 @@ class InventoryEnv(gym.Env):
         dem = self._demand[self._row]
         pipe = self._pipe
         w_lo, w_hi = t + L, min(t + L + R, T)  # reward window W (t >= R, so t + L >= R + L)
-        cost, days = 0.0, 0
+        over = under = 0.0
+        days = 0
+
+        def count(day: int, ou: tuple[float, float]) -> None:
+            nonlocal over, under, days
+            if w_lo <= day < w_hi:
+                over, under, days = over + ou[0], under + ou[1], days + 1
+
         for u in range(t, min(t + R, T)):
-            c = self._day(pipe, q if u == t else 0.0, dem[u])
-            if u >= w_lo:
-                cost += c
-                days += 1
+            count(u, self._day(pipe, q if u == t else 0.0, dem[u]))
         t_new = t + R
         terminated = t_new >= T or t_new + L >= T
-        if terminated:  # the remaining days with q = 0 all fall inside W
-            for u in range(t_new, T):
-                c = self._day(pipe, 0.0, dem[u])
-                if w_lo <= u < w_hi:
-                    cost += c
-                    days += 1
-        else:  # look-ahead: L days with q = 0 on a copy, then rewound
-            ahead = list(pipe)
-            for u in range(t_new, min(t_new + L, T)):
-                c = self._day(ahead, 0.0, dem[u])
-                if w_lo <= u < w_hi:
-                    cost += c
-                    days += 1
-        reward = -cost / days if days else 0.0
+        ahead = pipe if terminated else list(pipe)  # a look-ahead is rewound: on a copy
+        for u in range(t_new, T if terminated else min(t_new + L, T)):
+            count(u, self._day(ahead, 0.0, dem[u]))  # q = 0; when terminated, all of W's rest
+        reward = window_reward(over, under, days, self.loss) if days else 0.0
+        cost = self.loss.h * over + self.loss.underage * under
         self._cost_total += cost
         self._t = t_new
         info: dict[str, Any] = {"order": q, "cost": cost, "days": days, "t": t,
@@ -241,17 +237,17 @@ def network_policy(
 def window_returns(rollout: Rollout, loss: LossConfig = DEFAULT_LOSS, lost_sales: bool = False) -> np.ndarray:
     """Per-trajectory episode return of the env (spec §7.1) computed from a batched rollout.
 
-    Sum over useful order days t of -mean_{u in W_t} c(E_u); equals -((T-R-L)/R)·ℓ when the
-    windows are full.
+    Sum over useful order days t of the window rewards :func:`losses.window_reward` (the env's
+    own arithmetic); equals -((T-R-L)/R)·ℓ when the windows are full.
     """
-    cost = np.asarray(daily_cost(rollout, loss, lost_sales))
-    n, T = cost.shape
+    over, under = over_under(np.asarray(rollout.ending), np.asarray(rollout.lost), lost_sales)
+    n, T = over.shape
     R, L = rollout.R, rollout.L
     total = np.zeros(n)
     for t in np.flatnonzero(order_days(T, R, L)):
         lo, hi = max(t + L, R + L), min(t + L + R, T)
         if hi > lo:
-            total -= cost[:, lo:hi].mean(1)
+            total += window_reward(over[:, lo:hi].sum(1), under[:, lo:hi].sum(1), hi - lo, loss)
     return total
 
 

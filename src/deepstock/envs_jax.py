@@ -5,8 +5,8 @@ the regularization and its parameters, the loss weight), :class:`EnvData` one sp
 (demand, context x, Coeff features φ and the normalized RL context z — parameters, not
 constants, so one compiled program serves every dataset of a shape), :class:`EnvState` the
 E episodes in flight. The days are advanced by the shared :func:`deepstock.dynamics.advance_day`
-and costed by the shared :func:`deepstock.losses.cost`; orders are decoded and network inputs
-built by the shared :class:`~deepstock.regularizations.Regularization` — the very code
+and rewarded by the shared :func:`deepstock.losses.window_reward`; orders are decoded and
+network inputs built by the shared :class:`~deepstock.regularizations.Regularization` — the very code
 :class:`deepstock.envs.InventoryEnv` runs, here on JAX arrays. A parity test holds the two
 environments to 1e-9 in float64 on every trajectory of Settings 1, 2 and a Setting 4 cell.
 
@@ -31,7 +31,7 @@ from deepstock import jaxrt  # noqa: F401  (sets XLA_FLAGS before JAX's backend 
 from deepstock.data import Dataset
 from deepstock.dynamics import Observation, advance_day
 from deepstock.envs import n_decisions, rl_context
-from deepstock.losses import LossConfig, cost
+from deepstock.losses import LossConfig, over_under, window_reward
 from deepstock.regularizations import RegularizationParams, get_regularization
 
 
@@ -106,20 +106,20 @@ def env_data(dataset: Dataset, split: str, dtype=None) -> EnvData:
 def _days(spec: EnvSpec, data: EnvData, row, pipe, first_day, n_days: int, q, window):
     """Advance ``pipe`` (a list of [E] columns) over days first_day + j, j < n_days, with the
     order q on day first_day (None = no order); days >= T are skipped. Returns the pipeline and
-    the summed cost and count of days inside ``window`` = (lo [E], hi [E])."""
+    the summed overage, underage and count of days inside ``window`` = (lo [E], hi [E])."""
     zero = jnp.zeros_like(pipe[0])
-    total, count = zero, zero
+    over, under, count = zero, zero, zero
     for j in range(n_days):
         u = first_day + j
         live = u < spec.T
         d = data.demand[row, jnp.minimum(u, spec.T - 1)]
         _, e, lam, nxt = advance_day(pipe, q if j == 0 else None, d, spec.lost_sales, zero)
-        c = cost(e, lam, spec.loss, spec.lost_sales)
+        o, un = over_under(e, lam, spec.lost_sales)
         inside = live & (u >= window[0]) & (u < window[1])
-        total = total + jnp.where(inside, c, 0.0)
+        over, under = over + jnp.where(inside, o, 0.0), under + jnp.where(inside, un, 0.0)
         count = count + inside
         pipe = [jnp.where(live, b, a) for a, b in zip(pipe, nxt, strict=True)]
-    return pipe, total, count
+    return pipe, over, under, count
 
 
 def observation(spec: EnvSpec, data: EnvData, state: EnvState) -> Observation:
@@ -142,7 +142,7 @@ def reset(spec: EnvSpec, data: EnvData, row: jax.Array) -> tuple[EnvState, jax.A
     zero = jnp.zeros(row.shape, dtype)
     pipe = [zero] * (spec.L + 1)
     none = (jnp.zeros(row.shape, jnp.int32),) * 2
-    pipe, _, _ = _days(spec, data, row, pipe, 0, spec.R, None, none)
+    pipe, _, _, _ = _days(spec, data, row, pipe, 0, spec.R, None, none)
     state = EnvState(row, jnp.full(row.shape, spec.R, jnp.int32), jnp.stack(pipe, 1), zero)
     return state, observe(spec, data, state)
 
@@ -161,11 +161,12 @@ def step(spec: EnvSpec, data: EnvData, state: EnvState, action: jax.Array):
     t, R, L = state.t, spec.R, spec.L
     window = (t + L, jnp.minimum(t + L + R, spec.T))
     pipe = [state.pipe[:, i] for i in range(L + 1)]
-    pipe, c1, n1 = _days(spec, data, state.row, pipe, t, R, q, window)
+    pipe, o1, u1, n1 = _days(spec, data, state.row, pipe, t, R, q, window)
     t_new = t + R
-    ahead, c2, n2 = _days(spec, data, state.row, pipe, t_new, L, None, window)
-    total, days = c1 + c2, n1 + n2
-    reward = jnp.where(days > 0, -total / jnp.maximum(days, 1), 0.0)
+    ahead, o2, u2, n2 = _days(spec, data, state.row, pipe, t_new, L, None, window)
+    over, under, days = o1 + o2, u1 + u2, n1 + n2
+    reward = jnp.where(days > 0, window_reward(over, under, jnp.maximum(days, 1), spec.loss), 0.0)
+    total = spec.loss.h * over + spec.loss.underage * under
     terminated = (t_new >= spec.T) | (t_new + L >= spec.T)
     pipe = [jnp.where(terminated, a, b) for a, b in zip(ahead, pipe, strict=True)]
     cost_total = state.cost_total + total

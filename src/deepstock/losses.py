@@ -37,6 +37,23 @@ def cost(e: Array, lost: Array, loss: LossConfig = DEFAULT_LOSS, lost_sales: boo
     return b * under + h * positive_part(e)
 
 
+def over_under(e: Array, lost: Array, lost_sales: bool = False) -> tuple[Array, Array]:
+    """The day's overage max(E, 0) and underage: max(-E, 0) under backlog, λ under lost sales."""
+    return positive_part(e), (lost if lost_sales else positive_part(-e))
+
+
+def window_reward(over: Array, under: Array, days: Array, loss: LossConfig = DEFAULT_LOSS) -> Array:
+    """The RL reward of one decision's window W of ``days`` counted days (spec §7.1):
+    r = -(h·(Σ_W over)/|W| + b·(Σ_W under)/|W|), b = 1 - h.
+
+    This is -mean_W c(E_u), written in the authors' order of floating-point operations
+    (``calc_loss`` of their ``rl/inv_env.py``: each sum divided by the window length, then
+    weighted): -(Σ c)/|W| equals it only to a few float64 ulps, and SB3 stores rewards as float32,
+    where about one reward in 1 000 then rounds one ulp apart and the training diverges from
+    theirs (docs/choices.md, "The reward's floating-point order")."""
+    return -(loss.h * (over / days) + loss.underage * (under / days))
+
+
 def daily_cost(rollout: Rollout, loss: LossConfig = DEFAULT_LOSS, lost_sales: bool = False) -> Array:
     """c(E_t) = b·max(-E_t, 0) + h·max(E_t, 0) per day [n, T]; b·λ_t replaces underage under lost
     sales (spec §3)."""

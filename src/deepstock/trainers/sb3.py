@@ -86,9 +86,13 @@ def apply_ddpg_bias(model: DDPG, b0: float, *, on_target: bool = False) -> None:
 
 
 def apply_ppo_bias(model: PPO, b0: float) -> None:
-    """Set the Gaussian mean bias to low + b₀·(high - low) per action dimension (spec §4)."""
+    """Set the Gaussian mean bias to low + b₀·(high - low) per action dimension (spec §4),
+    computed in float32 like the authors' code (the box's float32 bounds times b₀ as float32):
+    the float64 value rounded once can land one float32 ulp apart (28.207903 against their
+    28.207901 for b₀ = 0.2820790…, M = 100), and the training then diverges from theirs."""
     space = model.action_space
-    target = space.low.astype(np.float64) + float(b0) * (space.high - space.low).astype(np.float64)
+    low, high = space.low.astype(np.float32), space.high.astype(np.float32)
+    target = low + np.float32(b0) * (high - low)
     with torch.no_grad():
         bias = model.policy.action_net.bias
         bias.copy_(torch.as_tensor(target, dtype=bias.dtype, device=bias.device))
@@ -122,10 +126,16 @@ class _ValEvaluator:
         self.loss, self.lost_sales = loss, lost_sales
 
     def __call__(self) -> tuple[float, float]:
+        """(validation loss, mean episode return) of the current policy. Each episode's return
+        is rounded to 6 decimals, as SB3's ``Monitor`` wrapper of the authors' evaluation env
+        reports it (``round(sum(rewards), 6)``, which ``EvalCallback`` averages): returns that
+        agree to 6 decimals tie, and on a tie the earlier checkpoint stays the best one, as in
+        their runs (docs/choices.md, "Floating-point order of operations")."""
         ro = simulate_split(self.policy, self.dataset, self.split, lost_sales=self.lost_sales)
         per = np.asarray(trajectory_loss(ro, self.loss, self.lost_sales))
         returns = window_returns(ro, self.loss, self.lost_sales)
-        return float(per.mean()), float(returns.mean())
+        monitored = np.array([round(float(r), 6) for r in returns])
+        return float(per.mean()), float(monitored.mean())
 
 
 class _EvalCallback(BaseCallback):
