@@ -1,9 +1,10 @@
-"""Test-wide setup: one BLAS/OpenMP thread (as the CLI does), one torch thread, local Ray."""
+"""Test-wide setup: the CLI's pinned numerics (deepstock.numerics), one torch thread, local Ray."""
 
 import os
 
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+from deepstock import numerics  # noqa: E402 - light: no numpy, torch or JAX
+
+numerics.configure()  # the CLI's numerics (one thread, AVX2 kernels) before torch and XLA load
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 import torch  # noqa: E402

@@ -48,9 +48,11 @@ def test_batch_one_asks_exactly_the_configurations_of_sequential_tpe(s1_path, tm
     expected = []
     for _ in range(6):
         trial = study.ask(dists)
-        expected.append(dict(trial.params))
-        study.tell(trial, _fake_score(trial.params))
+        digits = get_scale("tiny").significant_digits  # the journal holds rounded proposals
+        expected.append({k: plan.dims[k].rounded(v, digits) for k, v in trial.params.items()})
+        study.tell(trial, _fake_score(expected[-1]))
     assert _stage1_configs(tmp_path / "c") == expected
+    assert expected[0] != dict(study.trials[0].params)  # rounding changed TPE's floats
 
 
 def test_a_batch_is_k_different_configurations_trained_as_one_population(s1_path, tmp_path,
@@ -160,3 +162,33 @@ def test_the_stage_tables_name_each_trials_population(s1_path, tmp_path, fake_tr
               TuneOptions(num_samples=4, batch=2, **JAX))
     table = pd.read_csv(tmp_path / "c" / "stage1.csv")
     assert list(table["population"]) == [2, 2, 2, 2]
+
+
+def test_a_proposal_one_ulp_apart_trains_the_same_configuration_with_the_same_seed(s1_path):
+    """TPE's floats move in the last bit with the CPU or the library (one ulp changed a whole
+    search before): rounded to the scale's significant digits, every float hyper-parameter
+    moved by one ulp up or down gives the same configuration, hence the same seed and, trained,
+    the same losses."""
+    import math
+
+    from deepstock.tuning import Job, _Search, run_jobs
+
+    plan = plan_cell("s1", "ds", "base", s1_path, TuneOptions(scale="tiny", executor="local",
+                                                              quiet=True, num_samples=3))
+    search, unrounded_moved = _Search(plan), 0
+    for trial in search.ask(3):
+        raw = dict(trial.params)
+        floats = [k for k, v in raw.items() if isinstance(v, float)]
+        assert floats
+        config = search.proposal(raw)
+        assert config != raw and config == {k: plan.dims[k].rounded(v, 6) for k, v in raw.items()}
+        for direction in (math.inf, -math.inf):
+            moved = {k: math.nextafter(v, direction) if k in floats else v
+                     for k, v in raw.items()}
+            assert search.proposal(moved) == config
+            unrounded_moved += config_seed(decode_config(moved)) != config_seed(decode_config(raw))
+    # unrounded, the authors' hash of the configuration moves with the last bit
+    assert unrounded_moved > 0
+    rows = [run_jobs(plan.spec, [Job(1, search.proposal(p))])[0] for p in (raw, moved)]
+    assert rows[0]["status"] == "ok" and rows[0]["seed"] == rows[1]["seed"]
+    assert (rows[0]["val_loss"], rows[0]["test_loss"]) == (rows[1]["val_loss"], rows[1]["test_loss"])

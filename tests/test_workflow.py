@@ -189,8 +189,11 @@ def _interrupt_after_two_cells(wd: Path, args: list[str], env: dict) -> dict[Pat
     Snakemake logs "Finished jobid: N (Rule: tune)" after it has recorded the job (its outputs
     and metadata), so the winners present at that line belong to finished jobs — the next cell
     (one core) has only just started — whatever the speed of the machine."""
+    # SIGINT's default action in Snakemake, whatever the test runner's worker ignores (an
+    # ignored signal stays ignored across exec, and Python then never raises KeyboardInterrupt)
     proc = subprocess.Popen(args, cwd=wd, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.default_int_handler))
     winners = lambda: sorted(wd.glob("results/s1/*/*/rep0/winner.json"))  # noqa: E731
     finished, done = 0, {}
     for line in proc.stderr:  # ends when Snakemake exits
@@ -198,6 +201,9 @@ def _interrupt_after_two_cells(wd: Path, args: list[str], env: dict) -> dict[Pat
         if finished == 2 and not done:
             done = {p: p.stat().st_mtime_ns for p in winners()}
             os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends
+        elif done and line.startswith(("localrule", "rule ")):
+            # a busy Snakemake can miss the signal and start the next job: Ctrl-C again
+            os.killpg(proc.pid, signal.SIGINT)
     proc.wait(timeout=120)
     assert len(done) == 2, "two cells must finish before the interrupt"
     return done if len(winners()) < 6 else None

@@ -2,26 +2,20 @@
 
 Each stage lives in ``deepstock.commands.<name>`` with a ``register(subparsers)`` function. User
 errors (:class:`~deepstock.errors.DeepstockError`) print one line and exit with status 2.
+:func:`main` first pins the CPU numerics (:func:`deepstock.numerics.configure`: one BLAS/OpenMP
+thread, AVX2 kernels), before any command loads numpy's BLAS, torch or XLA.
 """
 
 from __future__ import annotations
 
-import os
+import argparse
+import importlib
+import sys
 
-# One BLAS/OpenMP thread per process before numpy loads: the workloads here are many small
-# matrix products, and a multi-threaded BLAS on a shared machine is up to 20x slower (measured on
-# the AR(1) DP). Parallelism comes from Snakemake jobs and Ray trials instead.
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+from deepstock import __version__, numerics
+from deepstock.errors import DeepstockError
 
-import argparse  # noqa: E402
-import importlib  # noqa: E402
-import sys  # noqa: E402
-
-from deepstock import __version__  # noqa: E402
-from deepstock.errors import DeepstockError  # noqa: E402
-
-COMMANDS = ("data", "benchmark", "train", "tune", "report")
+COMMANDS = ("data", "benchmark", "train", "tune", "verify", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,13 +30,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Commands that produce results: they warn when the installed stack is not the lock's.
+PRODUCING = ("benchmark", "train", "tune", "verify")
+
+
+def _warn_if_unlocked(command: str) -> None:
+    """One warning naming the packages whose installed version is not the lock's."""
+    from deepstock.provenance import lock_mismatch
+
+    differ = lock_mismatch() if command in PRODUCING else []
+    if differ:
+        print(f"deepstock {command}: warning: the installed stack is not the lock's "
+              f"(requirements/lock-cpu-py311.txt): {', '.join(differ)}; results may differ in "
+              "the last bits from the committed ones", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Set the numerics (before torch, MKL or XLA load), then run one subcommand."""
+    try:
+        numerics.configure()
+    except DeepstockError as exc:
+        print(f"deepstock: error: {exc}", file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 1
     try:
+        _warn_if_unlocked(args.command)
         rc = args.func(args)
     except DeepstockError as exc:
         print(f"deepstock {args.command}: error: {exc}", file=sys.stderr)

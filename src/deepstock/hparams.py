@@ -194,6 +194,17 @@ class Dimension:
             return tune.loguniform(*self.args)
         return tune.choice([encode_choice(v) for v in self.args])
 
+    def rounded(self, value: Any, digits: int) -> Any:
+        """A proposed value as a trial trains it: a float dimension's value rounded to ``digits``
+        significant digits and kept inside [low, high]; a choice as it is.
+
+        TPE's floats depend on the CPU's and the library's last-bit arithmetic; rounded, a
+        proposal that moved by an ulp is the same configuration with the same seed
+        (docs/choices.md, "Trial seeds")."""
+        if self.dist == "choice":
+            return value
+        return min(max(float(f"{float(value):.{digits}g}"), self.args[0]), self.args[1])
+
     def to_optuna(self):
         """The Optuna distribution, exactly as ``OptunaSearch.convert_search_space(to_tune())``."""
         from optuna.distributions import CategoricalDistribution, FloatDistribution
@@ -271,6 +282,7 @@ class Scale:
     executor: str = "local"  # what ``--executor auto`` picks on one machine (docs/tuning.md)
     batch: int = 1  # stage-1 configurations asked (and trained) at a time (docs/tuning.md)
     enqueue_defaults: bool = False  # stage-1 trial 1 = the default hyper-parameters
+    significant_digits: int = 6  # TPE's float proposals are rounded to this many (Dimension.rounded)
 
     def budget(self, method: str) -> dict:
         return dict(self.hparams.get(method, {}))
@@ -297,9 +309,14 @@ def get_scale(name: str) -> Scale:
     if not isinstance(enqueue, bool):
         raise ConfigError(f"scales.yaml:{name}: 'enqueue_defaults' must be true or false, got "
                           f"{enqueue!r}")
+    digits = raw.get("significant_digits", 6)
+    if isinstance(digits, bool) or not isinstance(digits, int) or not 1 <= digits <= 17:
+        raise ConfigError(f"scales.yaml:{name}: 'significant_digits' must be an integer in "
+                          f"[1, 17], got {digits!r}")
     return Scale(
         name=name,
         batch=batch,
+        significant_digits=digits,
         enqueue_defaults=enqueue,
         num_samples=int(raw["num_samples"]),
         n_startup_trials=int(raw["n_startup_trials"]),

@@ -40,9 +40,9 @@ from pathlib import Path
 
 import jax
 
+from deepstock import numerics
 from deepstock.errors import ConfigError
 
-_CPU_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 CACHE_ENV = "DEEPSTOCK_JAX_CACHE"
 CORE_ENV = "DEEPSTOCK_JAX_CORE"
 _HELD: list[int] = []  # the open lock file of the claimed core (kept for the process lifetime)
@@ -53,9 +53,8 @@ _CORE: list[int] = []  # the core this process claimed (once)
 
 
 def _set_flags() -> None:
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_cpu_multi_thread_eigen" not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} {_CPU_FLAGS}".strip()
+    """The XLA flags of :mod:`deepstock.numerics` (one thread; AVX2 when pinned), if not set."""
+    numerics.configure()
 
 
 def claim_core(allowed: set[int], lock_dir: Path) -> int:

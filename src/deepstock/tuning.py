@@ -7,8 +7,10 @@ One call of :func:`tune_cell` handles one cell (setting × method × regularizat
    liar when k > 1), they are trained — as one population where the backend has one — and told
    before the next batch is asked (:class:`_Search`). k = 1 is sequential TPE; the same
    repetition, k and scores give the same configurations on any executor. Each trial trains
-   once (seed from the configuration's MD5). A scale with ``enqueue_defaults`` makes trial 1 the
-   cell's default hyper-parameters (the authors' winners, where the spec gives them).
+   once (seed from the MD5 of the configuration, whose floats TPE proposed and which are rounded
+   to the scale's ``significant_digits`` first: :meth:`_Search.proposal`). A scale with
+   ``enqueue_defaults`` makes trial 1 the cell's default hyper-parameters (the authors' winners,
+   where the spec gives them).
 2. **Stage 2** — the ``top_k`` configurations × the scale's seeds, as one population where the
    backend has one.
 3. **Winner** — lowest mean (or median) validation loss over successful seeds; the reported run is
@@ -107,6 +109,7 @@ class CellSpec:
     backend: str | None = None  # registry backend of the method; None = its default
     train_options: dict = field(default_factory=dict)
     fingerprint: str = ""  # digest of the cell's fingerprint, stored in every run folder
+    run: dict = field(default_factory=dict)  # executor and batch k, for each row's provenance
 
 
 @dataclass(frozen=True)
@@ -157,10 +160,17 @@ def run_jobs(spec: CellSpec, jobs: list[Job]) -> list[dict]:
     except Exception as exc:  # noqa: BLE001 - a crashing trial must not kill the tuning run
         if len(jobs) > 1:
             return [row for job in jobs for row in run_jobs(spec, [job])]
-        return [_failed_row(seeds[0], exc, time.perf_counter() - t0)]
+        return [_failed_row(spec, seeds[0], exc, time.perf_counter() - t0)]
     wall = (time.perf_counter() - t0) / len(jobs)
     return [_result_row(spec, job, c, seed, result, wall, len(jobs))
             for job, c, seed, result in zip(jobs, searched, seeds, results, strict=True)]
+
+
+def _provenance(spec: CellSpec) -> dict:
+    """The provenance of a row trained now, in this process (a Ray worker: that machine)."""
+    from deepstock import provenance
+
+    return provenance.record(backend=spec.backend, **spec.run)
 
 
 def _result_row(spec: CellSpec, job: Job, searched: dict, seed: int, result, wall: float,
@@ -173,20 +183,21 @@ def _result_row(spec: CellSpec, job: Job, searched: dict, seed: int, result, wal
             raise FloatingPointError(f"non-finite validation loss {result.best_val}")
         if job.run_dir:
             result.extras["cell"] = {"fingerprint": spec.fingerprint, "config": searched}
-            save_run(result, job.run_dir)
+            save_run(result, job.run_dir, spec.run)
     except Exception as exc:  # noqa: BLE001
-        return _failed_row(seed, exc, wall)
+        return _failed_row(spec, seed, exc, wall)
     return {
         "seed": seed, "val_loss": float(result.best_val), "train_loss": float(result.train_loss),
         "test_loss": float(result.test_loss), "selected_val_loss": float(result.val_loss),
         "iterations": int(result.iterations), "status": "ok", "error": "", "wall_s": wall,
-        "population": population,
+        "population": population, "provenance": _provenance(spec),
     }
 
 
-def _failed_row(seed: int, exc: BaseException, wall: float) -> dict:
+def _failed_row(spec: CellSpec, seed: int, exc: BaseException, wall: float) -> dict:
     return {"seed": seed, METRIC: float("inf"), "status": "failed",
-            "error": f"{type(exc).__name__}: {exc}", "wall_s": wall, "population": 1}
+            "error": f"{type(exc).__name__}: {exc}", "wall_s": wall, "population": 1,
+            "provenance": _provenance(spec)}
 
 
 def run_is_complete(run_dir: Path, fingerprint: str) -> bool:
@@ -205,7 +216,7 @@ def run_is_complete(run_dir: Path, fingerprint: str) -> bool:
 # ----------------------------------------------------------------------------- journal rows
 _ROW_KEYS = {
     "seed", "val_loss", "train_loss", "test_loss", "selected_val_loss", "iterations", "status",
-    "error", "wall_s", "population",
+    "error", "wall_s", "population", "provenance",
 }
 
 
@@ -260,12 +271,16 @@ def _ray_init(address: str | None, num_cpus: int | None) -> None:
 
     if ray.is_initialized():
         return
+    from deepstock import numerics
+
+    # workers (here or on a cluster) get this process's numerics before they load torch or XLA
+    env = {"env_vars": {k: os.environ[k] for k in numerics.RECORDED if k in os.environ}}
     if address:
-        ray.init(address=address, log_to_driver=False, configure_logging=False)
+        ray.init(address=address, log_to_driver=False, configure_logging=False, runtime_env=env)
     else:
         ray.init(
             num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-            configure_logging=False, logging_level="ERROR",
+            configure_logging=False, logging_level="ERROR", runtime_env=env,
         )
 
 
@@ -388,7 +403,7 @@ class CellPlan:
 def plan_cell(setting: str, method: str, reg: str, data_path: str | Path,
               opts: TuneOptions) -> CellPlan:
     """Validate every input of a cell and compute its fingerprint; writes nothing."""
-    from deepstock import __version__
+    from deepstock import __version__, numerics, provenance
     from deepstock.data import load_dataset
 
     _check_options(opts)
@@ -420,15 +435,20 @@ def plan_cell(setting: str, method: str, reg: str, data_path: str | Path,
         "repetition": opts.repetition, "dataset_sha256": file_sha256(data_path),
         "scale": {"name": scale.name, "num_samples": num_samples,
                   "n_startup_trials": scale.n_startup_trials, "top_k": scale.top_k,
-                  "seeds": list(scale.seeds), "batch": batch, "first_config": first},
+                  "seeds": list(scale.seeds), "batch": batch, "first_config": first,
+                  "significant_digits": scale.significant_digits},
         "hparams": base,
         "search_space": {k: [d.dist, list(d.args)] for k, d in sorted(dims.items())},
         "device": device, "train_options": dict(opts.train_options), "version": __version__,
+        # the libraries' versions and the numerics mode decide bits: another stack is another
+        # cell (the commit and CPU of each row are recorded in the row, not here)
+        "stack_hash": provenance.stack_hash(), "numerics": numerics.mode(),
     }
     spec = CellSpec(setting=setting, method=method, reg=reg, data_path=data_path,
                     base_hparams=base, device=device, backend=backend,
                     train_options=dict(opts.train_options),
-                    fingerprint=digest(fingerprint))
+                    fingerprint=digest(fingerprint),
+                    run={"executor": opts.executor, "batch": batch})
     return CellPlan(spec, scale, opts, dims, num_samples, fingerprint, batch, first, notes)
 
 
@@ -520,6 +540,17 @@ class _Search:
     def ask(self, n: int) -> list:
         return [self.study.ask(fixed_distributions=self.dists) for _ in range(n)]
 
+    def proposal(self, params: dict) -> dict:
+        """The configuration an asked trial's ``params`` train (and the journal records): TPE's
+        floats rounded to the scale's significant digits (:meth:`Dimension.rounded`), so that a
+        proposal one ulp apart on another CPU or library is the same configuration with the
+        same seed; the enqueued defaults are trained as given."""
+        params = dict(params)
+        if params == self.plan.first_config:
+            return params
+        digits = self.plan.scale.significant_digits
+        return {k: self.plan.dims[k].rounded(v, digits) for k, v in params.items()}
+
     def tell(self, trials: list, values: list[float]) -> None:
         for trial, value in zip(trials, values, strict=True):
             self.study.tell(trial, value)
@@ -548,10 +579,10 @@ def _replay(search: _Search, trials: dict[int, dict], num_samples: int) -> tuple
         if not present:
             return number, []
         asked = search.ask(len(numbers))
-        if any(dict(asked[t - number].params) != trials[t]["config"] for t in present):
+        if any(search.proposal(asked[t - number].params) != trials[t]["config"] for t in present):
             return _as_history(search, trials)
         if len(present) < len(numbers):
-            missing = [Job(t, dict(asked[t - number].params)) for t in numbers
+            missing = [Job(t, search.proposal(asked[t - number].params)) for t in numbers
                        if t not in trials]
             return number + len(numbers), [(asked, numbers, missing)]
         search.tell(asked, [trials[t][METRIC] for t in numbers])
@@ -578,7 +609,7 @@ def _search(plan: CellPlan, trials: dict[int, dict], progress: _Progress, storag
     done = set(trials) | set(progress.rows)
     while len(done) < plan.num_samples:
         asked = search.ask(min(search.k, plan.num_samples - len(done)))
-        jobs = [Job(number + i, dict(t.params)) for i, t in enumerate(asked)]
+        jobs = [Job(number + i, search.proposal(t.params)) for i, t in enumerate(asked)]
         _run_jobs(plan, jobs, progress, storage, f"stage1_{number}")
         search.tell(asked, [_score(progress.rows, job.number) for job in jobs])
         done.update(job.number for job in jobs)
@@ -617,6 +648,7 @@ def _stage1_table(rows: list[dict], dims: dict) -> pd.DataFrame:
                 "config": json.dumps(decode_config(r["config"]), sort_keys=True),
                 **{k: r.get(k) for k in ("seed", METRIC, "train_loss", "test_loss", "status",
                                         "error", "wall_s", "iterations", "population")},
+                **provenance_columns(r),
             }
             for r in rows
         ]
@@ -659,10 +691,18 @@ def stage2(plan: CellPlan, journal: Journal, table1: pd.DataFrame, out: Path) ->
          "config": json.dumps(decode_config(configs[i]), sort_keys=True),
          **{k: latest.get((key, s), _lost(s)).get(k) for k in (
              "seed", METRIC, "train_loss", "test_loss", "status", "error", "wall_s",
-             "iterations", "population")}}
+             "iterations", "population")},
+         **provenance_columns(latest.get((key, s), {}))}
         for i, key in enumerate(keys) for s in plan.scale.seeds
     ]
     return pd.DataFrame(records).sort_values(["config_index", "seed"]).reset_index(drop=True)
+
+
+def provenance_columns(row: dict) -> dict:
+    """A stage table's provenance columns of one journal row (empty where it has none)."""
+    p = row.get("provenance") or {}
+    return {"commit": p.get("commit", ""), "dirty": p.get("dirty"),
+            "stack_hash": p.get("stack_hash", ""), "cpu": (p.get("cpu") or {}).get("model", "")}
 
 
 def _lost(seed: int) -> dict:
@@ -707,9 +747,10 @@ def pick_winner(table2: pd.DataFrame, rule: str = "mean") -> tuple[int, list[dic
 # ----------------------------------------------------------------------------- the cell
 def tune_cell(
     setting: str, method: str, reg: str, data_path: str | Path, out_dir: str | Path,
-    opts: TuneOptions | None = None,
+    opts: TuneOptions | None = None, *, stage1_only: bool = False,
 ) -> dict:
-    """Run both stages for one cell and write stage1.csv, stage2.csv, winner.json and final/."""
+    """Run both stages for one cell and write stage1.csv, stage2.csv, winner.json and final/
+    (``stage1_only``: stop after stage1.csv and return ``{}``; ``deepstock verify --trials``)."""
     plan = plan_cell(setting, method, reg, data_path, opts or TuneOptions())
     for note in plan.notes:
         print(f"note: {note}", file=sys.stderr, flush=True)
@@ -731,6 +772,8 @@ def tune_cell(
                 f"{setting}/{method}/{reg}: all {len(table1)} stage-1 trials failed; first error: "
                 f"{table1['error'].iloc[0]} (after fixing the cause, rerun with --retry-failed)"
             )
+        if stage1_only:
+            return {}
         table2 = stage2(plan, journal2, table1, out)
         write_csv(out / "stage2.csv", table2)
         winner = _write_winner(plan, out, table1, table2, time.perf_counter() - t0)
@@ -766,9 +809,25 @@ def _write_winner(plan: CellPlan, out: Path, table1: pd.DataFrame, table2: pd.Da
         "batch": plan.batch,
         "seeds": list(plan.scale.seeds),
         "fingerprint": plan.fingerprint, "fingerprint_digest": spec.fingerprint,
+        "provenance": _provenance(spec),
+        "trained_by": trained_by(pd.concat([table1, table2], ignore_index=True)),
     }
     write_json(out / "winner.json", winner)
     return winner
+
+
+def trained_by(table: pd.DataFrame) -> list[dict]:
+    """The distinct (commit, dirty, stack_hash, cpu) that trained a cell's rows, with counts:
+    more than one entry means the cell mixes code, stacks or CPUs (a resume on another machine
+    or after an upgrade); rows without provenance count as commit "unknown"."""
+    cols = ("commit", "dirty", "stack_hash", "cpu")
+    counts: dict[tuple, int] = {}
+    for r in table.reindex(columns=list(cols)).to_dict("records"):
+        key = tuple(None if pd.isna(r[c]) or r[c] == "" else r[c] for c in cols)
+        key = ("unknown", *key[1:]) if key[0] is None else key
+        counts[key] = counts.get(key, 0) + 1
+    return [{**dict(zip(cols, k, strict=True)), "rows": n} for k, n in sorted(
+        counts.items(), key=lambda kv: -kv[1])]
 
 
 def _replace_dir(src: Path, dst: Path) -> None:

@@ -38,11 +38,15 @@ from deepstock.settings import SETTING_IDS, get_setting
 AR1_REFERENCES = ("ds_on_test", "paper", "dp")
 # the winner's successful stage-2 runs, as aligned JSON lists (reports.intervals resamples them)
 SEED_COLUMNS = ("seed_ids", "seed_val_losses", "seed_test_losses")
+# what produced each cell (deepstock.provenance): the commit and stack that wrote winner.json,
+# its CPU, and whether the cell's rows mix commits, stacks or CPUs (a resume elsewhere)
+PROVENANCE_COLUMNS = ("commit", "dirty", "stack_hash", "cpu", "mixed_provenance")
 SUMMARY_COLUMNS = [
     "setting", "family", "N", "T", "H", "method", "reg", "backend", "repetition", "scale",
     "train_loss", "val_loss", "test_loss", "benchmark", "benchmark_method", "val_gap", "test_gap",
     "wall_s", "trial_wall_s", "num_samples", "stage1_failed", "reported_seed", "note",
     *SEED_COLUMNS,
+    *PROVENANCE_COLUMNS,
 ]
 BENCHMARK_COLUMNS = [
     "setting", "family", "kind", "train_loss", "val_loss", "test_loss", "expected_value",
@@ -216,7 +220,16 @@ def _cell_row(path: Path) -> dict:
         "wall_s": _f(w.get("wall_s")), "trial_wall_s": _f(w.get("trial_wall_s")),
         "num_samples": w.get("num_samples"), "stage1_failed": w.get("stage1_failed"),
         "reported_seed": w.get("reported_seed"), "seed_note": seed_note, **seeds,
+        **_provenance_cols(w),
     }
+
+
+def _provenance_cols(winner: dict) -> dict:
+    """The summary's provenance columns of one winner.json (``unknown`` before provenance)."""
+    p = winner.get("provenance") or {}
+    return {"commit": p.get("commit", "unknown"), "dirty": p.get("dirty"),
+            "stack_hash": p.get("stack_hash", ""), "cpu": (p.get("cpu") or {}).get("model", ""),
+            "mixed_provenance": len(winner.get("trained_by") or []) > 1}
 
 
 def build_summary(results: str | Path, reported: dict | None = None,

@@ -5,7 +5,8 @@ or the complete new run, never a mix; readers go through :func:`read_run`, which
 ``metrics.json``):
 
 - ``metrics.json``  losses of the selected policy on train/val/test, ``best_val``, iterations,
-  wall seconds, device, seed, the full resolved config and the package version (no gaps);
+  wall seconds, device, seed, the full resolved config, the package version and the provenance
+  (commit, stack, CPU, numerics; :mod:`deepstock.provenance`) (no gaps);
 - ``curve.csv``     per-epoch (DS) or per-evaluation (RL) history;
 - ``model.pt``      torch ``state_dict`` (DS), ``model.zip`` (an SB3 model's own format), or
   ``model.npz``     the JAX backend's parameters (numpy arrays keyed ``actor/0/w`` ...);
@@ -109,9 +110,11 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
-def metrics_dict(result: TrainResult) -> dict[str, Any]:
-    """The content of ``metrics.json`` (JSON-ready; gaps are computed by the report, not here)."""
-    from deepstock import __version__
+def metrics_dict(result: TrainResult, run: dict | None = None) -> dict[str, Any]:
+    """The content of ``metrics.json`` (JSON-ready; gaps are computed by the report, not here),
+    with the provenance of the process that writes it (:func:`deepstock.provenance.record`;
+    ``run`` adds the executor and batch of a tuning cell, else a plain ``train``)."""
+    from deepstock import __version__, provenance
 
     plain_extras = {
         k: v for k, v in result.extras.items() if not hasattr(v, "to_csv") and _jsonable(v)
@@ -132,6 +135,8 @@ def metrics_dict(result: TrainResult) -> dict[str, Any]:
         "config": result.config,
         "extras": plain_extras,
         "version": __version__,
+        "provenance": provenance.record(backend=result.backend,
+                                        **(run or {"executor": "train", "batch": 1})),
     }
 
 
@@ -149,7 +154,7 @@ def is_run_file(name: str) -> bool:
         name.startswith(".") and name.endswith(".tmp"))
 
 
-def save_run(result: TrainResult, out_dir: str | os.PathLike) -> Path:
+def save_run(result: TrainResult, out_dir: str | os.PathLike, run: dict | None = None) -> Path:
     """Write the run folder ``out_dir`` atomically (layout in the module docstring).
 
     Everything is written into a hidden sibling folder, then swapped in with
@@ -157,11 +162,11 @@ def save_run(result: TrainResult, out_dir: str | os.PathLike) -> Path:
     complete new run, never a mix. An existing ``out_dir`` holding files :func:`save_run` does
     not write, a symbolic link or a non-folder there is refused with a one-line DataError.
     """
-    write_folder(out_dir, lambda tmp: _write_run_files(result, tmp), owned=is_run_file)
+    write_folder(out_dir, lambda tmp: _write_run_files(result, tmp, run), owned=is_run_file)
     return Path(out_dir)
 
 
-def _write_run_files(result: TrainResult, out: Path) -> None:
+def _write_run_files(result: TrainResult, out: Path, run: dict | None = None) -> None:
     write_csv(out / "curve.csv", result.curve)
     for key, value in result.extras.items():
         if hasattr(value, "to_csv"):
@@ -180,7 +185,7 @@ def _write_run_files(result: TrainResult, out: Path) -> None:
 
             torch.save(state, buf)
             write_bytes(out / "model.pt", buf.getvalue())
-    write_json(out / RUN_MARKER, metrics_dict(result))
+    write_json(out / RUN_MARKER, metrics_dict(result, run))
 
 
 def read_run(run_dir: str | os.PathLike) -> dict:
