@@ -1,15 +1,18 @@
-"""95 % stratified-bootstrap intervals: the bootstrap itself, the seed columns of summary.csv,
-the interval rows of the tables and the ``beyond_noise`` verdict of the takeaways.
+"""95 % bootstrap intervals, seed-only and hierarchical: the bootstraps themselves, the seed
+columns of summary.csv, the interval rows of the tables and the noise verdicts of the takeaways.
 
 Expected values are built by hand (the median-validation seed is picked by a plain sort here,
-not by the code under test).
+not by the code under test); the hierarchical bootstrap is checked against the exact
+distribution of θ* enumerated over every resample of small cases.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import warnings
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +22,14 @@ from scipy.stats import bootstrap
 
 from deepstock.reports.collect import SEED_COLUMNS, build_summary
 from deepstock.reports.intervals import (
+    ONE_REPETITION,
+    SEED_ONLY,
+    TUNING,
     SeedRuns,
     cell_interval,
+    contrast,
     difference,
+    hierarchical_interval,
     stratified_interval,
 )
 from deepstock.reports.tables import (
@@ -32,7 +40,12 @@ from deepstock.reports.tables import (
     to_latex,
     to_markdown,
 )
-from deepstock.reports.takeaways import base_improves_test, claims_frame, figure4_trends
+from deepstock.reports.takeaways import (
+    base_improves_test,
+    claims_frame,
+    figure4_trends,
+    setting3_ds,
+)
 
 REPORTED = Path(__file__).resolve().parents[1] / "paper" / "reported.yaml"
 FAST = {"n_resamples": 2000}
@@ -229,35 +242,49 @@ def test_tables_carry_the_interval_beside_each_mean():
     flat = cell_stats(s)
     stats = flat.set_index(["setting", "method", "reg", "metric"])
     test = cell_interval(s, ("s1", "ds", "base"))
+    hier = cell_interval(s, ("s1", "ds", "base"), kind=TUNING)
     got = stats.loc[("s1", "ds", "base", "test_loss")]
-    assert (got["ci_low"], got["ci_high"]) == (test.low, test.high)
-    assert got["ci_low"] <= got["mean"] <= got["ci_high"] and got["ci_low"] < got["ci_high"]
+    assert (got["ci_seed_low"], got["ci_seed_high"]) == (test.low, test.high)
+    assert (got["ci_tuning_low"], got["ci_tuning_high"]) == (hier.low, hier.high)
+    assert got["ci_seed_low"] <= got["mean"] <= got["ci_seed_high"]
+    assert got["ci_seed_low"] < got["ci_seed_high"] and hier.low < hier.high
     gap = stats.loc[("s1", "ds", "base", "test_gap")]  # the loss interval mapped through L*
-    assert gap["ci_low"] == pytest.approx(100 * (test.low - 0.8) / 0.8)
-    assert gap["ci_high"] == pytest.approx(100 * (test.high - 0.8) / 0.8)
-    assert np.isnan(stats.loc[("s1", "ds", "none", "test_loss"), "ci_low"])  # no seeds
+    assert gap["ci_seed_low"] == pytest.approx(100 * (test.low - 0.8) / 0.8)
+    assert gap["ci_seed_high"] == pytest.approx(100 * (test.high - 0.8) / 0.8)
+    assert gap["ci_tuning_high"] == pytest.approx(100 * (hier.high - 0.8) / 0.8)
+    assert np.isnan(stats.loc[("s1", "ds", "none", "test_loss"), "ci_seed_low"])  # no seeds
+    one_rep = stats.loc[("s4_n5_t7", "ds", "base", "test_loss")]  # seeds, but one repetition
+    assert np.isfinite(one_rep["ci_seed_low"]) and np.isnan(one_rep["ci_tuning_low"])
 
     t6 = table_6_8(flat, "s1")
-    assert t6.loc["Testing Loss 95% CI low", "DS-Base"] == test.low
-    assert t6.loc["Testing Loss 95% CI high", "DS-Base"] == test.high
-    assert t6.loc["Testing Loss Gap (%) 95% CI low", "DS-Base"] == pytest.approx(gap["ci_low"])
+    assert t6.loc["Testing Loss 95% CI seeds low", "DS-Base"] == test.low
+    assert t6.loc["Testing Loss 95% CI seeds high", "DS-Base"] == test.high
+    assert t6.loc["Testing Loss 95% CI tuning+seeds low", "DS-Base"] == hier.low
+    assert t6.loc["Testing Loss Gap (%) 95% CI seeds low", "DS-Base"] == pytest.approx(
+        gap["ci_seed_low"])
     md = to_markdown(t6, "T6")
-    assert "| Testing Loss 95% CI " in md and f"[{test.low:.4f}, {test.high:.4f}]" in md
-    assert f"[{gap['ci_low']:.2f}, {gap['ci_high']:.2f}]" in md
-    assert "CI low" not in md and "CI high" not in md  # the pair is one row
+    assert "| Testing Loss 95% CI seeds " in md and f"[{test.low:.4f}, {test.high:.4f}]" in md
+    assert "| Testing Loss 95% CI tuning+seeds " in md
+    assert f"[{hier.low:.4f}, {hier.high:.4f}]" in md
+    assert f"[{gap['ci_seed_low']:.2f}, {gap['ci_seed_high']:.2f}]" in md
+    assert " low " not in md and " high " not in md  # each pair is one row
     tex = to_latex(t6, "T6", "6-8")
-    assert r"Testing Loss Gap (\%) 95\% CI & " in tex
+    assert r"Testing Loss Gap (\%) 95\% CI seeds & " in tex
+    assert r"Testing Loss Gap (\%) 95\% CI tuning+seeds & " in tex
     t9 = table_9(flat)
     n5 = t9[t9["N"] == 5].set_index("row")
     iv9 = cell_interval(s, ("s4_n5_t7", "ds", "base"))
-    assert n5.loc["Testing Loss 95% CI low", "T=7"] == iv9.low
-    assert f"[{iv9.low:.4f}, {iv9.high:.4f}]" in to_markdown(t9, "T9")
+    assert n5.loc["Testing Loss 95% CI seeds low", "T=7"] == iv9.low
+    assert np.isnan(n5.loc["Testing Loss 95% CI tuning+seeds low", "T=7"])  # one repetition
+    md9 = to_markdown(t9, "T9")
+    assert f"[{iv9.low:.4f}, {iv9.high:.4f}]" in md9 and "95% CI tuning+seeds" in md9
 
     import yaml
     comp = comparison(flat, yaml.safe_load(REPORTED.read_text()))
     r = comp[(comp["setting"] == "s1") & (comp["method"] == "ds") & (comp["reg"] == "base")
              & (comp["metric"] == "test_loss")].iloc[0]
-    assert (r["ci_low"], r["ci_high"]) == (test.low, test.high)
+    assert (r["ci_seed_low"], r["ci_seed_high"]) == (test.low, test.high)
+    assert (r["ci_tuning_low"], r["ci_tuning_high"]) == (hier.low, hier.high)
 
 
 # ----------------------------------------------------------------------------- takeaways
@@ -282,16 +309,20 @@ def test_base_improves_test_is_beyond_the_noise_only_when_the_differences_exclud
     rng = np.random.default_rng(5)
     clear = base_improves_test(_nine_cells(rng))
     assert clear.reproduced is True and clear.beyond_noise is True
-    assert clear.ours.endswith("beyond the noise: 9 of 9")
-    assert "DS S3 [" in clear.evidence
+    assert clear.ours.endswith(
+        "beyond the noise (tuning+seeds): 9 of 9; beyond seed noise: 9 of 9")
+    assert "DS S3 seeds [" in clear.evidence and "], tuning+seeds [" in clear.evidence
     noisy = base_improves_test(_nine_cells(rng, noisy=[("s1", "ppo"), ("s2", "ds")]))
     assert noisy.reproduced is True and noisy.beyond_noise is False  # 7 of 9 beyond the noise
-    assert noisy.ours == "9 of 9; beyond the noise: 7 of 9"
+    assert noisy.beyond_seed_noise is False
+    assert noisy.ours == ("9 of 9; beyond the noise (tuning+seeds): 7 of 9; "
+                          "beyond seed noise: 7 of 9")
     missing = base_improves_test(_nine_cells(rng, with_seeds=False))
     assert missing.reproduced is True and missing.beyond_noise is None
     assert missing.ours == "9 of 9"
     frame = claims_frame([clear, noisy, missing])
     assert frame["beyond noise"].tolist() == ["yes", "no", "no interval"]
+    assert frame["beyond seed noise"].tolist() == ["yes", "no", "no interval"]
 
 
 def _t131(rng, test_centre, spread, with_seeds=True, lstar=2.0):
@@ -308,7 +339,8 @@ def test_the_n5_gap_is_beyond_the_noise_only_when_its_interval_clears_the_bar():
     rng = np.random.default_rng(6)
     clear = figure4_trends(_t131(rng, 2.3, 0.01))[0]  # gap ≈ 15% ± 0.5
     assert clear.key == "n5_gap_t131" and clear.reproduced is True
-    assert clear.beyond_noise is True and "% lies above 5%" in clear.evidence
+    assert clear.beyond_noise is True and "%) lies above 5%" in clear.evidence
+    assert "seeds [" in clear.evidence and "tuning+seeds [" in clear.evidence
     s = _t131(rng, 2.12, 0.0)  # gap 6%, but one seed per repetition far below the bar
     for i in s.index[s["setting"] == "s4_n5_t131"]:
         s.loc[i, "seed_test_losses"] = json.dumps([2.0, 2.12, 2.12, 2.12, 2.12])
@@ -317,3 +349,159 @@ def test_the_n5_gap_is_beyond_the_noise_only_when_its_interval_clears_the_bar():
     assert noisy.reproduced is True and noisy.ours == "6.00%" and noisy.beyond_noise is False
     missing = figure4_trends(_t131(rng, 2.3, 0.01, with_seeds=False))[0]
     assert missing.reproduced is True and missing.beyond_noise is None
+
+
+# ----------------------------------------------------------------------------- hierarchical
+def _exact_cell(reps) -> dict[float, float]:
+    """Exact distribution of one cell's θ*_c: every ordered draw of R repetitions out of R, and
+    for each drawn slot every ordered draw of its n seeds out of n, each equally likely."""
+    out: dict[float, float] = defaultdict(float)
+    n_reps = len(reps)
+    for drawn in itertools.product(range(n_reps), repeat=n_reps):
+        slots = []
+        for j in drawn:
+            seeds, val, test = reps[j]
+            n = len(seeds)
+            dist: dict[float, float] = defaultdict(float)
+            for idx in itertools.product(range(n), repeat=n):
+                pick = _median_seed([seeds[i] for i in idx], [val[i] for i in idx],
+                                    [test[i] for i in idx])
+                dist[pick[1]] += n ** -n
+            slots.append(list(dist.items()))
+        for combo in itertools.product(*slots):
+            value = sum(v for v, _ in combo) / n_reps
+            out[round(value, 12)] += math.prod(p for _, p in combo) * n_reps ** -n_reps
+    return out
+
+
+def _combine(a: dict[float, float], b: dict[float, float], sign: float) -> dict[float, float]:
+    out: dict[float, float] = defaultdict(float)
+    for x, p in a.items():
+        for y, q in b.items():
+            out[round(x + sign * y, 12)] += p * q
+    return out
+
+
+def _seed_runs(reps) -> list[SeedRuns]:
+    return [SeedRuns(tuple(s), tuple(map(float, v)), tuple(map(float, t))) for s, v, t in reps]
+
+
+# 2 cells x 2 repetitions x 2-3 seeds: (seeds, val, test) per repetition
+CELL_A = [((42, 43), (0.1, 0.2), (1.0, 1.4)), ((42, 43, 44), (0.3, 0.1, 0.2), (2.0, 1.2, 1.6))]
+CELL_B = [((42, 43), (0.2, 0.1), (0.5, 0.9)), ((42, 43), (0.1, 0.1), (0.7, 0.3))]
+
+
+def test_the_hierarchical_bootstrap_draws_from_the_exact_two_level_resampling_distribution():
+    """θ = mean(A) − mean(B). By hand: A's reported runs are 1.4 (val 0.2 is the upper of two)
+    and 1.6 (val order 43, 44, 42: the middle is 44); B's are 0.5 (order 43, 42) and 0.3 (a val
+    tie broken by seed: 42, 43), so θ = 1.5 − 0.4 = 1.1. The exact θ* distribution (64 x 2916
+    equally weighted resamples, 17 atoms) has P(θ* <= 0.4) = 0.018, P(θ* <= 0.5) = 0.048,
+    P(θ* <= 1.3) = 0.946 and P(θ* <= 1.4) = 0.980, so the 2.5 and 97.5 percentiles are 0.5
+    and 1.4, far from an atom's edge."""
+    exact = _combine(_exact_cell(CELL_A), _exact_cell(CELL_B), -1.0)
+    atoms = np.array(sorted(exact))
+    probs = np.array([exact[a] for a in atoms])
+    cdf = np.cumsum(probs)
+    assert len(atoms) == 17 and probs.sum() == pytest.approx(1.0)
+    assert cdf[atoms.searchsorted(0.4)] == pytest.approx(0.018, abs=1e-3)
+    assert cdf[atoms.searchsorted(1.3)] == pytest.approx(0.946, abs=1e-3)
+    mean = float((atoms * probs).sum())
+    var = float(((atoms - mean) ** 2 * probs).sum())
+    b = 40_000
+    iv = hierarchical_interval([(1.0, _seed_runs(CELL_A)), (-1.0, _seed_runs(CELL_B))],
+                               n_resamples=b)
+    assert iv.point == pytest.approx(1.1)
+    assert set(np.round(iv.distribution, 12)) <= set(atoms)  # only reachable values
+    assert iv.distribution.mean() == pytest.approx(mean, abs=5 * math.sqrt(var / b))
+    assert iv.distribution.var() == pytest.approx(var, rel=0.03)
+    assert (iv.low, iv.high) == (pytest.approx(0.5), pytest.approx(1.4))
+    seed_only = difference(_summary_of({"base": CELL_A, "none": CELL_B}),
+                           ("s1", "ds", "base"), ("s1", "ds", "none"), **FAST)
+    assert seed_only.point == pytest.approx(1.1)
+    assert iv.high - iv.low > seed_only.high - seed_only.low  # re-tuning noise on top
+
+
+def _summary_of(cells: dict[str, list]) -> pd.DataFrame:
+    """A summary with one s1 DS cell per regularization, repetitions as given."""
+    return pd.DataFrame([_row("s1", "ds", reg, r, val, test, seeds=seeds)
+                         for reg, reps in cells.items()
+                         for r, (seeds, val, test) in enumerate(reps)])
+
+
+def test_three_repetitions_give_ten_multisets_and_an_interval_as_wide_as_their_range():
+    """Seeds that agree within each repetition leave only the repetition draw: the 10 multisets
+    of 3 out of {1.0, 1.1, 1.4} (sums 3.0, 3.1, 3.2, 3.3, 3.4, 3.5, 3.6, 3.8, 3.9, 4.2: all
+    distinct); 'all three the largest' has probability 1/27 > 2.5 %, so the 97.5th percentile
+    is 1.4 itself, and likewise the 2.5th is 1.0."""
+    reps = [((42, 43, 44), (0.1, 0.2, 0.3), (v, v, v)) for v in (1.0, 1.1, 1.4)]
+    s = _summary_of({"base": reps})
+    iv = cell_interval(s, ("s1", "ds", "base"), kind=TUNING)
+    assert iv.point == pytest.approx(3.5 / 3)
+    assert len(np.unique(np.round(iv.distribution, 9))) == 10
+    assert (iv.low, iv.high) == (pytest.approx(1.0), pytest.approx(1.4))
+    seed_only = cell_interval(s, ("s1", "ds", "base"), kind=SEED_ONLY)
+    assert seed_only.low == seed_only.high == pytest.approx(3.5 / 3)  # blind to re-tuning
+
+
+def test_the_same_input_gives_the_same_hierarchical_interval():
+    groups = [(1.0, _seed_runs(CELL_A)), (-1.0, _seed_runs(CELL_B))]
+    first, second = hierarchical_interval(groups), hierarchical_interval(groups)
+    assert (first.point, first.low, first.high) == (second.point, second.low, second.high)
+    assert np.array_equal(first.distribution, second.distribution)
+    other = hierarchical_interval(groups, seed=1)  # the draws do come from the seeded rng
+    assert not np.array_equal(first.distribution, other.distribution)
+
+
+def test_one_repetition_gives_no_hierarchical_interval_rather_than_a_seed_only_one():
+    one = _summary_of({"base": CELL_A[:1], "none": CELL_B})
+    iv = cell_interval(one, ("s1", "ds", "base"), kind=TUNING)
+    assert not iv.finite and iv.note == ONE_REPETITION
+    assert iv.text() == f"no interval ({ONE_REPETITION})"
+    assert cell_interval(one, ("s1", "ds", "base"), **FAST).finite  # the seed-only one exists
+    d = contrast(one, {("s1", "ds", "base"): 1.0, ("s1", "ds", "none"): -1.0}, kind=TUNING)
+    assert not d.finite and d.note == ONE_REPETITION  # one cell of the two is enough
+    single_seed = _summary_of({"base": [((42,), (0.1,), (1.0,)), CELL_A[0]]})
+    assert not cell_interval(single_seed, ("s1", "ds", "base"), kind=TUNING).finite
+    with pytest.raises(ValueError, match="kind"):
+        cell_interval(one, ("s1", "ds", "base"), kind="pooled")
+
+
+def _retuning_cells(rng) -> pd.DataFrame:
+    """Settings 1-3 x 3 methods x 2 repetitions, tight seeds (± 0.001) inside a repetition, but
+    Base's two repetitions far apart (1.0 and 2.0) against None's (1.6 and 1.8): Base's mean
+    1.5 beats None's 1.7, the seed-only difference interval sits near -0.2, and the repetition
+    draw {2.0, 2.0} for Base (probability 1/4) gives θ* = 2.0 - 1.7 ± 0.1 > 0."""
+    rows = []
+    for s in ("s1", "s2", "s3"):
+        for m in ("ddpg", "ppo", "ds"):
+            for reg, centres in (("base", (1.0, 2.0)), ("none", (1.6, 1.8))):
+                for rep, c in enumerate(centres):
+                    rows.append(_row(s, m, reg, rep, [0.1, 0.3, 0.2], _noise(rng, c, .001, 3)))
+    return pd.DataFrame(rows)
+
+
+def test_a_claim_within_the_retuning_noise_is_not_beyond_the_noise_though_seeds_alone_say_so():
+    s = _retuning_cells(np.random.default_rng(7))
+    claim = base_improves_test(s)
+    d = difference(s, ("s1", "ds", "base"), ("s1", "ds", "none"), kind=TUNING)
+    seeds = difference(s, ("s1", "ds", "base"), ("s1", "ds", "none"), **FAST)
+    assert seeds.high < 0 < d.high  # seeds alone exclude 0, re-tuning does not
+    assert claim.reproduced is True
+    assert claim.beyond_seed_noise is True and claim.beyond_noise is False
+    assert "beyond the noise (tuning+seeds): 0 of 9; beyond seed noise: 9 of 9" in claim.ours
+    frame = claims_frame([claim])
+    assert frame["beyond noise"].iloc[0] == "no" and frame["beyond seed noise"].iloc[0] == "yes"
+
+
+def test_with_one_repetition_a_noise_verdict_says_the_data_cannot_decide():
+    rng = np.random.default_rng(8)
+    s = _t131(rng, 2.3, 0.01)
+    s = s[s["repetition"] == 0]
+    n5 = figure4_trends(s)[0]
+    assert n5.reproduced is True and n5.beyond_seed_noise is True
+    assert n5.beyond_noise is None and "cannot decide" in n5.noise_note
+    assert claims_frame([n5])["beyond noise"].iloc[0] == (
+        f"the data cannot decide ({ONE_REPETITION})")
+    cells = _retuning_cells(rng)
+    s3 = setting3_ds(cells[cells["repetition"] == 0])[0]
+    assert s3.beyond_noise is None and ONE_REPETITION in s3.noise_note

@@ -217,12 +217,13 @@ def test_tables_are_repetition_means(tree):
     assert t6.loc[means, "DS-Base"].tolist() == pytest.approx([1.05, 31.25, 1.1, 37.5])
     assert t6.loc[means, "DDPG-None"].tolist() == pytest.approx([1.0, 25.0, 1.1, 37.5])
     assert t6["PPO-Base"].isna().all()
-    # the fake tree has no stage2.csv: interval rows are there, empty
-    assert t6.loc["Testing Loss 95% CI low"].isna().all()
+    # the fake tree has no stage2.csv: both kinds of interval rows are there, empty
+    assert t6.loc["Testing Loss 95% CI seeds low"].isna().all()
+    assert t6.loc["Testing Loss 95% CI tuning+seeds high"].isna().all()
     assert list(t6.columns) == ["DDPG-None", "DDPG-Base", "PPO-None", "PPO-Base", "DS-None",
                                 "DS-Base"]
     md = (out / "table6.md").read_text()
-    assert "mean over repetitions [95% stratified-bootstrap interval]" in md
+    assert "mean over repetitions; 95% bootstrap intervals: seeds only, and tuning+seeds" in md
     assert "| Validation Loss Gap (%) " in md and "31.25" in md and "1.0500" in md and "—" in md
     tex = (out / "table6.tex").read_text()
     assert r"\multicolumn{2}{c}{DDPG}" in tex and r"Gap (\%)" in tex
@@ -237,6 +238,8 @@ def test_tables_are_repetition_means(tree):
              & (comp["metric"] == "test_loss")].iloc[0]
     assert (r["reproduced"], r["paper"], r["n_reps"]) == (pytest.approx(1.1), 1.0959, 2)
     assert r["diff"] == pytest.approx(1.1 - 1.0959)
+    assert {"ci_seed_low", "ci_seed_high", "ci_tuning_low", "ci_tuning_high"} <= set(comp)
+    assert "ci_low" not in comp  # the seed-only interval is named as such
     assert len(comp) == 3 * 6 * 4 + 15 * 5  # every paper number has a row
     missing = comp[(comp["setting"] == "s2") & (comp["method"] == "ppo")]
     assert missing["reproduced"].isna().all() and (missing["n_reps"] == 0).all()
@@ -405,7 +408,13 @@ def test_notebook_runs_on_partial_tree(tree):
     assert "the paper's method" not in md and "OUR construction" in md  # AR(1) stand-in
     assert "| tune " in md  # compute per rule
     assert "## Uncertainty" in md and "| beyond noise" in md  # intervals explained and shown
-    assert "| 95% CI " in md  # the interval row of Tables 6-9 (blank: no stage2.csv here)
+    assert "| beyond seed noise" in md
+    assert "| 95% CI seeds " in md and "| 95% CI tuning+seeds " in md  # blank: no stage2.csv
+    assert "With 3 repetitions the hierarchical intervals are wide and coarse" in md
+    # the measured rerun spread of the committed reference run (paper/reference-runs)
+    assert "re-tuning moves a cell's reported test loss by up to **29.9 %**" in md
+    assert "in Settings 1–3 by up to **14.7 %** (s1 DS-Base, 0.9748 – 1.1319)" in md
+    assert "Figure 2 is not testable" not in md  # this tree's curves hold a search
     html = (out / "replication.html").read_text()
     assert "data:image/png;base64" in html  # figures embedded: self-contained
     assert (out / "replication.ipynb").is_file()
@@ -638,3 +647,124 @@ def test_an_exported_reference_run_holds_the_small_files_and_the_summarys_means(
     assert list(got["run"]) == ["r1"] and got["mean"].iloc[0] == pytest.approx(want)
     assert got["n_reps"].iloc[0] == 2
     assert load_reference(tmp_path / "nowhere").empty
+
+
+# ----------------------------------------------------------------------------- testability
+def _search_tree(root: Path, trials: int) -> Path:
+    """Settings 1-3 x {DDPG, PPO, DS} x {None, Base}, repetition 0, each cell with ``trials``
+    stage-1 trials (num_samples): Base's test loss below None's everywhere; in Setting 1 the RL
+    curves reach DS's val loss 1.0 at trial 2 with Base and at the last trial with None."""
+    for setting in ("s1", "s2", "s3"):
+        kind = "dp_empirical" if setting == "s1" else "ar1_dp"
+        _json(root / "benchmarks" / f"{setting}.json",
+              {"setting": setting, "method": kind, "test_loss": 0.8})
+        for method in ("ddpg", "ppo", "ds"):
+            for reg, test in (("none", 1.3), ("base", 1.2)):
+                val = 1.0 if method == "ds" else 0.9
+                curve = list(np.linspace(2.0, val, trials)) if reg == "none" else (
+                    [2.0] + [val] * (trials - 1))
+                _cell(root, setting, method, reg, 0, val, test, stage1_vals=curve[-trials:])
+    return root
+
+
+def _figure2_spies(monkeypatch) -> dict[str, list]:
+    """Record the calls of figure2 and figure2_not_testable; skip Figures 1, 3, 4 (speed)."""
+    from deepstock.reports import figures
+
+    calls: dict[str, list] = {"figure2": [], "figure2_not_testable": []}
+    for name in calls:
+        real = getattr(figures, name)
+
+        def spy(*args, _real=real, _name=name, **kw):
+            calls[_name].append(args)
+            return _real(*args, **kw)
+
+        monkeypatch.setattr(figures, name, spy)
+    for name in ("figure1", "figure3", "figure4"):
+        monkeypatch.setattr(figures, name, lambda *a, **k: [])
+    return calls
+
+
+def test_a_quick_like_run_cannot_test_the_tuning_claims_and_draws_no_figure2(tmp_path,
+                                                                            monkeypatch):
+    """One stage-1 trial and one repetition per cell, as at the quick scale: the claims about
+    tuned cells say 'not testable at this scale' (no verdict, whatever the numbers say), Figure 2
+    draws no curves, and a reference run that can decide them lends its verdict."""
+    from deepstock.reports.figures import surpass_table, write_figures
+    from deepstock.reports.takeaways import NOT_TESTABLE, claims_frame, with_reference
+
+    tree = _search_tree(tmp_path / "results", trials=1)
+    s = _summary(tree)
+    assert set(s["num_samples"]) == {1} and set(s["repetition"]) == {0}
+    reported = load_reported(REPORTED)
+    surpass = surpass_table(tree, s, reported)
+    claims = [base_improves_test(s), surpass_counts(surpass), *setting3_ds(s)]
+    for c in claims:
+        assert c.reproduced is None and c.beyond_noise is None, c.key
+        assert c.not_testable == "1 stage-1 configuration per cell: the claim needs a search of >= 2"
+    frame = claims_frame(claims)
+    assert frame["verdict"].str.startswith(f"{NOT_TESTABLE} (1 stage-1 configuration").all()
+    assert not frame["verdict"].str.contains("NOT reproduced").any()
+    assert (frame["beyond noise"] == NOT_TESTABLE).all()
+    paper_like = _summary(_search_tree(tmp_path / "paper", trials=3))
+    theirs = {"paper-like": [base_improves_test(paper_like), *setting3_ds(paper_like)]}
+    lent = with_reference(claims, theirs)
+    assert lent[0].reference.startswith("paper-like: reproduced (9 of 9")
+    assert lent[1].reference == ""  # no reference claim for Figure 2 given here
+    calls = _figure2_spies(monkeypatch)
+    paths = write_figures(tree, s, reported, tmp_path / "figures", tmp_path / "tables")
+    assert calls["figure2"] == [] and len(calls["figure2_not_testable"]) == 1
+    assert tmp_path / "figures" / "figure2.png" in paths  # the workflow's output still exists
+
+
+def test_a_paper_like_run_gets_real_verdicts_and_figure2(tmp_path, monkeypatch):
+    from deepstock.reports.figures import surpass_table, write_figures
+    from deepstock.reports.takeaways import claims_frame
+
+    tree = _search_tree(tmp_path / "results", trials=3)
+    s = _summary(tree)
+    surpass = surpass_table(tree, s, load_reported(REPORTED))
+    claims = [base_improves_test(s), surpass_counts(surpass), *setting3_ds(s)]
+    assert [c.not_testable for c in claims] == ["", "", "", ""]
+    assert [c.reproduced for c in claims] == [True, True, False, False]
+    assert claims[1].ours == "DDPG: None 3, Base 2; PPO: None 3, Base 2"
+    assert claims_frame(claims)["verdict"].tolist() == [
+        "reproduced", "reproduced", "NOT reproduced", "NOT reproduced"]
+    calls = _figure2_spies(monkeypatch)
+    write_figures(tree, s, load_reported(REPORTED), tmp_path / "figures", tmp_path / "tables")
+    assert len(calls["figure2"]) == 1 and calls["figure2_not_testable"] == []
+
+
+def test_the_table9_claims_stay_testable_without_a_search():
+    """Table 9's trends compare one method over data sizes, not tuned methods: a single
+    default configuration still tests them."""
+    s = _paper_summary()
+    s["num_samples"] = 1
+    trends = figure4_trends(s)
+    assert [c.reproduced for c in trends] == [True, True, True, True]
+    assert all(c.not_testable == "" for c in trends)
+    assert base_improves_test(s).not_testable != ""  # while the tuning claims are not
+
+
+@pytest.mark.slow
+def test_notebook_of_a_quick_like_run_shows_the_reference_verdicts_instead(tmp_path):
+    tree = _search_tree(tmp_path / "results", trials=1)
+    _summary(tree)
+    assert main(["report", "tables", "--summary", str(tree / "summary.csv"),
+                 "--reported", str(REPORTED), "--out", str(tree / "tables")]) == 0
+    figs = tmp_path / "figures"
+    assert main(["report", "figures", "--results", str(tree), "--reported", str(REPORTED),
+                 "--out", str(figs)]) == 0
+    out = tmp_path / "report"
+    assert main(["report", "notebook", "--source", str(REPO / "paper" / "replication.py"),
+                 "--out", str(out), "--results", str(tree), "--figures", str(figs),
+                 "--logs", str(tmp_path / "logs"), "--reported", str(REPORTED)]) == 0
+    md = (out / "replication.md").read_text()
+    assert "**Figure 2 is not testable at this scale**: 1 stage-1 configuration per cell" in md
+    assert "Instead, the committed reference run `paper-protocol`" in md
+    rows = {r[0]: r for r in _md_rows(md, "| key ", "\n\n")}
+    for key in ("base_improves_test", "surpass_ds", "s3_ds_overfits", "s3_ranking"):
+        verdict, reference = rows[key][4], rows[key][7]
+        assert verdict.startswith("not testable at this scale"), key
+        assert reference.startswith("paper-protocol: NOT reproduced"), key
+    assert "(4 not testable at this scale: their reference-run verdicts are shown above" in md

@@ -2,6 +2,13 @@
 
 Every figure draws what exists and writes "not run" where an input is missing, so a subset run
 still renders. Paper values are drawn as black markers (Figure 1) or dashed lines (Figure 4).
+
+Figure 2 needs a stage-1 search: where a run's stage-1 curves have fewer than
+``takeaways.MIN_SEARCH_TRIALS`` trials (the ``quick`` scale's one default configuration, counted
+from the curves, not read from the scale's name) a best-so-far curve is a single point and the
+configurations-to-surpass count is degenerate. Then ``figure2.png``/``.pdf`` draw no curves: they
+say "not testable at this scale" and why, and the replication report shows the committed
+reference run's Figure 2 instead (:func:`figure2_not_testable`).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from deepstock.errors import DeepstockError  # noqa: E402
 from deepstock.io import write_bytes, write_csv  # noqa: E402
 from deepstock.reports.reported import paper_surpass  # noqa: E402
 from deepstock.reports.tables import METHOD_LABELS, TABLE9_N, TABLE9_T, reg_label  # noqa: E402
+from deepstock.reports.takeaways import NOT_TESTABLE, surpass_untestable  # noqa: E402
 from deepstock.trainers.common import read_run  # noqa: E402
 
 DPI = 150
@@ -286,6 +294,20 @@ def figure2(results: Path, summary: pd.DataFrame, reported: dict | None, out: Pa
     return _save(fig, out, "figure2")
 
 
+def figure2_not_testable(reason: str, out: Path) -> list[Path]:
+    """Figure 2's files when the run cannot test it: no curves, the reason, and where the
+    reference run's Figure 2 is."""
+    _style()
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    ax.axis("off")
+    ax.text(0.5, 0.5, f"Figure 2: {NOT_TESTABLE}\n{reason}.\nNo stage-1 search to draw: the "
+            "replication report shows the committed reference run's Figure 2\n"
+            "(paper/reference-runs/<run>/figures/figure2.png) and its verdict instead.",
+            transform=ax.transAxes, ha="center", va="center", fontsize=12, color="0.25",
+            bbox={"boxstyle": "round", "fc": "white", "ec": "0.7"})
+    return _save(fig, out, "figure2")
+
+
 def _figure2_panel(ax, results: Path, summary: pd.DataFrame, surpass: pd.DataFrame,
                    reg: str) -> None:
     """One regularization: the RL curves, DS's threshold, the surpass counts, the axes."""
@@ -541,12 +563,15 @@ def figure4(summary: pd.DataFrame, reported: dict | None, out: Path) -> list[Pat
 
 def write_figures(results: str | Path, summary: pd.DataFrame, reported: dict | None,
                   out: str | Path, tables_out: str | Path) -> list[Path]:
-    """Figures 1–4 (PNG + PDF) into ``out`` and ``surpass.csv`` into ``tables_out``."""
+    """Figures 1–4 (PNG + PDF) into ``out`` and ``surpass.csv`` into ``tables_out``; Figure 2
+    says "not testable at this scale" where the stage-1 curves hold no search."""
     results, out = Path(results), Path(out)
     surpass = surpass_table(results, summary, reported)
     paths = [write_csv(Path(tables_out) / "surpass.csv", surpass)]
     paths += figure1(summary, reported, out)
-    paths += figure2(results, summary, reported, out, surpass)
+    reason = surpass_untestable(surpass)
+    paths += (figure2_not_testable(reason, out) if reason
+              else figure2(results, summary, reported, out, surpass))
     paths += figure3(results, out)
     paths += figure4(summary, reported, out)
     return paths

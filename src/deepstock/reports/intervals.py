@@ -1,41 +1,57 @@
-"""95 % stratified-bootstrap intervals for the reported numbers (the paper gives none).
+"""95 % bootstrap intervals for the reported numbers (the paper gives none): two kinds.
 
 **The statistic.** A tuned cell c = (setting, method, reg) has repetitions r = 1..R_c. In
 repetition r the winning configuration ran n_r stage-2 seeds, each a triple (seed s_i,
 validation loss v_i, test loss y_i). The reported run is the median-validation seed: sort the
 triples by (v_i, s_i) and take index ⌊n_r/2⌋ (``tuning.median_seed_row``); call its test loss
 y_r^med (likewise v_r^med). The tables show θ_c = (1/R_c) Σ_r y_r^med. Differences and trends
-are linear combinations over strata k = (cell, repetition),
+are linear combinations of cells,
 
-    θ = Σ_k w_k q_k^med,   q ∈ {test loss, validation loss, test − validation},
+    θ = Σ_c w_c (1/R_c) Σ_r q_{c,r}^med,   q ∈ {test loss, validation loss, test − validation},
 
-e.g. mean(Base) − mean(None) has w = +1/R for every Base repetition and −1/R for every None one.
+e.g. mean(Base) − mean(None) has w = +1 for the Base cell and −1 for the None cell. Both
+intervals are about this same θ, the number the tables show, and both are the 2.5 and 97.5
+percentiles of B = ``N_RESAMPLES`` replicates θ* drawn with the fixed ``SEED`` (same input ⇒
+same interval).
 
-**The bootstrap.** Each stratum's seeds are resampled with replacement (n_k out of n_k),
-independently across strata: ``scipy.stats.bootstrap`` receives one sample (the seed indices
-0..n_k−1) per stratum and resamples each sample on its own, which is exactly a stratified
-bootstrap. Each resample goes through the same median-validation rule and θ* is recomputed; the
-interval is the 2.5 and 97.5 percentiles of θ* (``method="percentile"``, ``N_RESAMPLES``
-resamples, the fixed ``SEED``, so the same input always gives the same interval). The interval
-therefore surrounds the very number the tables show.
+**Seed-only interval** (``kind="seed"``, columns ``ci_seed_*``): each stratum k = (cell,
+repetition) resamples its n_k seeds with replacement, independently across strata
+(``scipy.stats.bootstrap`` with one sample per stratum, ``method="percentile"``); θ* applies the
+median-validation rule to every resample. Repetitions are strata, never resampled, so it
+measures seed noise only: how much θ would move with other training seeds for the same winners.
 
-**What it covers.** Seed-to-seed variation of the winners' training runs (initialisation,
-batching, exploration), given the winning configurations. **What it does not cover.** (i)
-Tuning noise — which configuration wins a repetition: repetitions are strata, never resampled,
-so with one repetition the interval is seed noise only, and with three it is still the seed
-noise around those three winners, not the spread of re-tuning; (ii) the finite validation and
-test sets, which are fixed; (iii) the benchmark L*, a constant, so a gap interval is the loss
-interval mapped through gap = 100 (L − L*)/L*; (iv) the paper's own noise, so a paper value
-outside our interval does not by itself contradict the paper. With few seeds per stratum (the
-tiny/quick scales run 2) the bootstrap distribution has few distinct values and the percentile
-interval under-covers; at the paper's 5 seeds it is still coarse.
+**Hierarchical interval** (``kind="tuning"``, columns ``ci_tuning_*``): a two-stage bootstrap.
+Within each cell c independently, draw R_c repetitions J_1..J_{R_c} uniformly with replacement
+from its R_c; in every drawn slot s draw n_{J_s} seeds with replacement from repetition J_s
+(afresh for each slot, so a repetition drawn twice gets two seed resamples). Cells are
+independent — repetition r of Base and of None share a sampler seed but are separate searches,
+so they are not paired. q*_{c,s} is the median-validation value of that resample, and
+θ* = Σ_c w_c (1/R_c) Σ_s q*_{c,s} (vectorized numpy, ``numpy.random.default_rng(SEED)``;
+percentiles by ``numpy.quantile``, linear). With X_c one slot's q*, E*[θ*] = Σ_c w_c E*[X_c]
+and Var*[θ*] = Σ_c w_c² Var*[X_c]/R_c, where Var*[X_c] is the spread between the repetitions
+plus the seed noise within one (both enumerable exactly on small inputs, as the tests do).
+*What it covers*: which configuration wins a repetition (the tuning noise: stage-1 search and
+stage-2 selection, as seen in the spread of the repetitions' reported runs) plus the seed noise
+of the winners' runs. Since each repetition's reported value already carries one seed draw,
+seed noise enters twice: the interval is conservative (a little wide), not optimistic.
+*What it does not cover*: the finite validation and test sets (fixed), the benchmark L* (a
+constant: a gap interval is the loss interval mapped through gap = 100 (L − L*)/L*), tuning
+choices outside the protocol (search spaces, budgets), and the paper's own noise, so a paper
+value outside our interval does not by itself contradict the paper. *Its resolution*: with
+R = 3 repetitions there are only C(5, 3) = 10 distinct multisets of repetitions, one of them
+(all three the same extreme repetition) with probability 1/27 > 2.5 %: the interval is wide
+and coarse, close to the range of the repetitions. Three repetitions cannot pin tuning noise
+down, and this interval says so. With R_c = 1 repetition the tuning noise cannot be measured
+at all: the interval is NaN ("no interval", with ``note``), never a seed-only interval under
+another name.
 
-**Degenerate inputs.** A stratum whose reported quantity is equal for every seed is a constant
-(not resampled); when every stratum is constant the interval is the point, [θ, θ]. A stratum
-with a single seed carries no seed noise to resample — a zero-width interval would claim a
-certainty one run cannot give — so it gives NaN ("no interval"), like a stratum without seeds
-(no ``stage2.csv`` collected) or with a non-finite value. None of these calls scipy, so none of
-them warns.
+**Degenerate inputs** (both kinds). A stratum whose reported quantity is equal for every seed
+gives that constant; when nothing varies the interval is the point, [θ, θ]. A repetition with a
+single seed carries no seed noise to resample — a zero-width interval would claim a certainty
+one run cannot give — so it gives NaN, like a repetition without seeds (no ``stage2.csv``
+collected) or with a non-finite value. None of these calls scipy, so none of them warns. With
+few seeds per stratum (the tiny/quick scales run 2) the seed bootstrap has few distinct values
+and the percentile interval under-covers; at the paper's 5 seeds it is still coarse.
 """
 
 from __future__ import annotations
@@ -55,6 +71,10 @@ CONFIDENCE = 0.95
 N_RESAMPLES = 4999
 SEED = 20_240_601
 QUANTITIES = ("test", "val", "test-val")
+SEED_ONLY = "seed"  # repetitions are strata: seed noise only
+TUNING = "tuning"  # hierarchical: repetitions, then seeds within each drawn repetition
+KINDS = (SEED_ONLY, TUNING)
+ONE_REPETITION = "1 repetition: tuning noise not measurable"
 Cell = tuple[str, str, str]  # (setting, method, reg)
 
 
@@ -94,13 +114,15 @@ class SeedRuns:
 class Interval:
     """A point statistic and its 95 % interval; NaN everywhere when it cannot be computed.
 
-    ``distribution``: the bootstrap replicates θ* (None when nothing was resampled).
+    ``distribution``: the bootstrap replicates θ* (None when nothing was resampled); ``note``:
+    why there is no interval, when that is worth saying (e.g. :data:`ONE_REPETITION`).
     """
 
     point: float
     low: float
     high: float
     distribution: np.ndarray | None = field(default=None, repr=False, compare=False)
+    note: str = field(default="", compare=False)
 
     @property
     def finite(self) -> bool:
@@ -120,11 +142,12 @@ class Interval:
     def map(self, f: Callable) -> Interval:
         """The interval of f(θ) for an increasing ``f`` that also maps arrays (the loss gap)."""
         return Interval(float(f(self.point)), float(f(self.low)), float(f(self.high)),
-                        None if self.distribution is None else np.asarray(f(self.distribution)))
+                        None if self.distribution is None else np.asarray(f(self.distribution)),
+                        self.note)
 
     def text(self, digits: int = 4) -> str:
         if not (math.isfinite(self.low) and math.isfinite(self.high)):
-            return "no interval"
+            return "no interval" + (f" ({self.note})" if self.note else "")
         return f"[{self.low:.{digits}f}, {self.high:.{digits}f}]"
 
     def __str__(self) -> str:
@@ -132,6 +155,11 @@ class Interval:
 
 
 NAN = Interval(math.nan, math.nan, math.nan)
+
+
+def no_interval(note: str) -> Interval:
+    """NaN, with the reason as ``note``."""
+    return Interval(math.nan, math.nan, math.nan, note=note)
 
 
 def stratified_interval(terms: Sequence[tuple[float, SeedRuns]], what: str = "test", *,
@@ -180,6 +208,82 @@ def stratified_interval(terms: Sequence[tuple[float, SeedRuns]], what: str = "te
     return Interval(point, float(ci.low), float(ci.high), res.bootstrap_distribution)
 
 
+# ----------------------------------------------------------------------------- hierarchical
+@dataclass(frozen=True)
+class _RankedCell:
+    """One cell's repetitions as padded arrays: ``rank[r, i]`` = position of seed i of
+    repetition r in its (val, seed) order, ``ordered[r, k]`` = q of its k-th seed in that order,
+    ``n[r]`` = its number of seeds (positions k >= n[r] are padding)."""
+
+    rank: np.ndarray
+    ordered: np.ndarray
+    n: np.ndarray
+
+    def reported(self) -> np.ndarray:
+        """q of each repetition's median-validation seed."""
+        return self.ordered[np.arange(len(self.n)), self.n // 2]
+
+
+def _ranked_cell(reps: Sequence[SeedRuns], what: str) -> _RankedCell | None:
+    """The padded arrays of one cell; None when a repetition has < 2 seeds or a NaN/inf value."""
+    n = np.array([len(r) for r in reps], dtype=np.intp)
+    if n.min() < 2:
+        return None
+    rank = np.zeros((len(reps), n.max()), dtype=np.intp)
+    ordered = np.full((len(reps), n.max()), np.nan)
+    for j, runs in enumerate(reps):
+        values = runs.values(what)
+        if not (np.isfinite(values).all() and np.isfinite(runs.val).all()):
+            return None
+        order = runs.order()
+        rank[j, order] = np.arange(len(runs))
+        ordered[j, : len(runs)] = values[order]
+    return _RankedCell(rank, ordered, n)
+
+
+def _cell_replicates(cell: _RankedCell, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """θ*_c for B resamples: R_c repetitions drawn with replacement, then the seeds of each slot
+    drawn with replacement; the mean over slots of each slot's median-validation value."""
+    n_reps, width = cell.rank.shape
+    drawn = rng.integers(n_reps, size=(n_resamples, n_reps))  # repetition in each slot
+    n = cell.n[drawn]  # (B, R) seeds of that repetition
+    seeds = rng.integers(0, n[..., None], size=(n_resamples, n_reps, width))
+    ranks = cell.rank[drawn[..., None], seeds]
+    ranks = np.where(np.arange(width) < n[..., None], ranks, width)  # padding sorts last
+    med = np.take_along_axis(np.sort(ranks, axis=-1), (n // 2)[..., None], axis=-1)[..., 0]
+    return cell.ordered[drawn, med].mean(axis=-1)
+
+
+def hierarchical_interval(groups: Sequence[tuple[float, Sequence[SeedRuns]]],
+                          what: str = "test", *, confidence_level: float = CONFIDENCE,
+                          n_resamples: int = N_RESAMPLES, seed: int = SEED) -> Interval:
+    """Interval of θ = Σ_c w_c · mean over c's repetitions of ``what`` of the median-validation
+    seed, resampling repetitions within each cell and then seeds (see the module docstring).
+
+    ``groups`` = [(w_c, [runs of each repetition of c])]. NaN with :data:`ONE_REPETITION` as
+    its note when a cell has a single repetition; NaN when a repetition has < 2 seeds.
+    """
+    if not groups:
+        return NAN
+    cells = []
+    for w, reps in groups:
+        if len(reps) < 2:
+            return no_interval(ONE_REPETITION)
+        cell = _ranked_cell(reps, what)
+        if cell is None:
+            return NAN
+        cells.append((float(w), cell))
+    point = sum(w * float(c.reported().mean()) for w, c in cells)
+    rng = np.random.default_rng(seed)
+    theta = np.zeros(n_resamples)
+    for w, cell in cells:
+        if w != 0:
+            theta = theta + w * _cell_replicates(cell, n_resamples, rng)
+    alpha = (1 - confidence_level) / 2
+    low, high = np.quantile(theta, [alpha, 1 - alpha])
+    return Interval(point, float(low), float(high), theta)
+
+
 # ----------------------------------------------------------------------------- summary rows
 def _list(value) -> list | None:
     if isinstance(value, (list, tuple, np.ndarray)):
@@ -222,19 +326,26 @@ def _cell_rows(summary: pd.DataFrame, cell: Cell) -> pd.DataFrame:
                    & (summary["reg"] == reg)]
 
 
-def contrast(summary: pd.DataFrame, weights: Mapping[Cell, float], what: str = "test",
-             **kw) -> Interval:
-    """Interval of Σ_c w_c · (mean over c's repetitions of ``what``); strata = cell × repetition.
+def contrast(summary: pd.DataFrame, weights: Mapping[Cell, float], what: str = "test", *,
+             kind: str = SEED_ONLY, **kw) -> Interval:
+    """Interval of Σ_c w_c · (mean over c's repetitions of ``what``).
 
-    NaN when a cell has no rows or a row has no seeds.
+    ``kind``: :data:`SEED_ONLY` (strata = cell × repetition) or :data:`TUNING` (hierarchical:
+    repetitions resampled within each cell, then seeds). NaN when a cell has no rows or a row
+    has no seeds.
     """
-    terms = []
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    groups = []
     for cell, w in weights.items():
         runs = rows_runs(_cell_rows(summary, cell))
         if not runs:
             return NAN
-        terms += [(w / len(runs), r) for r in runs]
-    return stratified_interval(terms, what, **kw)
+        groups.append((w, runs))
+    if kind == TUNING:
+        return hierarchical_interval(groups, what, **kw)
+    return stratified_interval([(w / len(runs), r) for w, runs in groups for r in runs], what,
+                               **kw)
 
 
 def cell_interval(summary: pd.DataFrame, cell: Cell, what: str = "test", **kw) -> Interval:
@@ -243,7 +354,7 @@ def cell_interval(summary: pd.DataFrame, cell: Cell, what: str = "test", **kw) -
 
 
 def difference(summary: pd.DataFrame, a: Cell, b: Cell, what: str = "test", **kw) -> Interval:
-    """Interval of mean(a) − mean(b); strata = (cell, repetition), e.g. (reg, repetition)."""
+    """Interval of mean(a) − mean(b) (seed-only strata: (cell, repetition))."""
     return contrast(summary, {a: 1.0, b: -1.0}, what, **kw)
 
 

@@ -4,11 +4,19 @@ Every value is the mean over the repetitions present in ``summary.csv``. Gaps ar
 loss with one L* per setting, so the mean gap equals the gap of the mean loss. Missing cells are
 NaN in the CSV and "—" in Markdown/LaTeX.
 
-Beside each mean: its 95 % stratified-bootstrap interval (:mod:`deepstock.reports.intervals`;
-the paper gives none). ``cell_stats`` has ``ci_low``/``ci_high``; the CSV tables have numeric rows
-"<row> 95% CI low" and "<row> 95% CI high" under each mean row, which Markdown and LaTeX merge
-into one row "<row> 95% CI" reading "[low, high]" (gaps 2 dp, losses 4 dp). A summary without
-per-seed values gives NaN / "—" intervals.
+Beside each mean: two 95 % bootstrap intervals (:mod:`deepstock.reports.intervals`; the paper
+gives none): the **seed-only** interval (repetitions are strata, seeds resampled) and the
+**hierarchical** one (repetitions resampled within the cell, then seeds: tuning + seed noise).
+``cell_stats`` and ``comparison.csv`` have ``ci_seed_low``/``ci_seed_high`` and
+``ci_tuning_low``/``ci_tuning_high``; the CSV tables have numeric rows "<row> 95% CI seeds low",
+"<row> 95% CI seeds high", "<row> 95% CI tuning+seeds low" and "<row> 95% CI tuning+seeds high"
+under each mean row, which Markdown and LaTeX merge into "<row> 95% CI seeds" and "<row> 95% CI
+tuning+seeds" reading "[low, high]" (gaps 2 dp, losses 4 dp). A summary without per-seed values
+gives NaN / "—" intervals, and so does the hierarchical one of a cell with one repetition (its
+tuning noise cannot be measured).
+
+:func:`rerun_spread`: per cell, the min and max over repetitions of the reported test loss —
+the measured effect of re-tuning that the hierarchical interval resamples.
 """
 
 from __future__ import annotations
@@ -21,7 +29,14 @@ import pandas as pd
 
 from deepstock import registry
 from deepstock.io import write_csv, write_text
-from deepstock.reports.intervals import cell_interval, cell_lstar, gap_interval
+from deepstock.reports.intervals import (
+    SEED_ONLY,
+    TUNING,
+    Interval,
+    cell_interval,
+    cell_lstar,
+    gap_interval,
+)
 from deepstock.reports.reported import TABLE_SETTINGS, paper_cells
 
 ROW_LABELS = {
@@ -31,9 +46,12 @@ ROW_LABELS = {
     "test_gap": "Testing Loss Gap (%)",
     "benchmark": "Benchmark Loss",
 }
-CI = " 95% CI"  # suffix of an interval row; the CSV adds " low" / " high"
+CI = " 95% CI"  # start of an interval row's suffix; the CSV adds " low" / " high"
+CI_KINDS = {SEED_ONLY: CI + " seeds", TUNING: CI + " tuning+seeds"}  # kind -> row suffix
+CI_COLUMNS = [f"ci_{kind}_{end}" for kind in CI_KINDS for end in ("low", "high")]
 CI_METRICS = ("val_loss", "val_gap", "test_loss", "test_gap")  # metrics with an interval
-TITLE_SUFFIX = " (reproduced, mean over repetitions [95% stratified-bootstrap interval])"
+TITLE_SUFFIX = (" (reproduced, mean over repetitions; 95% bootstrap intervals: seeds only, and "
+                "tuning+seeds = repetitions then seeds resampled)")
 METHOD_LABELS = {name: m.label for name, m in registry.METHODS.items()}
 TABLE9_T = registry.IID_T
 TABLE9_N = registry.IID_N
@@ -57,15 +75,16 @@ def columns_of(stats: pd.DataFrame, setting: str) -> list[tuple[str, str]]:
 
 
 def cell_stats(summary: pd.DataFrame) -> pd.DataFrame:
-    """Mean, std, min, max, count and 95 % interval over repetitions per cell and metric.
+    """Mean, std, min, max, count and the two 95 % intervals over repetitions per cell and metric.
 
-    ``ci_low``/``ci_high``: the stratified bootstrap of the repetition mean (val/test loss), and
-    for the gaps that interval mapped through the cell's L*; NaN without per-seed values and for
-    the benchmark row.
+    ``ci_seed_*``: the seed-only bootstrap of the repetition mean, ``ci_tuning_*``: the
+    hierarchical one (val/test loss; for the gaps the loss interval mapped through the cell's
+    L*); NaN without per-seed values and for the benchmark row, and ``ci_tuning_*`` NaN for a
+    cell with one repetition.
     """
     metrics = ["val_loss", "val_gap", "test_loss", "test_gap", "benchmark"]
     cols = ["setting", "method", "reg", "metric", "mean", "std", "min", "max", "n_reps",
-            "ci_low", "ci_high"]
+            *CI_COLUMNS]
     if summary.empty:
         return pd.DataFrame(columns=cols)
     long = summary.melt(id_vars=["setting", "method", "reg", "repetition"], value_vars=metrics,
@@ -74,16 +93,38 @@ def cell_stats(summary: pd.DataFrame) -> pd.DataFrame:
     g = long.groupby(["setting", "method", "reg", "metric"])["value"]
     out = g.agg(["mean", "std", "min", "max", "count"]).reset_index()
     out = out.rename(columns={"count": "n_reps"})
-    ci = {}
-    for cell, rows in summary.groupby(["setting", "method", "reg"]):
-        loss = {m: cell_interval(rows, cell, m.split("_")[0]) for m in ("val_loss", "test_loss")}
-        lstar = cell_lstar(rows, cell)
-        for split in ("val", "test"):
-            ci[(*cell, f"{split}_loss")] = loss[f"{split}_loss"]
-            ci[(*cell, f"{split}_gap")] = gap_interval(loss[f"{split}_loss"], lstar)
+    ci = _cell_intervals(summary)
     keys = list(zip(out["setting"], out["method"], out["reg"], out["metric"], strict=True))
-    out["ci_low"] = [ci[k].low if k in ci else math.nan for k in keys]
-    out["ci_high"] = [ci[k].high if k in ci else math.nan for k in keys]
+    for kind in CI_KINDS:
+        out[f"ci_{kind}_low"] = [ci[k][kind].low if k in ci else math.nan for k in keys]
+        out[f"ci_{kind}_high"] = [ci[k][kind].high if k in ci else math.nan for k in keys]
+    return out[cols]
+
+
+def _cell_intervals(summary: pd.DataFrame) -> dict[tuple, dict[str, Interval]]:
+    """{(setting, method, reg, metric): {kind: interval}} for the val/test losses and gaps."""
+    out: dict[tuple, dict[str, Interval]] = {}
+    for cell, rows in summary.groupby(["setting", "method", "reg"]):
+        lstar = cell_lstar(rows, cell)
+        for kind in CI_KINDS:
+            for split in ("val", "test"):
+                loss = cell_interval(rows, cell, split, kind=kind)
+                out.setdefault((*cell, f"{split}_loss"), {})[kind] = loss
+                out.setdefault((*cell, f"{split}_gap"), {})[kind] = gap_interval(loss, lstar)
+    return out
+
+
+def rerun_spread(summary: pd.DataFrame, metric: str = "test_loss") -> pd.DataFrame:
+    """Per cell: repetitions, min and max of ``metric`` over them, range = max − min and
+    ``rel_spread`` = range / mean in % (how far re-tuning the same cell moved its number)."""
+    cols = ["setting", "method", "reg", "n_reps", "min", "max", "mean", "range", "rel_spread"]
+    if summary.empty:
+        return pd.DataFrame(columns=cols)
+    values = summary.assign(_v=pd.to_numeric(summary[metric], errors="coerce"))
+    out = (values.groupby(["setting", "method", "reg"], sort=False)["_v"]
+           .agg(n_reps="count", min="min", max="max", mean="mean").reset_index())
+    out["range"] = out["max"] - out["min"]
+    out["rel_spread"] = 100 * out["range"] / out["mean"]
     return out[cols]
 
 
@@ -95,15 +136,17 @@ def _lookup(stats: pd.DataFrame, setting: str, method: str, reg: str, metric: st
 
 
 def _rows(metric: str) -> list[tuple[str, str]]:
-    """(row label, stats column) of a metric: the mean, then its interval's ends if it has one."""
+    """(row label, stats column) of a metric: the mean, then the ends of its seed-only and
+    hierarchical intervals if it has them."""
     label = ROW_LABELS[metric]
     if metric not in CI_METRICS:
         return [(label, "mean")]
-    return [(label, "mean"), (label + CI + " low", "ci_low"), (label + CI + " high", "ci_high")]
+    return [(label, "mean")] + [(label + suffix + f" {end}", f"ci_{kind}_{end}")
+                                for kind, suffix in CI_KINDS.items() for end in ("low", "high")]
 
 
 def table_6_8(stats: pd.DataFrame, setting: str) -> pd.DataFrame:
-    """Rows val loss/gap, test loss/gap, each followed by its 95 % interval's low and high rows;
+    """Rows val loss/gap, test loss/gap, each followed by its two 95 % intervals' low and high rows;
     columns DDPG-None … DS-Base (spec §9.1), then every other regularization with results, in
     the registry's order."""
     rows = [r for k in CI_METRICS for r in _rows(k)]
@@ -118,8 +161,8 @@ def table_6_8(stats: pd.DataFrame, setting: str) -> pd.DataFrame:
 
 
 def table_9(stats: pd.DataFrame, benchmarks: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Rows per N (benchmark, val loss/gap, test loss/gap, each loss and gap with its interval's
-    low and high rows); columns T (spec §9.2).
+    """Rows per N (benchmark, val loss/gap, test loss/gap, each loss and gap with its two
+    intervals' low and high rows); columns T (spec §9.2).
 
     The benchmark row uses the summary's L* and, for (N, T) without a tuned cell, the reference
     row of ``benchmarks.csv`` when given.
@@ -151,15 +194,15 @@ def _fmt(v, metric_label: str) -> str:
 
 def _formatted(df: pd.DataFrame) -> pd.DataFrame:
     """Format every value column (all but ``N``/``row``) by its row label: gaps 2 dp, losses 4;
-    a "… 95% CI low" row and the "… 95% CI high" row after it become one "… 95% CI" row
-    reading "[low, high]" ("—" when either end is missing)."""
+    a "… 95% CI <kind> low" row and the "… 95% CI <kind> high" row after it become one
+    "… 95% CI <kind>" row reading "[low, high]" ("—" when either end is missing)."""
     value_cols = [c for c in df.columns if c not in ("N", "row")]
     labels = [str(v) for v in df["row"]]
     rows, i = [], 0
     while i < len(df):
         label = labels[i]
         row = {c: df[c].iloc[i] for c in df.columns if c in ("N", "row")}
-        pair = (label.endswith(CI + " low") and i + 1 < len(df)
+        pair = (CI in label and label.endswith(" low") and i + 1 < len(df)
                 and labels[i + 1] == label.removesuffix(" low") + " high")
         if pair:
             row["row"] = label.removesuffix(" low")
@@ -239,37 +282,53 @@ def _latex_header(labels: list[str]) -> list[str]:
 
 def comparison(stats: pd.DataFrame, reported: dict) -> pd.DataFrame:
     """Every reported number beside the reproduced repetition mean: diff = reproduced − paper;
-    ``ci_low``/``ci_high`` = the 95 % stratified-bootstrap interval of the reproduced mean."""
+    rep_std/min/max over repetitions; ``ci_seed_low``/``ci_seed_high`` = the seed-only and
+    ``ci_tuning_low``/``ci_tuning_high`` = the hierarchical 95 % interval of ``reproduced``."""
     paper = paper_cells(reported)
     keyed = stats.set_index(["setting", "method", "reg", "metric"])
-    rep, std, lo, hi, n = [], [], [], [], []
-    for row in paper.itertuples(index=False):
-        key = (row.setting, row.method, row.reg, row.metric)
-        if key in keyed.index:
-            s = keyed.loc[key]
-            rep.append(float(s["mean"]))
-            std.append(float(s["std"]))
-            lo.append(float(s["min"]))
-            hi.append(float(s["max"]))
-            n.append(int(s["n_reps"]))
-        else:
-            rep.append(math.nan)
-            std.append(math.nan)
-            lo.append(math.nan)
-            hi.append(math.nan)
-            n.append(0)
-    ci = stats.set_index(["setting", "method", "reg", "metric"])[["ci_low", "ci_high"]]
     keys = list(zip(paper["setting"], paper["method"], paper["reg"], paper["metric"],
                     strict=True))
     out = paper.copy()
-    out["reproduced"] = rep
+
+    def column(col: str) -> list[float]:
+        return [float(keyed.loc[k, col]) if k in keyed.index else math.nan for k in keys]
+
+    out["reproduced"] = column("mean")
     out["diff"] = out["reproduced"] - out["paper"]
-    out["rep_std"], out["rep_min"], out["rep_max"], out["n_reps"] = std, lo, hi, n
-    for col in ("ci_low", "ci_high"):  # 95 % stratified-bootstrap interval of ``reproduced``
-        out[col] = [float(ci.loc[k, col]) if k in ci.index else math.nan for k in keys]
+    out["rep_std"], out["rep_min"], out["rep_max"] = column("std"), column("min"), column("max")
+    out["n_reps"] = [int(keyed.loc[k, "n_reps"]) if k in keyed.index else 0 for k in keys]
+    for col in CI_COLUMNS:
+        out[col] = column(col)
     for col in ("N", "T", "H"):
         out[col] = out[col].astype("Int64")
     return out
+
+
+def provenance_footnote(rows: pd.DataFrame) -> str:
+    """A footnote (markdown) when a table's cells mix commits or library stacks, when cells were
+    resumed across them, or when cells carry no provenance; "" when all agree."""
+    if rows.empty:
+        return ""
+    if "commit" not in rows.columns:
+        return "*Provenance: not recorded (cells written before deepstock recorded it).*"
+    commits = sorted(set(rows["commit"].fillna("unknown").astype(str)))
+    stacks = sorted(set(rows["stack_hash"].fillna("").astype(str).replace("", "unknown")))
+    mixed = rows["mixed_provenance"].fillna(False).astype(bool) if "mixed_provenance" in rows \
+        else pd.Series(dtype=bool)
+    parts = []
+    if len(commits) > 1:
+        parts.append(f"{len(commits)} commits ({', '.join(c[:7] for c in commits)})")
+    if len(stacks) > 1:
+        parts.append(f"{len(stacks)} library stacks ({', '.join(stacks)})")
+    if mixed.any():
+        parts.append(f"{int(mixed.sum())} cells resumed across commits, stacks or CPUs")
+    if not parts:
+        return ""
+    return f"*Note: these numbers mix {'; '.join(parts)}; see the report's provenance table.*"
+
+
+def _with_note(text: str, note: str) -> str:
+    return text + (f"\n{note}\n" if note else "")
 
 
 def write_tables(summary: pd.DataFrame, reported: dict, out: str | Path,
@@ -283,12 +342,14 @@ def write_tables(summary: pd.DataFrame, reported: dict, out: str | Path,
         df = table_6_8(stats, setting)
         title = titles.get(name, name) + TITLE_SUFFIX
         written.append(write_csv(out / f"{name}.csv", df.reset_index()))
-        written.append(write_text(out / f"{name}.md", to_markdown(df, title)))
+        note = provenance_footnote(summary[summary["setting"] == setting])
+        written.append(write_text(out / f"{name}.md", _with_note(to_markdown(df, title), note)))
         written.append(write_text(out / f"{name}.tex", to_latex(df, title, "6-8")))
     t9 = table_9(stats, benchmarks)
     title = reported["table9"].get("title", "Table 9") + TITLE_SUFFIX
     written.append(write_csv(out / "table9.csv", t9))
-    written.append(write_text(out / "table9.md", to_markdown(t9, title)))
+    note = provenance_footnote(summary[summary["setting"].astype(str).str.startswith("s4")])
+    written.append(write_text(out / "table9.md", _with_note(to_markdown(t9, title), note)))
     written.append(write_text(out / "table9.tex", to_latex(t9, title, "9")))
     comp = comparison(stats, reported)
     written.append(write_csv(out / "comparison.csv", comp))
