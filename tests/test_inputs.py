@@ -535,3 +535,153 @@ def test_two_hundred_randomly_corrupted_datasets_give_a_dataset_or_one_line_neve
             trained += 1
             _train_in_process(capsys, str(path), tmp_path / f"run{i}", what)
     assert 10 <= len(loaded) <= 120, loaded  # both outcomes are exercised
+
+
+# --------------------------------------------------------------------------- order cap M, metrics
+@pytest.fixture(scope="module")
+def s1_file(tmp_path_factory) -> str:
+    return str(generate_dataset("s1").save(tmp_path_factory.mktemp("s1f") / "s1.npz"))
+
+
+@pytest.mark.parametrize("method, backend", [("ds", "torch"), ("ddpg", "jax"), ("ppo", "jax"),
+                                             ("ddpg", "sb3"), ("ppo", "sb3")])
+def test_an_order_cap_above_its_bound_given_by_set_is_one_line_before_any_training(
+        s1_file, tmp_path, capsys, monkeypatch, method, backend):
+    import deepstock.trainers as trainers
+    from deepstock.registry import M_MAX
+
+    trained: list[str] = []
+    monkeypatch.setattr(trainers, "get_trainer", lambda *a, **k: trained.append("called"))
+    out = tmp_path / "run"
+    one_line_error(capsys, ["train", "s1", "--method", method, "--reg", "base", "--backend",
+                            backend, "--set", "M=1e300", "--data", s1_file, "--out", str(out)],
+                   "'M'", "above its maximum")
+    assert trained == [] and not out.exists()
+    from deepstock.hparams import resolve_hparams
+
+    assert resolve_hparams(method, "s1", "base", {"M": M_MAX})["M"] == M_MAX  # the bound itself
+    with pytest.raises(ConfigError, match="above its maximum"):
+        resolve_hparams(method, "s1", "base", {"M": 2 * M_MAX})
+    with pytest.raises(ConfigError, match="'M' must be finite"):
+        resolve_hparams(method, "s1", "base", {"M": 10**400})
+
+
+@pytest.mark.parametrize("M", [1e308, 2e6, float("inf"), 10**400])
+def test_a_custom_setting_with_an_order_cap_above_its_bound_is_refused_naming_m(M):
+    with pytest.raises(ConfigError, match="setting field M=.* is above the order cap's maximum"):
+        setting_from_dict({**{k: v for k, v in CUSTOM.items() if k not in ("N", "H")}, "M": M})
+
+
+def test_a_dataset_whose_custom_setting_has_m_1e308_is_one_line_for_train_and_benchmark(
+        s1_arrays, tmp_path, capsys):
+    spec = {**CUSTOM, "M": 1e308}
+    bad = write_npz(tmp_path / "bad.npz", s1_arrays,
+                    meta=meta_with(s1_arrays, setting="my_set", setting_spec=spec))
+    one_line_error(capsys, train_argv("my_set", bad, tmp_path / "run"), "M=1e+308",
+                   "above the order cap's maximum")
+    one_line_error(capsys, ["benchmark", "my_set", "--data", bad, "--out",
+                            str(tmp_path / "b.json"), "--quiet"], "M=1e+308")
+    assert not (tmp_path / "run").exists() and not (tmp_path / "b.json").exists()
+
+
+def test_the_benchmark_and_the_ds_network_refuse_an_order_cap_above_its_bound_from_python():
+    """Past the file checks (a Setting built in Python): one-line ConfigErrors, not numpy's
+    'Maximum allowed size exceeded' or torch's float overflow."""
+    import dataclasses
+
+    from deepstock.benchmarks.run import run_benchmark
+    from deepstock.policies import build_ds_network
+    from deepstock.regularizations import get_regularization
+
+    data = generate_dataset("s1")
+    huge = dataclasses.replace(data, setting=dataclasses.replace(data.setting, M=1e308))
+    with pytest.raises(ConfigError, match=r"order cap M=1e\+308 is outside"):
+        run_benchmark(huge)
+    with pytest.raises(ConfigError, match=r"order cap M=1e\+308 is outside"):
+        build_ds_network(get_regularization("base"), 1, [8, 8], b0=0.5, M=1e308)
+    assert build_ds_network(get_regularization("base"), 1, [8], b0=0.5, M=1e6).last.bias[0] \
+        == 5e5
+
+
+def test_the_indep_dp_refuses_an_order_cap_whose_grids_exceed_the_memory_bound(monkeypatch):
+    import dataclasses
+
+    from deepstock.benchmarks.run import run_benchmark
+
+    monkeypatch.setenv("DEEPSTOCK_MAX_DP_GB", "0.001")
+    data = generate_dataset("s1")
+    big = dataclasses.replace(data, setting=dataclasses.replace(data.setting, M=1e5))
+    with pytest.raises(ConfigError, match="the INDEP DP of setting 's1'.*DEEPSTOCK_MAX_DP_GB"):
+        run_benchmark(big)
+
+
+@pytest.mark.parametrize("key", ["train_loss", "val_loss", "test_loss", "best_val"])
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_a_training_whose_loss_comes_out_non_finite_fails_in_one_line_and_writes_nothing(
+        s1_file, tmp_path, capsys, fake_trainers, monkeypatch, key, value):
+    import dataclasses
+
+    import deepstock.trainers as trainers
+    from deepstock.trainers.common import NonFiniteMetric, metrics_dict
+
+    fake = trainers.get_trainer
+
+    def diverging(method, backend=None):
+        def trainer(*args, **kwargs):
+            return dataclasses.replace(fake(method, backend)(*args, **kwargs), **{key: value})
+        return trainer
+
+    monkeypatch.setattr(trainers, "get_trainer", diverging)
+    out = tmp_path / "run"
+    one_line_error(capsys, ["train", "s1", "--method", "ppo", "--reg", "base", "--backend", "jax",
+                            "--data", s1_file, "--out", str(out)],
+                   f"non-finite {key}", "s1 ppo-base seed 45")
+    assert not out.exists()
+    result = trainers.train(generate_dataset("s1"), "ppo", "base", {}, 45, backend="jax")
+    with pytest.raises(NonFiniteMetric):
+        metrics_dict(result)
+    assert issubclass(NonFiniteMetric, DeepstockError)
+
+
+# --------------------------------------------------------------------------- --from-winner
+def _winner_of(path: Path, setting: str, M: float) -> str:
+    path.write_text(json.dumps({"setting": setting, "method": "ds", "reg": "base",
+                                "reported_seed": 43, "backend": "torch",
+                                "hparams": {"M": M, "epochs": 2}}))
+    return str(path)
+
+
+def test_a_winner_of_another_setting_is_refused_naming_both_settings_unless_forced(
+        s1_file, tmp_path, capsys, monkeypatch):
+    import deepstock.trainers as trainers
+
+    seen: list[dict] = []
+
+    def capturing(method, backend=None):
+        def trainer(dataset, reg, hparams, seed, **kwargs):
+            seen.append(hparams)
+            raise ConfigError("captured")
+        return trainer
+
+    monkeypatch.setattr(trainers, "get_trainer", capturing)
+    winner = _winner_of(tmp_path / "winner.json", "s4_n5_t7", 500.0)
+    argv = ["train", "s1", "--method", "ds", "--reg", "base", "--from-winner", winner,
+            "--data", s1_file, "--out", str(tmp_path / "run")]
+    one_line_error(capsys, argv, "'s4_n5_t7'", "'s1'", "--force")
+    assert seen == []
+    one_line_error(capsys, [*argv, "--force"], "captured")  # trains, with the winner's M
+    assert seen[0]["M"] == 500.0
+    own = _winner_of(tmp_path / "own.json", "s1", 100.0)  # the same setting needs no --force
+    one_line_error(capsys, [*argv[:7], own, *argv[8:]], "captured")
+    one_line_error(capsys, ["train", "s1", "--method", "ds", "--reg", "base", "--force",
+                            "--data", s1_file, "--out", str(tmp_path / "run")],
+                   "--force applies to --from-winner only")
+
+
+def test_set_reads_a_number_in_exponent_notation_as_a_number_as_yaml_1_2_does():
+    from deepstock.commands.train import parse_overrides
+
+    assert parse_overrides(["M=1e300", "learning_rate=1e-3", "tau=2.5E+2", "checkpoint=best",
+                            "net_arch={pi: [8], qf: [8]}"]) == {
+        "M": 1e300, "learning_rate": 1e-3, "tau": 250.0, "checkpoint": "best",
+        "net_arch": {"pi": [8], "qf": [8]}}

@@ -229,3 +229,51 @@ def test_a_method_refuses_a_regularization_or_family_it_does_not_declare(monkeyp
         resolve_hparams("ds", "s1", "none")
     with pytest.raises(ConfigError, match="does not support 'ar1' settings"):
         resolve_hparams("ds", "s2", "base")
+
+
+# ----------------------------------------------------------------------------- unique names/labels
+def test_registering_a_name_that_exists_is_refused_unless_replacement_is_asked_for(monkeypatch):
+    builtin = registry.REGULARIZATIONS["base"]
+    monkeypatch.setitem(registry.REGULARIZATIONS, "base", builtin)  # restored after the test
+    impostor = Regularization("base", subtract_position=False, uses_coeff=False, label="Base")
+    with pytest.raises(ConfigError) as err:
+        registry.register_regularization(impostor)
+    assert "'base' is already registered" in str(err.value) and "replace=True" in str(err.value)
+    assert "\n" not in str(err.value)
+    assert get_regularization("base") is builtin  # the built-in Base is still what 'base' means
+    assert registry.register_regularization(impostor, replace=True) is impostor
+    assert get_regularization("base") is impostor
+    assert list(registry.REGULARIZATIONS).index("base") == 1  # it keeps Base's place
+
+
+@pytest.mark.parametrize("label", ["Base", "BASE", "None"])
+def test_a_label_another_regularization_carries_is_refused_at_registration(label):
+    reg = Regularization("lookalike", subtract_position=True, uses_coeff=False, label=label)
+    with pytest.raises(ConfigError, match=f"label {label!r} is already that of regularization"):
+        registry.register_regularization(reg)
+    assert "lookalike" not in registry.REGULARIZATIONS
+    # the default label is the capitalized name: a name whose title clashes is refused too
+    with pytest.raises(ConfigError, match="already that of regularization 'coeff'"):
+        registry.register_regularization(
+            Regularization("coeff2", subtract_position=False, uses_coeff=True, label="Coeff"))
+
+
+def test_tables_key_on_names_so_two_cells_sharing_a_label_are_an_error_never_one_column(
+        monkeypatch):
+    """A regularization put into the registry by hand, past register_regularization, with
+    Base's label: Table 6 refuses it instead of letting its numbers take over DS-Base."""
+    from deepstock.reports.tables import cell_stats, table_6_8
+
+    lookalike = Regularization("lookalike", subtract_position=True, uses_coeff=False,
+                               label="Base")
+    monkeypatch.setitem(registry.REGULARIZATIONS, "lookalike", lookalike)
+    rows = [{"setting": "s1", "method": "ds", "reg": reg, "repetition": 0, "val_loss": v,
+             "val_gap": 0.0, "test_loss": v, "test_gap": 0.0, "benchmark": 1.0}
+            for reg, v in (("base", 1.0), ("lookalike", 9.0))]
+    stats = cell_stats(pd.DataFrame(rows))
+    with pytest.raises(ConfigError) as err:
+        table_6_8(stats, "s1")
+    assert "ds-base and ds-lookalike share the label 'DS-Base'" in str(err.value)
+    monkeypatch.delitem(registry.REGULARIZATIONS, "lookalike")
+    table = table_6_8(stats, "s1")
+    assert table.loc["Testing Loss", "DS-Base"] == 1.0  # Base's own number

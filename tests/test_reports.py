@@ -768,3 +768,90 @@ def test_notebook_of_a_quick_like_run_shows_the_reference_verdicts_instead(tmp_p
         assert verdict.startswith("not testable at this scale"), key
         assert reference.startswith("paper-protocol: NOT reproduced"), key
     assert "(4 not testable at this scale: their reference-run verdicts are shown above" in md
+
+
+def _reference_summary(root: Path, rows: list[dict], name: str = "r1") -> Path:
+    """A reference run's summary.csv with the columns load_reference reads."""
+    base = {"setting": "s1", "method": "ds", "reg": "base", "scale": "paper",
+            "backend": "torch", "benchmark": 0.8}
+    path = root / name / "summary.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame([{**base, **r} for r in rows]).to_csv(path, index=False)
+    return path
+
+
+def _reps(*tests: float) -> list[dict]:
+    return [{"repetition": k, "val_loss": 1.0, "val_gap": 25.0, "test_loss": t,
+             "test_gap": 100 * (t - 0.8) / 0.8} for k, t in enumerate(tests)]
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, "n/a"])
+def test_a_reference_summary_with_a_non_finite_loss_is_refused_with_the_file_and_line(
+        tmp_path, bad):
+    from deepstock.errors import DataError
+    from deepstock.reports.reference import load_reference
+
+    rows = _reps(1.0, 1.1, 1.2)
+    rows[2]["test_loss"] = bad  # data row 3: line 4 of the file
+    path = _reference_summary(tmp_path, rows)
+    with pytest.raises(DataError) as err:
+        load_reference(tmp_path)
+    message = str(err.value)
+    assert message.startswith(f"{path}:4: test_loss of s1/ds/base repetition 2 is ")
+    assert "not a finite number" in message and "\n" not in message
+
+
+def test_a_reference_summary_with_a_duplicated_row_is_refused_with_the_file_and_line(tmp_path):
+    from deepstock.errors import DataError
+    from deepstock.reports.reference import load_reference
+
+    rows = _reps(1.0, 1.1)
+    path = _reference_summary(tmp_path, [*rows, rows[0]])  # repetition 0 again, line 4
+    with pytest.raises(DataError) as err:
+        load_reference(tmp_path)
+    assert str(err.value).startswith(
+        f"{path}:4: duplicate row of s1/ds/base repetition 0 (first at line 2)")
+
+
+def test_a_reference_runs_repetition_counts_are_those_of_the_rows_each_mean_is_over(tmp_path):
+    """Three repetitions, the last without a benchmark (no L*, empty gaps): the losses are means
+    over 3 rows, the gaps over the 2 that have one, and each says so."""
+    from deepstock.reports.reference import load_reference
+
+    rows = _reps(1.0, 1.1, 1.5)
+    rows[2].update(benchmark=math.nan, val_gap=math.nan, test_gap=math.nan)
+    _reference_summary(tmp_path, rows)
+    ref = load_reference(tmp_path).set_index("metric")
+    assert ref.loc["test_loss", "n_reps"] == 3
+    assert ref.loc["test_loss", "mean"] == pytest.approx(1.2)
+    assert ref.loc["test_gap", "n_reps"] == 2
+    assert ref.loc["test_gap", "mean"] == pytest.approx(100 * (1.05 - 0.8) / 0.8)
+
+
+def test_the_committed_reference_runs_pass_the_reference_checks():
+    from deepstock.reports.reference import load_reference
+
+    ref = load_reference(REPO / "paper" / "reference-runs")
+    assert len(ref) and ref["n_reps"].min() >= 1
+
+
+def test_a_failing_report_notebook_is_one_plain_line_without_terminal_colour_codes(
+        tmp_path, capsys):
+    source = tmp_path / "report.py"
+    source.write_text('# %%\nx = 1\n\n# %%\nraise ValueError("boom in the report")\n')
+    out = tmp_path / "out"
+    assert main(["report", "notebook", "--source", str(source), "--out", str(out),
+                 "--results", str(tmp_path), "--figures", str(tmp_path),
+                 "--reported", str(REPORTED), "--timeout", "60"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("deepstock report: error: report notebook failed "
+                          "(ValueError: boom in the report)")
+    assert "\x1b" not in err and len(err.splitlines()) == 1
+    assert (out / "replication.failed.ipynb").is_file()
+
+
+def test_strip_ansi_removes_colour_cursor_and_title_sequences():
+    from deepstock.reports.notebook import strip_ansi
+
+    coloured = "\x1b[0;31mValueError\x1b[0m: \x1b[1mboom\x1b[22m\x1b]0;title\x07 \x1b[2K"
+    assert strip_ansi(coloured) == "ValueError: boom "

@@ -14,6 +14,7 @@ import pytest
 from deepstock.errors import ConfigError
 from deepstock.generators import generate_dataset
 from deepstock.hparams import decode_config, encode_choice, get_scale
+from deepstock.journal import seal
 from deepstock.tuning import TuneOptions, config_seed, plan_cell, tune_cell
 
 JAX = dict(scale="tiny", executor="local", quiet=True, backend="jax")
@@ -113,7 +114,8 @@ def test_a_journal_the_sampler_would_not_propose_is_kept_as_history(s1_path, tmp
     # a score the search never saw (as after a retried trial), which reorders batch 1: TPE
     # depends on the ranking of the scores only
     first["val_loss"] = 5.0 if first["val_loss"] < second["val_loss"] else 0.5
-    (out / "stage1.jsonl").write_text("\n".join([lines[0], json.dumps(first), *lines[2:4]]) + "\n")
+    sealed = json.dumps(seal(first))  # the record of a retried trial, not a hand edit
+    (out / "stage1.jsonl").write_text("\n".join([lines[0], sealed, *lines[2:4]]) + "\n")
     for name in ("stage1.csv", "stage2.jsonl", "stage2.csv", "winner.json"):
         (out / name).unlink()
     tune_cell("s1", "ddpg", "base", s1_path, out, opts)

@@ -10,6 +10,7 @@ import pytest
 
 from deepstock.cli import main
 from deepstock.generators import generate_dataset
+from deepstock.journal import seal
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,7 @@ def test_a_changed_recorded_loss_is_reported_as_diverged_at_that_trial(cell, tmp
     lines = (out / "stage1.jsonl").read_text().splitlines()
     row = json.loads(lines[2])  # trial 2
     row["val_loss"] += 1e-3
-    lines[2] = json.dumps(row)
+    lines[2] = json.dumps(seal(row))  # a consistent record of another result
     (out / "stage1.jsonl").write_text("\n".join(lines) + "\n")
     assert main(["verify", str(out), "--trials", "2", "--data", str(cell[1])]) == 1
     text = capsys.readouterr().out
@@ -56,14 +57,14 @@ def test_a_tiny_loss_difference_is_within_tolerance_and_named(cell, tmp_path, ca
     lines = (out / "stage1.jsonl").read_text().splitlines()
     row = json.loads(lines[1])
     row["test_loss"] *= 1 + 1e-12
-    lines[1] = json.dumps(row)
+    lines[1] = json.dumps(seal(row))
     (out / "stage1.jsonl").write_text("\n".join(lines) + "\n")
     assert main(["verify", str(out), "--trials", "1"]) == 0
     assert "stage 1: within tolerance over 1 rows (largest relative difference 1.0" in \
         capsys.readouterr().out
 
 
-@pytest.mark.parametrize("case", ["not-a-cell", "no-provenance", "wrong-data", "trials"])
+@pytest.mark.parametrize("case", ["not-a-cell", "no-provenance", "wrong-data", "trials", "edited"])
 def test_bad_verify_input_is_a_one_line_error(cell, tmp_path, capsys, case):
     out = _copy(cell[0], tmp_path)
     args = ["verify", str(out)]
@@ -77,13 +78,19 @@ def test_bad_verify_input_is_a_one_line_error(cell, tmp_path, capsys, case):
         other = tmp_path / "s2.npz"
         generate_dataset("s2").save(other)
         args += ["--data", str(other)]
+    elif case == "edited":
+        lines = (out / "stage1.jsonl").read_text().splitlines()
+        row = json.loads(lines[1])
+        row["val_loss"] = 0.01  # edited by hand: the checksum no longer holds
+        (out / "stage1.jsonl").write_text("\n".join([lines[0], json.dumps(row), *lines[2:]]) + "\n")
     else:
         args += ["--trials", "9"]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err
     expected = {"not-a-cell": "is not a tuning cell", "no-provenance": "has no provenance",
-                "wrong-data": "is not the cell's", "trials": "the cell has 3 stage-1 trials"}
+                "wrong-data": "is not the cell's", "trials": "the cell has 3 stage-1 trials",
+                "edited": "line 2 fails its checksum"}
     assert expected[case] in err
 
 

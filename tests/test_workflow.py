@@ -258,3 +258,92 @@ def test_a_cell_rerun_by_snakemake_after_its_dataset_changed_starts_afresh(tiny_
     assert new["val_loss"] != old["val_loss"]
     header = json.loads((wd / target).with_name("stage1.jsonl").read_text().splitlines()[0])
     assert header["fingerprint"]["dataset_sha256"] == sha
+
+
+# ----------------------------------------------------------------------------- packaged YAML
+CONF_EDITS = {  # file -> (a value change that concerns a DS cell of Setting 4, a comment edit)
+    "scales.yaml": ("ds: {epochs: 4, patience_epochs: 2}", "ds: {epochs: 3, patience_epochs: 2}"),
+    "hparams.yaml": ("    scheduler_factor: 0.5\n", "    scheduler_factor: 0.6\n"),
+    "search_spaces.yaml": ("learning_rate: {loguniform: [4.0e-4, 1.0e-1]}",
+                           "learning_rate: {loguniform: [5.0e-4, 1.0e-1]}"),
+}
+
+
+def test_editing_the_packaged_yaml_reruns_the_tuning_cells_and_a_comment_does_not(
+        tmp_path, monkeypatch):
+    """The workflow runs the installed package (here a copy of it, first on PYTHONPATH, so that
+    the test edits no file of the checkout): a changed default, search space or budget in its
+    conf/*.yaml reruns the cells (params: deepstock.hparams.conf_digest) instead of leaving a
+    stale cell that `deepstock tune` by hand would refuse."""
+    pkg = tmp_path / "pkg"
+    shutil.copytree(ROOT / "src" / "deepstock", pkg / "deepstock",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(pkg), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    (tmp_path / "wd").mkdir()
+    wd = _workdir(tmp_path / "wd")
+    target = "results/s4_n5_t7/ds/base/rep0/winner.json"
+    args = ("--configfile", "config/tiny.yaml", "--cores", "1", target)
+    res = _smk(wd, *args)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    dry = lambda: _smk(wd, "-n", *args)  # noqa: E731
+    assert "Nothing to be done" in dry().stdout + dry().stderr
+    conf = pkg / "deepstock" / "conf"
+    for name, (old, new) in CONF_EDITS.items():
+        original = (conf / name).read_text()
+        assert original.count(old) == 1, name
+        (conf / name).write_text(original + "# a comment changes no value\n")
+        res = dry()
+        assert res.returncode == 0 and "Nothing to be done" in res.stdout + res.stderr, name
+        (conf / name).write_text(original.replace(old, new))
+        res = dry()
+        text = res.stdout + res.stderr
+        assert res.returncode == 0 and "rule tune:" in text and target in text, (name, text)
+        assert "Nothing to be done" not in text, name
+        (conf / name).write_text(original)
+    assert "Nothing to be done" in dry().stdout + dry().stderr
+
+
+# ----------------------------------------------------------------------------- README --config
+def _readme_config_examples() -> list[list[str]]:
+    """The `--config` entries of every `snakemake ... --config ...` command in the README."""
+    import re
+    import shlex
+
+    examples = []
+    readme = (ROOT / "README.md").read_text()
+    for cmd in re.findall(r"snakemake[^`\n#]*?--config\s[^`\n#]*", readme):
+        words = shlex.split(cmd)
+        entries = []
+        for word in words[words.index("--config") + 1:]:
+            if word.startswith("-"):
+                break
+            entries.append(word)
+        examples.append(entries)
+    return examples
+
+
+def test_every_config_example_of_the_readme_passes_the_workflow_checks_as_snakemake_parses_it():
+    """Snakemake reads a `--config` value as YAML with every scalar as text (numbers inside a
+    mapping arrive as strings) and merges it into config.yaml: each README example must pass the
+    schema and the registry's check that way (the Ray-cluster `tuning` example included)."""
+    import copy
+
+    import yaml
+    from snakemake.cli import parse_config
+    from snakemake.utils import update_config, validate
+
+    from deepstock import registry
+
+    examples = _readme_config_examples()
+    assert any(e and e[0].startswith("tuning=") for e in examples), examples
+    base = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    for entries in examples:
+        config = copy.deepcopy(base)
+        update_config(config, parse_config(entries))
+        validate(config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
+        registry.check_workflow_axes(config)
+    tuning = next(e for e in examples if e and e[0].startswith("tuning="))
+    config = copy.deepcopy(base)
+    update_config(config, parse_config(tuning))
+    assert config["tuning"]["address"] == "auto" and config["tuning"]["threads"] == 1

@@ -37,6 +37,34 @@ def _parsed_conf(name: str) -> dict:
     return yaml.safe_load(resources.files("deepstock.conf").joinpath(name).read_text())
 
 
+#: The packaged YAML files a tuning cell reads (defaults, search spaces, budgets).
+CONF_FILES: tuple[str, ...] = ("hparams.yaml", "search_spaces.yaml", "scales.yaml")
+
+
+def conf_paths() -> dict[str, str]:
+    """{name: path} of the packaged YAML files this process reads (the installed package's, an
+    editable install's source tree included)."""
+    return {name: str(resources.files("deepstock.conf").joinpath(name)) for name in CONF_FILES}
+
+
+def conf_digest() -> str:
+    """'hparams.yaml=<sha> search_spaces.yaml=<sha> scales.yaml=<sha>': a digest of each packaged
+    YAML file's parsed content (comments and layout do not count). The workflow passes it as a
+    parameter of the rules that tune, so that Snakemake reruns their cells when a value changes."""
+    import hashlib
+    import json
+
+    parts = []
+    for name, path in conf_paths().items():
+        raw = Path(path).read_text()
+        try:
+            text = json.dumps(yaml.safe_load(raw), sort_keys=True, default=str)
+        except (TypeError, yaml.YAMLError):  # keys of mixed types, broken YAML: the bytes
+            text = raw
+        parts.append(f"{name}={hashlib.sha256(text.encode()).hexdigest()[:16]}")
+    return " ".join(parts)
+
+
 def read_mapping(path: str | Path) -> dict:
     """Read a YAML mapping (key: value) from a user file; errors name the file."""
     data = read_yaml(path)

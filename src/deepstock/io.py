@@ -15,6 +15,14 @@ Guarantees of :func:`write_bytes` (and of the JSON, CSV and text helpers built o
 :func:`write_folder` replaces a whole folder in one step under the same rules (a run folder of
 :func:`deepstock.trainers.save_run`). Readers (:func:`read_json`, :func:`read_yaml`) turn a
 missing, unreadable or unparsable file into a one-line error naming it.
+
+A write the storage refuses — no space left on the device (``ENOSPC``), a disk quota
+(``EDQUOT``), an I/O error (``EIO``) — is a :class:`StorageError` (a :class:`DataError`) whose one
+line names the path and the cause ("No space left on device"): the machine failed, not the input
+or a training, so callers do not record it as a result (:func:`os_error`). A process killed
+between writing a temporary file and renaming it leaves ``.{name}.*.tmp`` beside the target;
+:func:`remove_stale_temps` removes those of given names (for a folder whose writers are
+excluded by a lock).
 """
 
 from __future__ import annotations
@@ -36,6 +44,41 @@ from deepstock.errors import ConfigError, DataError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+#: errno values that mean the storage, not the input, failed: disk full, quota, I/O error
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO})
+
+
+class StorageError(DataError):
+    """The storage failed under a read or write (disk full, quota, I/O error): not the input's
+    or a training's fault; free space or fix the device and rerun."""
+
+
+def os_error(action: str, path: str | os.PathLike, exc: OSError) -> DataError:
+    """The one-line error ``"cannot {action} {path}: {the system's message}"`` for ``exc``
+    (e.g. "No space left on device"): a :class:`StorageError` for the :data:`STORAGE_ERRNOS`,
+    else a :class:`DataError`."""
+    reason = exc.strerror or (os.strerror(exc.errno) if exc.errno else str(exc))
+    kind = StorageError if exc.errno in STORAGE_ERRNOS else DataError
+    return kind(f"cannot {action} {path}: {reason}")
+
+
+def remove_stale_temps(folder: str | os.PathLike, names: tuple[str, ...]) -> list[Path]:
+    """Remove the temporary files :func:`write_bytes` leaves beside ``folder/<name>`` for each of
+    ``names`` when its process is killed (``.{name}.*.tmp``, regular files only); the removed paths.
+
+    Only for a folder whose writers of these names are excluded meanwhile (a tuning cell's lock):
+    a temporary file of a live writer would be removed under it.
+    """
+    removed = []
+    for name in names:
+        for entry in Path(folder).glob(f"{glob.escape(f'.{name}.')}*.tmp"):
+            if entry.is_file() and not entry.is_symlink():
+                with contextlib.suppress(FileNotFoundError):
+                    entry.unlink()
+                    removed.append(entry)
+    return removed
+
 
 _KINDS = (
     (stat.S_ISREG, "a regular file"),
@@ -111,7 +154,7 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:
-        raise DataError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise os_error("write", path, exc) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             os.fchmod(fh.fileno(), 0o666 & ~_UMASK)  # mkstemp creates 0600
@@ -122,7 +165,7 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise DataError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise os_error("write", path, exc) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -220,14 +263,14 @@ def write_folder(path: str | os.PathLike, fill: Callable[[Path], None],
         tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-{os.getpid()}-"))
         os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp creates 0700
     except OSError as exc:
-        raise DataError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise os_error("write", path, exc) from None
     try:
         fill(tmp)
         _fsync_folder(tmp)
         _swap_in(tmp, path)
         _fsync_folder(path.parent)
     except OSError as exc:
-        raise DataError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise os_error("write", path, exc) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # after an exchange: the old folder
     return path

@@ -9,9 +9,20 @@ between two.
 
 A **journal** (``stage1.jsonl``, ``stage2.jsonl``) is a file of JSON lines: the first is a header
 ``{"fingerprint": {...}}``, every other line one finished trial. Only newline-terminated lines
-count: a crash mid-write leaves a torn last line, which :meth:`Journal.open` cuts off before
+count: a crash mid-write leaves a torn last line, which :meth:`Journal.rows` cuts off before
 anything is appended, so a torn line can never swallow the next row. A complete line that is not
 a JSON object is a malformed journal: a one-line :class:`JournalError` that names file and line.
+
+Every row is **sealed** (:func:`seal`): it carries a ``checksum``, the first 16 hex digits of the
+SHA-256 of its canonical JSON without that field (:func:`row_checksum`). :meth:`Journal.rows`
+returns only rows that pass it (without the field); a row edited by hand or corrupted is a
+one-line :class:`JournalError` naming file and line, and so is a row without a checksum (a
+journal of an older deepstock, which also lacks provenance: rerun with ``--restart``). Nothing
+here is needed to discard a cell: a restart never parses a journal.
+
+A write the storage refuses (disk full, quota, I/O error) while appending a row, cutting a torn
+line or locking is a one-line :class:`deepstock.io.StorageError` naming the file; the rows that
+reached the disk stay valid, so a rerun resumes from them.
 
 A **lock** (:class:`CellLock`) is an exclusive ``fcntl.flock`` on ``<cell>/.lock``, held for the
 whole cell and released by the kernel when the process ends, even on ``kill -9``; a second run on
@@ -27,7 +38,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from deepstock.errors import DataError, DeepstockError
+from deepstock.errors import DeepstockError
+from deepstock.io import os_error
 
 FINGERPRINT_SCHEMA = 1
 
@@ -47,6 +59,20 @@ def canonical_json(obj: Any) -> str:
 def digest(fingerprint: dict) -> str:
     """First 16 hex digits of the SHA-256 of the fingerprint's canonical JSON."""
     return hashlib.sha256(canonical_json(fingerprint).encode()).hexdigest()[:16]
+
+
+def row_checksum(row: dict) -> str:
+    """First 16 hex digits of the SHA-256 of the row's canonical JSON, ``checksum`` left out."""
+    body = {k: v for k, v in row.items() if k != "checksum"}
+    return hashlib.sha256(canonical_json(body).encode()).hexdigest()[:16]
+
+
+def seal(row: dict) -> dict:
+    """``row`` as a journal stores it: as JSON reads it back (numpy numbers as floats, tuples
+    as lists), with its :func:`row_checksum` in ``checksum``."""
+    body = {k: v for k, v in row.items() if k != "checksum"}
+    plain = json.loads(json.dumps(body, sort_keys=True, default=float))
+    return {**plain, "checksum": row_checksum(plain)}
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -114,7 +140,8 @@ class Journal:
         """The finished rows, after creating the journal if absent and cutting a torn tail.
 
         The header must be this fingerprint (:meth:`change` is None): the caller decides first
-        whether a changed journal is an error or a restart.
+        whether a changed journal is an error or a restart. Every row has passed its checksum
+        (returned without it); one that fails or lacks it is a one-line JournalError.
         """
         if not self.path.exists():
             self._start()
@@ -124,13 +151,20 @@ class Journal:
             raise JournalError(f"{self.path} was produced by other inputs ({change}); rerun with "
                                "--restart to start the cell afresh")
         lines = self._complete_lines()
-        return [_parse(line, self.path, i) for i, line in enumerate(lines[1:], start=2)]
+        return [_verified(_parse(line, self.path, i), self.path, i)
+                for i, line in enumerate(lines[1:], start=2)]
 
     def append(self, row: dict) -> None:
-        with open(self.path, "a") as fh:
-            fh.write(json.dumps(row, sort_keys=True, default=float) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        """Append ``row`` :func:`seal`-ed as one line, flushed to disk; a write the storage
+        refuses is a one-line StorageError naming the journal (the rows before it stay valid)."""
+        line = json.dumps(seal(row), sort_keys=True) + "\n"
+        try:
+            with open(self.path, "a") as fh:
+                fh.write(line)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            raise os_error("append to", self.path, exc) from None
 
     def _start(self) -> None:
         from deepstock.io import write_text
@@ -139,12 +173,18 @@ class Journal:
 
     def _complete_lines(self) -> list[str]:
         """The newline-terminated lines; a torn tail is truncated away on disk."""
-        data = self.path.read_bytes()
+        try:
+            data = self.path.read_bytes()
+        except OSError as exc:
+            raise os_error("read", self.path, exc) from None
         end = data.rfind(b"\n") + 1
         if end < len(data):
-            with open(self.path, "r+b") as fh:
-                fh.truncate(end)
-                os.fsync(fh.fileno())
+            try:
+                with open(self.path, "r+b") as fh:
+                    fh.truncate(end)
+                    os.fsync(fh.fileno())
+            except OSError as exc:
+                raise os_error("cut the torn last line of", self.path, exc) from None
         try:
             text = data[:end].decode()
         except UnicodeDecodeError:
@@ -164,6 +204,20 @@ def _parse(line: str, path: Path, number: int) -> dict:
     return row
 
 
+def _verified(row: dict, path: Path, number: int) -> dict:
+    """``row`` without its checksum, which it must carry and pass (else a one-line error)."""
+    stored = row.pop("checksum", None)
+    if stored is None:
+        raise JournalError(f"{path} line {number} has no checksum (a journal of an older "
+                           "deepstock, without provenance); rerun with --restart to start the "
+                           "cell afresh")
+    if stored != row_checksum(row):
+        raise JournalError(f"{path} line {number} fails its checksum (edited by hand or "
+                           "corrupted); delete that line to re-run its trial, or rerun with "
+                           "--restart")
+    return row
+
+
 class CellLock:
     """Exclusive, non-blocking ``flock`` on ``<folder>/.lock`` for the life of a ``with`` block."""
 
@@ -175,7 +229,7 @@ class CellLock:
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         except OSError as exc:
-            raise DataError(f"cannot lock {self.path.parent}: {exc.strerror}") from None
+            raise os_error("lock", self.path.parent, exc) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -183,8 +237,12 @@ class CellLock:
             os.close(fd)
             raise CellBusy(f"{self.path.parent} is being tuned by another process (pid "
                            f"{holder}); wait for it or stop it") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as exc:
+            os.close(fd)  # releases the lock
+            raise os_error("lock", self.path, exc) from None
         self._fd = fd
         return self
 

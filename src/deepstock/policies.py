@@ -61,8 +61,21 @@ class DSNetwork(nn.Module):
 
 
 def initial_action_bias(b0: float, M: float) -> float:
-    """The value every last-layer bias starts at: b₀·M (spec §4, DS row)."""
-    return float(b0) * float(M)
+    """The value every last-layer bias starts at: b₀·M (spec §4, DS row).
+
+    A one-line ConfigError, before any network is built, when ``M`` is above the order cap's
+    bound (:data:`deepstock.registry.M_MAX`) or b₀·M is not a finite float32 (torch's bias)."""
+    from deepstock.errors import ConfigError
+    from deepstock.registry import M_MAX
+
+    if not 0.0 < float(M) <= M_MAX:
+        raise ConfigError(f"order cap M={float(M):g} is outside (0, {M_MAX:g}] "
+                          "(deepstock.registry.M_MAX)")
+    bias = float(b0) * float(M)
+    if not abs(bias) <= float(np.finfo(np.float32).max):
+        raise ConfigError(f"initial action bias b0*M = {bias:g} (b0={float(b0):g}, "
+                          f"M={float(M):g}) is not a finite float32")
+    return bias
 
 
 def build_ds_network(

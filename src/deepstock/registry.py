@@ -46,7 +46,11 @@ class Param:
         if k == "float":
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ConfigError(f"hyper-parameter {key!r} must be a number, got {value!r}")
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:
+                raise ConfigError(f"hyper-parameter {key!r} must be finite, got an integer "
+                                  "beyond a float's range") from None
             if not math.isfinite(value):
                 raise ConfigError(f"hyper-parameter {key!r} must be finite, got {value!r}")
         elif k == "int":
@@ -93,11 +97,18 @@ class Param:
 
 
 # ----------------------------------------------------------------------------- hyper-parameters
+#: Upper bound of the order cap ``M`` (units per order), as a hyper-parameter and as a custom
+#: setting's field (deepstock.settings.setting_from_dict): 10^4 times the paper's largest (500).
+#: Far above it the networks' float32 outputs, SB3's gymnasium boxes, the JAX losses (M² grows
+#: past float32) and the INDEP DP's grid (M + 1 order sizes) overflow or cannot be allocated;
+#: a larger value is a one-line ConfigError before any compute.
+M_MAX = 1e6
+
 _COMMON = {
     "learning_rate": Param("float", 1e-7, 1.0),
     "initial_action_bias": Param("float", 0.0, 1.0),
     "batch_size": Param("int", 1, 1_000_000),
-    "M": Param("float", 1e-9, None),
+    "M": Param("float", 1e-9, M_MAX),  # the order cap: (0, M_MAX]
     "checkpoint": Param("str", choices=("best", "last")),
     "coeff_scale": Param("float", 0.0, None),
     "coeff_clip": Param("float_pair"),
@@ -273,10 +284,31 @@ EXECUTORS: tuple[str, ...] = ("auto", "ray", "local")
 REGULARIZATIONS: dict[str, Regularization] = {}
 
 
-def register_regularization(reg: Regularization) -> Regularization:
-    """Add a regularization to every axis (CLI, trainers, summary, tables, figures)."""
+def register_regularization(reg: Regularization, *, replace: bool = False) -> Regularization:
+    """Add a regularization to every axis (CLI, trainers, summary, tables, figures).
+
+    Names and labels are unique: a name already registered is refused unless ``replace=True``
+    is asked for explicitly (the new one then takes the old one's place and name, so results
+    recorded as ``reg: <name>`` are of the new mapping), and a label (``Regularization.title``,
+    compared case-insensitively) that another regularization carries is always refused — a label
+    names a table column and a legend entry. Either is a one-line ConfigError.
+    """
+    if not isinstance(reg, Regularization):
+        raise ConfigError(f"register_regularization needs a Regularization, got "
+                          f"{type(reg).__name__}")
     if not reg.name.isidentifier() or reg.name != reg.name.lower():
         raise ConfigError(f"regularization name {reg.name!r} must be a lower-case identifier")
+    old = REGULARIZATIONS.get(reg.name)
+    if old is not None and not replace:
+        raise ConfigError(f"regularization {reg.name!r} is already registered (label "
+                          f"{old.title!r}); choose another name, or pass replace=True to "
+                          "replace it")
+    clash = next((r for r in REGULARIZATIONS.values()
+                  if r.name != reg.name and r.title.casefold() == reg.title.casefold()), None)
+    if clash is not None:
+        raise ConfigError(f"regularization {reg.name!r}: label {reg.title!r} is already that of "
+                          f"regularization {clash.name!r}; labels name table columns and legend "
+                          "entries and must be unique")
     REGULARIZATIONS[reg.name] = reg
     return reg
 

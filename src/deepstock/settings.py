@@ -227,6 +227,12 @@ def setting_from_dict(d: dict) -> Setting:
     M = d["M"]
     if isinstance(M, bool) or not isinstance(M, (int, float)):
         raise ConfigError(f"setting field 'M' must be a number, got {M!r}")
+    from deepstock.registry import M_MAX
+
+    if M > M_MAX:  # before isfinite: an int too large for a float is refused here too
+        shown = f"{M:g}" if isinstance(M, float) or M < 10**20 else f"10^{len(str(M)) - 1}+"
+        raise ConfigError(f"setting field M={shown} is above the order cap's maximum {M_MAX:g} "
+                          "(deepstock.registry.M_MAX)")
     if not (M > 0 and math.isfinite(M)):
         raise ConfigError(f"setting field M={M} must be > 0 and finite (order cap)")
     sizes = {k: _int_field(d, k, 1, ">= 1") for k in ("n_train", "n_val", "n_test")}

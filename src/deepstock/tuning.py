@@ -33,7 +33,28 @@ is reused only for the very configuration that produced it, and only while its r
 complete. A rerun with another fingerprint is refused with a one-line error naming what changed,
 or starts the cell afresh (``restart``, or ``restart_if_changed`` — what the workflow uses).
 Later rows of the same trial supersede earlier ones, which is how ``retry_failed`` re-runs failed
-trials in an append-only journal. A cell holds an exclusive lock on its folder.
+trials in an append-only journal. A cell holds an exclusive lock on its folder. Every journal row
+carries a checksum: a row edited by hand, or a journal of an older deepstock, is refused in one
+line before any training (:mod:`deepstock.journal`).
+
+Failures and faults. A training that fails by itself — it raises, diverges, or ends with a
+non-finite validation loss — is journaled as ``failed``, excluded from the ranking and kept on
+reruns unless ``retry_failed``; when some but not all trials failed, one warning line goes to
+stderr, even when quiet. A fault of the machine (:func:`is_infrastructure_fault`) — a write the
+storage refuses (disk full, quota, I/O error), a run folder that cannot be written,
+``MemoryError``, a Ray unit that reported nothing (its worker died or was killed) — is not a
+result: it is never journaled, the cell stops with a one-line :class:`InfrastructureFault` once
+the unit in flight (local) or the stage's Ray trials are in, and a rerun trains it again.
+
+Folders. The cell writes only known names in its folder: :data:`CELL_FILES` (and their
+temporary files ``.{name}.*.tmp``), ``.ray/`` (Ray's scratch, removed whole), ``final/`` and
+``stage2/<config key>_s<seed>/`` holding run files (:func:`deepstock.trainers.common.is_run_file`),
+and the swap leftovers of those folders. ``final/`` and the stage-2 run folders are replaced
+whole, so one that holds a file deepstock did not write is refused, naming the file, before any
+training. ``restart`` removes exactly those names, without reading the journals (so it also
+discards a cell whose journals are unreadable), and refuses, removing nothing, where a folder it
+would replace holds a foreign file; every other file of the cell folder (``stage2/`` included) is
+kept. Temporary files of a writer killed mid-write are removed when the next run takes the lock.
 
 The training backend (``TuneOptions.backend``; None = the method's default, registry) is resolved
 once per cell, trains every trial, and is recorded in the fingerprint and in ``winner.json``; the
@@ -51,6 +72,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -72,17 +94,46 @@ from deepstock.hparams import (
     resolve_hparams,
     search_space,
 )
-from deepstock.io import write_csv, write_folder, write_json
+from deepstock.io import (
+    STORAGE_ERRNOS,
+    StorageError,
+    os_error,
+    remove_stale_temps,
+    write_csv,
+    write_folder,
+    write_json,
+)
 from deepstock.journal import CellLock, Journal, JournalError, canonical_json, digest, file_sha256
 from deepstock.registry import EXECUTORS, get_method, method_device
 
 METRIC = "val_loss"
 CELL_FILES = ("stage1.jsonl", "stage2.jsonl", "stage1.csv", "stage2.csv", "winner.json")
 CELL_DIRS = ("stage2", "final", ".ray")
+_RUN_FOLDER = re.compile(r"[0-9a-f]{12}_s-?[0-9]+")  # stage2/<config key>_s<seed>
+_SWAP_LEFTOVER = re.compile(r"\.(final|[0-9a-f]{12}_s-?[0-9]+)\.(tmp|old)-[0-9]+-.*")
 
 
 class TuningFailed(DeepstockError):
     """Every trial of a stage failed."""
+
+
+class InfrastructureFault(DeepstockError):
+    """The machine, not a trial, failed (disk full, out of memory, a lost worker): the cell
+    stopped without journaling the trial, so a rerun trains it again."""
+
+
+def is_infrastructure_fault(exc: BaseException) -> bool:
+    """Whether ``exc``, or an exception it was raised from or while handling, is the machine's
+    fault: ``MemoryError``, or storage that refused a read or write
+    (:data:`deepstock.io.STORAGE_ERRNOS`, :class:`deepstock.io.StorageError`)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (MemoryError, StorageError)) or (
+                isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def config_seed(config: dict) -> int:
@@ -139,7 +190,9 @@ def run_jobs(spec: CellSpec, jobs: list[Job]) -> list[dict]:
     A unit of several jobs is one population of the cell's backend
     (:func:`deepstock.trainers.train_population`); each row is what the job's own run gives.
     A failing job scores ``val_loss = inf`` with its error; if a population fails as a whole,
-    its jobs are retried one by one, so that one bad configuration fails alone.
+    its jobs are retried one by one, so that one bad configuration fails alone. A job stopped by
+    an infrastructure fault (:func:`is_infrastructure_fault`, or its run folder cannot be
+    written) gets a ``status = "fault"`` row instead, which the driver never journals.
     """
     import torch
 
@@ -158,6 +211,8 @@ def run_jobs(spec: CellSpec, jobs: list[Job]) -> list[dict]:
         results = train_population(_load(spec), spec.method, spec.reg, hps, seeds,
                                    device=spec.device, backend=spec.backend, **spec.train_options)
     except Exception as exc:  # noqa: BLE001 - a crashing trial must not kill the tuning run
+        if is_infrastructure_fault(exc):
+            return [_fault_row(seed, exc) for seed in seeds]
         if len(jobs) > 1:
             return [row for job in jobs for row in run_jobs(spec, [job])]
         return [_failed_row(spec, seeds[0], exc, time.perf_counter() - t0)]
@@ -175,17 +230,21 @@ def _provenance(spec: CellSpec) -> dict:
 
 def _result_row(spec: CellSpec, job: Job, searched: dict, seed: int, result, wall: float,
                 population: int) -> dict:
-    """The journal row of one finished training (and its run folder, if the job has one)."""
+    """The journal row of one finished training (and its run folder, if the job has one): failed
+    for a non-finite validation loss, a fault row if the run folder cannot be written."""
     from deepstock.trainers import save_run
 
-    try:
-        if not math.isfinite(result.best_val):
-            raise FloatingPointError(f"non-finite validation loss {result.best_val}")
-        if job.run_dir:
+    if not math.isfinite(result.best_val):
+        return _failed_row(spec, seed, FloatingPointError(
+            f"non-finite validation loss {result.best_val}"), wall)
+    if job.run_dir:
+        try:
             result.extras["cell"] = {"fingerprint": spec.fingerprint, "config": searched}
             save_run(result, job.run_dir, spec.run)
-    except Exception as exc:  # noqa: BLE001
-        return _failed_row(spec, seed, exc, wall)
+        except Exception as exc:  # noqa: BLE001
+            if is_infrastructure_fault(exc) or isinstance(exc, DataError):  # a write, not the
+                return _fault_row(seed, exc)  # trial (a non-finite loss fails the trial)
+            return _failed_row(spec, seed, exc, wall)
     return {
         "seed": seed, "val_loss": float(result.best_val), "train_loss": float(result.train_loss),
         "test_loss": float(result.test_loss), "selected_val_loss": float(result.val_loss),
@@ -198,6 +257,12 @@ def _failed_row(spec: CellSpec, seed: int, exc: BaseException, wall: float) -> d
     return {"seed": seed, METRIC: float("inf"), "status": "failed",
             "error": f"{type(exc).__name__}: {exc}", "wall_s": wall, "population": 1,
             "provenance": _provenance(spec)}
+
+
+def _fault_row(seed: int, exc: BaseException) -> dict:
+    """The row of a job stopped by an infrastructure fault: reported, never journaled."""
+    text = f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
+    return {"seed": seed, METRIC: float("inf"), "status": "fault", "error": text}
 
 
 def run_is_complete(run_dir: Path, fingerprint: str) -> bool:
@@ -221,18 +286,35 @@ _ROW_KEYS = {
 
 
 class _Progress:
-    """Appends finished trials to the journal and prints one progress line per trial."""
+    """Appends finished trials to the journal and prints one progress line per trial.
+
+    Never raises (it runs in Ray Tune callbacks): a fault row, or a failed append, is kept out of
+    the journal and remembered; after a failed append nothing more is appended (a torn line
+    must stay last). :meth:`check` raises the first such fault as one line.
+    """
 
     def __init__(self, journal: Journal, total: int, label: str, quiet: bool) -> None:
         self.journal, self.total, self.label, self.quiet = journal, total, label, quiet
         self.done = 0
         self.best = math.inf
         self.rows: dict[int, dict] = {}  # job number -> its journal row
+        self.fault: str | None = None  # the first infrastructure fault, as one phrase
+        self.journal_failed = False
 
     def record(self, job: Job, result: dict) -> None:
+        if result.get("status") == "fault":
+            self._fault(job, result.get("error", ""))
+            return
+        if self.journal_failed:
+            return
         row = {k: result[k] for k in result if k in _ROW_KEYS}
         row.update(config=dict(job.config), config_key=config_key(job.config), trial=job.number)
-        self.journal.append(row)
+        try:
+            self.journal.append(row)
+        except DeepstockError as exc:
+            self.journal_failed = True
+            self._fault(job, str(exc))
+            return
         self.rows[job.number] = row
         self.done += 1
         v = row.get(METRIC, math.inf)
@@ -244,6 +326,27 @@ class _Progress:
                 f"val={v:.4f} best={self.best:.4f} ({row.get('wall_s', 0):.1f}s)",
                 file=sys.stderr, flush=True,
             )
+
+    def _fault(self, job: Job, error: str) -> None:
+        if self.fault is None:
+            self.fault = f"{self._name(job)}: {error}"
+
+    def _name(self, job: Job) -> str:
+        if job.seed is None:
+            return f"{self.label} trial {job.number}"
+        return f"{self.label} run of config {config_key(job.config)} seed {job.seed}"
+
+    def check(self, jobs: list[Job]) -> None:
+        """Raise :class:`InfrastructureFault` (one line) if a fault was recorded, or if one of
+        ``jobs`` reported nothing (its Ray worker died); else return."""
+        missing = [job for job in jobs if job.number not in self.rows]
+        if self.fault is None and missing:
+            more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+            self.fault = (f"{self._name(missing[0])}{more} reported nothing (a Ray worker died "
+                          "or was killed)")
+        if self.fault is not None:
+            raise InfrastructureFault(f"{self.fault}; not journaled as a trial failure: fix the "
+                                      "cause and rerun the same command to train it again")
 
 
 def _latest(rows: list[dict], key) -> dict:
@@ -263,7 +366,20 @@ def _check_rows(rows: list[dict], journal: Journal, needed: tuple[str, ...]) -> 
 
 
 # ----------------------------------------------------------------------------- ray helpers
+RAY_CONNECT_TIMEOUT_S = 10.0  # how long `address` may take to accept a TCP connection
+
+
 def _ray_init(address: str | None, num_cpus: int | None) -> None:
+    """Start a local Ray instance of ``num_cpus`` CPUs, or join the cluster at ``address``.
+
+    Joining checks first (:func:`_check_ray_address`) that the address — ``HOST:PORT``, ``auto``
+    (the cluster of the latest ``ray start`` on this machine, or ``RAY_ADDRESS``) or
+    ``ray://HOST:PORT`` — accepts a TCP connection within :data:`RAY_CONNECT_TIMEOUT_S` (10 s,
+    name resolution included): where nothing listens, Ray would retry for many minutes. An
+    address that fails the check, or that ``ray.init`` refuses, is one line of
+    :class:`InfrastructureFault` naming it, before any trial. (A port where some other service
+    than Ray listens passes the check and is left to Ray's own retries.)
+    """
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -276,7 +392,13 @@ def _ray_init(address: str | None, num_cpus: int | None) -> None:
     # workers (here or on a cluster) get this process's numerics before they load torch or XLA
     env = {"env_vars": {k: os.environ[k] for k in numerics.RECORDED if k in os.environ}}
     if address:
-        ray.init(address=address, log_to_driver=False, configure_logging=False, runtime_env=env)
+        _check_ray_address(address)
+        try:
+            ray.init(address=address, log_to_driver=False, configure_logging=False,
+                     runtime_env=env)
+        except Exception as exc:  # noqa: BLE001 - Ray's errors are many and multi-line
+            raise InfrastructureFault(f"cannot join the Ray cluster at {address}: "
+                                      f"{_one_line(exc)}") from None
     else:
         ray.init(
             num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
@@ -284,28 +406,106 @@ def _ray_init(address: str | None, num_cpus: int | None) -> None:
         )
 
 
+def _check_ray_address(address: str) -> None:
+    """Raise :class:`InfrastructureFault` (one line naming ``address``) unless the Ray cluster
+    it names accepts a TCP connection within :data:`RAY_CONNECT_TIMEOUT_S` seconds.
+
+    ``HOST:PORT`` and ``auto`` are resolved as ``ray.init`` resolves them (``auto``: the
+    latest ``ray start`` on this machine, ``RAY_ADDRESS`` first; ``localhost`` becomes the
+    node's address); ``ray://HOST:PORT`` is Ray Client's server. The connection is tried in a
+    daemon thread, so a slow name lookup cannot stretch the bound either.
+    """
+    import socket
+    import threading
+
+    from ray._private import services
+
+    if address.startswith("ray://"):
+        target: str | None = address[len("ray://"):]
+    else:
+        try:
+            target = services.canonicalize_bootstrap_address(address)
+        except Exception as exc:  # noqa: BLE001 - auto with no cluster, a malformed address
+            raise InfrastructureFault(f"no Ray cluster at --address {address}: "
+                                      f"{_one_line(exc)}") from None
+    if target is None:  # "local": ray.init starts an instance of its own
+        return
+    host, _, port = target.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--address {address} is not HOST:PORT, auto or ray://HOST:PORT")
+    timeout = RAY_CONNECT_TIMEOUT_S
+    outcome: list[str | None] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, int(port)), timeout=timeout).close()
+            outcome.append(None)
+        except Exception as exc:  # noqa: BLE001 - refused, unreachable, unknown host, ...
+            outcome.append(getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)
+
+    probe = threading.Thread(target=connect, name="ray-address-check", daemon=True)
+    probe.start()
+    probe.join(timeout)
+    why = outcome[0] if outcome else f"no answer within {timeout:g} s"
+    if why is not None:
+        where = (address if target in (address, address.removeprefix("ray://"))
+                 else f"{address} ({target})")
+        raise InfrastructureFault(
+            f"cannot reach the Ray cluster at {where}: {why}; start it (`ray start --head`) "
+            "or fix --address")
+
+
+def _one_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` of an exception, at most 300 characters."""
+    lines = str(exc).strip().splitlines()
+    text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
 def _trial_resources(device: str) -> dict:
     return {"cpu": 1, "gpu": 0.25} if device == "cuda" else {"cpu": 1}
 
 
 def _unit_trainable(config: dict, spec: CellSpec, units: list[list[Job]]) -> dict:
+    """One Ray Tune trial: train unit ``config["unit"]`` and report its rows (JSON) once.
+
+    :func:`run_jobs` never raises, so a trial that reports nothing — its worker process died
+    or was killed (OOM killer, a node lost, ``os._exit``), or the trial could not start there —
+    is an infrastructure fault, never a trial result (:func:`_run_jobs`)."""
     return {"rows": json.dumps(run_jobs(spec, units[int(config["unit"])]))}
 
 
 def _journal_callback(progress: _Progress, units: list[list[Job]]):
-    """A Tune callback that journals the rows of each finished unit (one Tune trial)."""
+    """A Tune callback that journals the rows of each finished unit (one Tune trial).
+
+    Its ``reported`` set holds the units whose rows arrived (each journaled once, whatever Tune
+    calls again); a unit missing from it after the Tuner reported nothing (:func:`_run_jobs`).
+    """
     from ray.tune import Callback
 
     class JournalCallback(Callback):
+        reported: set[int]
+
+        def __init__(self) -> None:
+            self.reported = set()
+
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            unit = units[int(trial.config["unit"])]
-            for job, row in zip(unit, json.loads(result["rows"]), strict=True):
+            index = int(trial.config["unit"])
+            if index in self.reported or "rows" not in result:
+                return
+            self.reported.add(index)
+            for job, row in zip(units[index], json.loads(result["rows"]), strict=True):
                 progress.record(job, row)
 
     return JournalCallback()
 
 
 def _fit(trainable, param_space, tune_config, callbacks, storage: Path, name: str, resources):
+    """Run one Ray Tune ``Tuner`` (no retries: ``max_failures=0``; the other trials go on when
+    one errs) and return its ``ResultGrid``. Trials that end in error are left to the caller
+    (:func:`_run_jobs` checks which units reported); a Tuner that fails as a whole is one line of
+    :class:`InfrastructureFault`."""
     from ray import tune
 
     trainable = tune.with_resources(trainable, resources)
@@ -318,7 +518,33 @@ def _fit(trainable, param_space, tune_config, callbacks, storage: Path, name: st
             failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
         ),
     )
-    tuner.fit()
+    try:
+        return tuner.fit()
+    except Exception as exc:  # noqa: BLE001 - Ray's own failure, not a trial's (run_jobs never raises)
+        raise InfrastructureFault(f"Ray Tune failed in {name}: {_one_line(exc)}; nothing of its "
+                                  "unreported trials was journaled: rerun the same command "
+                                  "to train them again") from None
+
+
+def _units_lost(callback, units: list[list[Job]], grid) -> tuple[list[int], str]:
+    """The units of a Tuner that reported nothing, and Ray's first error for them (one line)."""
+    lost = [i for i in range(len(units)) if i not in callback.reported]
+    errors = (getattr(grid, "errors", None) or []) if lost else []
+    return lost, _one_line(errors[0]) if errors else ""
+
+
+def _lost_units_fault(plan: CellPlan, name: str, units: list[list[Job]], lost: list[int],
+                      why: str) -> InfrastructureFault:
+    """The one line of a Tuner whose units ``lost`` reported nothing (item 6 of "Nothing lost")."""
+    spec, jobs = plan.spec, [job for i in lost for job in units[i]]
+    what = (f"stage-1 trial{'s' if len(jobs) > 1 else ''} "
+            f"{', '.join(str(j.number) for j in jobs)}" if jobs[0].seed is None
+            else f"{len(jobs)} stage-2 run{'s' if len(jobs) > 1 else ''}")
+    return InfrastructureFault(
+        f"{spec.setting}/{spec.method}/{spec.reg}: {len(lost)} of {len(units)} Ray trials of "
+        f"{name} died without reporting ({what}{'; ' + why if why else ''}): an infrastructure "
+        "fault, not a trial result, so they were neither journaled nor scored; rerun the same "
+        "command to train them again")
 
 
 # ----------------------------------------------------------------------------- options
@@ -458,23 +684,101 @@ def _default_config(base: dict, dims: dict[str, Dimension]) -> dict:
 
 
 def _prepare_folder(out: Path, plan: CellPlan) -> tuple[Journal, Journal]:
-    """The two journals of ``out``, after clearing the cell if asked or if its inputs changed."""
+    """The two journals of ``out``, after clearing the cell if asked (``restart``: the journals
+    are not read, so an unreadable one is discarded too) or if its inputs changed. Every row of
+    a kept journal has passed its checksum here, before any training."""
     journals = (Journal(out / "stage1.jsonl", plan.fingerprint),
                 Journal(out / "stage2.jsonl", plan.fingerprint))
+    if plan.opts.restart:
+        _clear_cell(out)
+        return journals
     changes = [c for c in (j.change() for j in journals) if c is not None]
-    if plan.opts.restart or (changes and plan.opts.restart_if_changed):
+    if changes and plan.opts.restart_if_changed:
         _clear_cell(out)
     elif changes:
         raise JournalError(f"{out} holds trials of other inputs ({changes[0]}); rerun with "
                            "--restart to start the cell afresh")
+    for journal in journals:
+        if journal.path.exists():
+            journal.rows()  # a row edited by hand is refused now, not after stage 1
     return journals
 
 
+def _run_folders(out: Path) -> list[Path]:
+    """The cell's run folders present: ``final`` and ``stage2/<config key>_s<seed>``."""
+    found = [out / "final"] if os.path.lexists(out / "final") else []
+    stage2 = out / "stage2"
+    if stage2.is_dir() and not stage2.is_symlink():
+        found += sorted(p for p in stage2.iterdir() if _RUN_FOLDER.fullmatch(p.name))
+    return found
+
+
+def _foreign_entry(out: Path) -> Path | None:
+    """The first path deepstock did not write where the cell replaces folders whole: ``stage2``
+    or a run folder that is a link or not a folder, or an entry of a run folder that is not a
+    run file (:func:`deepstock.trainers.common.is_run_file`); None if there is none."""
+    from deepstock.trainers.common import is_run_file
+
+    stage2 = out / "stage2"
+    if os.path.lexists(stage2) and (stage2.is_symlink() or not stage2.is_dir()):
+        return stage2
+    for folder in _run_folders(out):
+        if folder.is_symlink() or not folder.is_dir():
+            return folder
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            raise os_error("read", folder, exc) from None
+        for entry in entries:
+            if not (entry.is_file(follow_symlinks=False) and is_run_file(entry.name)):
+                return folder / entry.name
+    return None
+
+
+def _check_run_folders(out: Path) -> None:
+    """Refuse (one line naming the file), before any training, a cell whose ``final/`` or a
+    stage-2 run folder holds a file deepstock did not write: the cell replaces those whole."""
+    foreign = _foreign_entry(out)
+    if foreign is not None:
+        raise DataError(f"cannot write {foreign.parent}: it holds {foreign.name!r}, which "
+                        "deepstock did not write; it replaces only its own folders: move it away")
+
+
 def _clear_cell(out: Path) -> None:
+    """Remove what the cell wrote (module docstring, "Folders") and nothing else, reading no
+    journal; refuse (one line naming the file), removing nothing, if a folder it would replace
+    holds a file deepstock did not write."""
+    from deepstock.trainers.common import is_run_file
+
+    foreign = _foreign_entry(out)
+    if foreign is not None:
+        raise DataError(f"cannot restart {out}: {foreign} was not written by deepstock, and "
+                        "--restart removes only the cell's own files; move it away first")
+    for folder in _run_folders(out):
+        for entry in folder.iterdir():
+            if entry.is_file() and not entry.is_symlink() and is_run_file(entry.name):
+                entry.unlink()
+        _remove_empty(folder)
+    for folder in (out, out / "stage2"):
+        for entry in folder.glob(".*") if folder.is_dir() else []:
+            if _SWAP_LEFTOVER.fullmatch(entry.name) and entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+    _remove_empty(out / "stage2")
     for name in CELL_FILES:
-        (out / name).unlink(missing_ok=True)
-    for name in CELL_DIRS:
-        shutil.rmtree(out / name, ignore_errors=True)
+        if (out / name).is_symlink() or (out / name).is_file():
+            (out / name).unlink()
+    remove_stale_temps(out, CELL_FILES)
+    ray = out / ".ray"
+    if ray.is_symlink():
+        ray.unlink()
+    elif ray.is_dir():
+        shutil.rmtree(ray, ignore_errors=True)
+
+
+def _remove_empty(folder: Path) -> None:
+    """Remove ``folder`` if it is an empty folder (not a link); else leave it."""
+    if folder.is_dir() and not folder.is_symlink() and not any(folder.iterdir()):
+        folder.rmdir()
 
 
 # ----------------------------------------------------------------------------- running jobs
@@ -493,7 +797,18 @@ def _units(plan: CellPlan, jobs: list[Job]) -> list[list[Job]]:
 def _run_jobs(plan: CellPlan, jobs: list[Job], progress: _Progress, storage: Path,
               name: str) -> None:
     """Train fixed (configuration, seed) jobs: in this process, or each unit as a Ray Tune trial
-    (one CPU; a fractional GPU on CUDA)."""
+    (one CPU; a fractional GPU on CUDA). Returns with every job journaled, else raises
+    :class:`InfrastructureFault` after the unit (local) or the Ray trials (:meth:`_Progress.check`).
+
+    On Ray every trial of the Tuner runs to its end first (the others' rows are journaled). A
+    unit that reported nothing — its worker died or was killed — is an infrastructure fault,
+    not a trial result: its jobs are not journaled, the caller never tells TPE a score for them
+    (the raise comes before :meth:`_Search.tell`), and the one line names how many of the
+    Tuner's trials died (``1 of 4 Ray trials of stage1_1 died without reporting (stage-1 trial
+    2; ActorDiedError: ...)``). A rerun of the same command trains exactly those jobs again, so
+    the search after it is the uninterrupted one's (tests/test_ray_faults.py); a cell whose
+    every worker died stops the same way.
+    """
     units = _units(plan, jobs)
     if not units:
         return
@@ -501,16 +816,22 @@ def _run_jobs(plan: CellPlan, jobs: list[Job], progress: _Progress, storage: Pat
         for unit in units:
             for job, row in zip(unit, run_jobs(plan.spec, unit), strict=True):
                 progress.record(job, row)
+            progress.check(unit)
         return
     from ray import tune
 
-    _fit(
+    callback = _journal_callback(progress, units)
+    grid = _fit(
         tune.with_parameters(_unit_trainable, spec=plan.spec, units=units),
         {"unit": tune.grid_search(list(range(len(units))))},
         tune.TuneConfig(num_samples=1, reuse_actors=True,
                         max_concurrent_trials=_concurrency(plan.opts, len(units))),
-        [_journal_callback(progress, units)], storage, name, _trial_resources(plan.spec.device),
+        [callback], storage, name, _trial_resources(plan.spec.device),
     )
+    lost, why = _units_lost(callback, units, grid)
+    if lost and progress.fault is None:
+        raise _lost_units_fault(plan, name, units, lost, why)
+    progress.check(jobs)
 
 
 class _Search:
@@ -617,8 +938,16 @@ def _search(plan: CellPlan, trials: dict[int, dict], progress: _Progress, storag
 
 
 def _score(rows: dict[int, dict], number: int) -> float:
-    """A trial's score for TPE; a trial that reported nothing (its Ray worker died) is +inf."""
-    return rows[number][METRIC] if number in rows else math.inf
+    """A journaled trial's score for TPE (a failed trial's is +inf).
+
+    A trial without a row is never told: :func:`_run_jobs` has already stopped the cell when a
+    unit reported nothing (its Ray worker died), and telling it +inf would steer every later
+    proposal — and a rerun's — away from the uninterrupted search. Reaching here without a row
+    raises :class:`InfrastructureFault` instead."""
+    if number not in rows:
+        raise InfrastructureFault(f"stage-1 trial {number} reported nothing; it is not told to "
+                                  "the search as a score: rerun the same command to train it")
+    return rows[number][METRIC]
 
 
 # ----------------------------------------------------------------------------- stages
@@ -639,6 +968,15 @@ def stage1(plan: CellPlan, journal: Journal, out: Path) -> pd.DataFrame:
 
 
 def _stage1_table(rows: list[dict], dims: dict) -> pd.DataFrame:
+    """Stage 1's table: one row per journaled trial, in suggestion order. Trials lost with a Ray
+    worker have no journal row, so they are neither here nor in ``winner.json``'s
+    ``num_samples`` / ``stage1_failed``; without any row the table is empty but has every
+    column."""
+    if not rows:
+        return pd.DataFrame(columns=[
+            "trial", *(f"config.{k}" for k in dims), "config", "seed", METRIC, "train_loss",
+            "test_loss", "status", "error", "wall_s", "iterations", "population",
+            *provenance_columns({}), "best_so_far"])
     rows = sorted(rows, key=lambda r: r["trial"])
     df = pd.DataFrame(
         [
@@ -706,7 +1044,9 @@ def provenance_columns(row: dict) -> dict:
 
 
 def _lost(seed: int) -> dict:
-    """The row of a run that reported nothing (its Ray worker died): a failure."""
+    """The stage-2 table's default row for a (configuration, seed) without a journal row. Not
+    reached by a run whose Ray worker died: :func:`_run_jobs` stops the cell first, so the
+    stage-2 table holds journaled runs only; kept as a failure should a row ever be missing."""
     return {"seed": seed, METRIC: math.inf, "status": "failed", "error": "no result reported",
             "wall_s": 0.0}
 
@@ -739,7 +1079,10 @@ def pick_winner(table2: pd.DataFrame, rule: str = "mean") -> tuple[int, list[dic
         )
     finite = [s for s in summaries if math.isfinite(s[rule])]
     if not finite:
-        raise TuningFailed("all stage-2 runs failed")
+        errors = [e for e in table2.get("error", []) if isinstance(e, str) and e]
+        first = f"; first error: {errors[0].splitlines()[0]}" if errors else ""
+        raise TuningFailed(f"all {len(table2)} stage-2 runs failed{first} (after fixing the "
+                           "cause, rerun with --retry-failed)")
     best = min(finite, key=lambda s: (s[rule], s["config_index"]))
     return best["config_index"], summaries
 
@@ -759,26 +1102,59 @@ def tune_cell(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DataError(f"cannot create the cell folder {out}: {exc.strerror}") from None
-    t0 = time.perf_counter()
     with CellLock(out):
-        journal1, journal2 = _prepare_folder(out, plan)
-        if plan.opts.executor == "ray":
-            _ray_init(plan.opts.address, plan.opts.cpus or os.cpu_count())
-        table1 = stage1(plan, journal1, out)
-        write_csv(out / "stage1.csv", table1)
-        n_ok = int((table1["status"] == "ok").sum())
-        if n_ok == 0:
-            raise TuningFailed(
-                f"{setting}/{method}/{reg}: all {len(table1)} stage-1 trials failed; first error: "
-                f"{table1['error'].iloc[0]} (after fixing the cause, rerun with --retry-failed)"
-            )
-        if stage1_only:
-            return {}
-        table2 = stage2(plan, journal2, table1, out)
+        return _run_cell(plan, out, stage1_only)
+
+
+def _run_cell(plan: CellPlan, out: Path, stage1_only: bool) -> dict:
+    """Under the cell's lock: remove stale temporary files, prepare the folder (restart, refuse
+    changed inputs or foreign files: all before any training), run both stages, write the
+    outputs, and warn in one stderr line (even when quiet) if some trials failed."""
+    t0 = time.perf_counter()
+    remove_stale_temps(out, CELL_FILES)
+    journal1, journal2 = _prepare_folder(out, plan)
+    _check_run_folders(out)
+    if plan.opts.executor == "ray":
+        _ray_init(plan.opts.address, plan.opts.cpus or os.cpu_count())
+    table1 = stage1(plan, journal1, out)
+    write_csv(out / "stage1.csv", table1)
+    if int((table1["status"] == "ok").sum()) == 0:
+        spec = plan.spec
+        raise TuningFailed(
+            f"{spec.setting}/{spec.method}/{spec.reg}: all {len(table1)} stage-1 trials failed; "
+            f"first error: {table1['error'].iloc[0]} (after fixing the cause, rerun with "
+            "--retry-failed)")
+    table2 = None if stage1_only else stage2(plan, journal2, table1, out)
+    winner = {}
+    if table2 is not None:
         write_csv(out / "stage2.csv", table2)
         winner = _write_winner(plan, out, table1, table2, time.perf_counter() - t0)
         shutil.rmtree(out / ".ray", ignore_errors=True)
+    warning = failure_summary(plan, table1, table2)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     return winner
+
+
+def failure_summary(plan: CellPlan, table1: pd.DataFrame,
+                    table2: pd.DataFrame | None = None) -> str | None:
+    """One line on the trials of a finished cell that failed, or None if none did."""
+    parts, errors = [], []
+    for name, table in (("stage-1 trials", table1), ("stage-2 runs", table2)):
+        if table is None or not len(table):
+            continue
+        failed = table[table["status"] != "ok"]
+        if len(failed):
+            parts.append(f"{len(failed)} of {len(table)} {name}")
+            errors += [e for e in failed.get("error", []) if isinstance(e, str) and e]
+    if not parts:
+        return None
+    spec = plan.spec
+    first = f" (first error: {errors[0].splitlines()[0]})" if errors else ""
+    return (f"warning: {spec.setting}/{spec.method}/{spec.reg} rep{plan.opts.repetition}: "
+            f"{' and '.join(parts)} failed{first}; the winner is chosen among the others and "
+            "a rerun keeps the failures: after fixing a cause outside the inputs, rerun with "
+            "--retry-failed")
 
 
 def _write_winner(plan: CellPlan, out: Path, table1: pd.DataFrame, table2: pd.DataFrame,
@@ -840,4 +1216,6 @@ def _replace_dir(src: Path, dst: Path) -> None:
             copy = shutil.copytree if item.is_dir() else shutil.copy2
             copy(item, tmp / item.name)
 
-    write_folder(dst, fill)
+    from deepstock.trainers.common import is_run_file
+
+    write_folder(dst, fill, owned=is_run_file)

@@ -77,10 +77,18 @@ def read_cell(cell: Path) -> dict:
 
 
 def journal_rows(path: Path) -> list[dict]:
-    """A journal's rows (the header dropped), the latest of each key kept in order."""
+    """A journal's rows (the header dropped), the latest of each key kept in order. A row that
+    carries a checksum must pass it (a one-line DataError naming the line otherwise); rows of
+    cells journaled before checksums existed are read as they are."""
+    from deepstock.journal import row_checksum
+
     if not path.is_file():
         return []
     lines = [json.loads(x) for x in path.read_text().splitlines()[1:] if x.strip()]
+    for number, row in enumerate(lines, start=2):
+        if "checksum" in row and row.pop("checksum") != row_checksum(row):
+            raise DataError(f"{path} line {number} fails its checksum (edited by hand or "
+                            "corrupted): the recorded cell cannot be trusted")
     key = (lambda r: r["trial"]) if "trial" in (lines[0] if lines else {}) else (
         lambda r: (r["config_key"], r["seed"]))
     latest: dict = {}

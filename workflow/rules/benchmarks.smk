@@ -35,6 +35,7 @@ rule ar1_ds_on_test:
         flags=tune_flags(),
         device=config["tuning"]["device"],
         backend=backend_of("ds"),
+        conf=CONF_DIGEST,
     threads: config["tuning"]["threads"]
     resources:
         gpu=1 if uses_gpu("ds") else 0,

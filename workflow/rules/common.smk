@@ -2,11 +2,14 @@
 import shlex
 
 from deepstock import registry
-from deepstock.hparams import get_scale
+from deepstock.hparams import conf_digest, get_scale
 from deepstock.registry import IID_N, IID_T, iid_setting_id
 from deepstock.settings import get_setting
 
 SCALE = get_scale(config["scale"])
+# the packaged defaults, search spaces and budgets (src/deepstock/conf/*.yaml) as the tuning
+# rules' parameter: a changed value there reruns the cells (Snakemake's params trigger)
+CONF_DIGEST = conf_digest()
 REPS = [int(r) for r in config.get("repetitions") or range(SCALE.repetitions)]
 S4_ALL = [iid_setting_id(n, t) for n in IID_N for t in IID_T]
 

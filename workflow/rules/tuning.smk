@@ -14,6 +14,7 @@ rule tune:
         flags=tune_flags(),
         device=config["tuning"].get("device", "auto"),
         backend=lambda wc: backend_of(wc.method),
+        conf=CONF_DIGEST,
     threads: config["tuning"]["threads"]
     resources:
         gpu=lambda wc: 1 if uses_gpu(wc.method) else 0,

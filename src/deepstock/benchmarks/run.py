@@ -16,6 +16,7 @@ simulator (:func:`deepstock.evaluation.evaluate_policy`); L* is the test loss.
 from __future__ import annotations
 
 import importlib
+import inspect
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,8 +29,9 @@ from deepstock.dynamics import order_days
 from deepstock.errors import ConfigError, DeepstockError
 from deepstock.evaluation import evaluate_policy
 from deepstock.io import check_target, ensure_folder, write_json
+from deepstock.limits import DP_ENV, check_bytes
 from deepstock.losses import DEFAULT_LOSS, LossConfig
-from deepstock.registry import BENCHMARK_METHODS, FAMILY_BENCHMARKS
+from deepstock.registry import BENCHMARK_METHODS, FAMILY_BENCHMARKS, M_MAX
 
 DS_SEED = 45  # the single-run seed of spec §7.5
 
@@ -83,6 +85,37 @@ def resolve_method(family: str, method: str = "auto") -> str:
     return method
 
 
+def check_order_cap(setting) -> None:
+    """One-line ConfigError unless the setting's order cap M is a number in (0, M_MAX]."""
+    M = setting.M
+    ok = isinstance(M, (int, float)) and not isinstance(M, bool) and 0 < M <= M_MAX
+    if not ok:
+        raise ConfigError(f"setting {setting.id!r}: order cap M={M!r} is outside (0, {M_MAX:g}] "
+                          "(deepstock.registry.M_MAX)")
+
+
+def indep_dp_bytes(n_states: int, M: int, n_demands: int) -> int:
+    """Memory of the INDEP DP's largest arrays: the [n, M+1] order windows (indices, values,
+    their comparison) and the [n+M+1, D] next-state indices and gathered values."""
+    return int(8 * (3 * n_states * (M + 1) + 2 * (n_states + M + 1) * n_demands))
+
+
+def check_indep_dp_memory(dataset: Dataset) -> None:
+    """ConfigError, before anything is allocated, if the INDEP DP at the setting's M would exceed
+    ``DEEPSTOCK_MAX_DP_GB`` (the grid is solve_indep_dp's default [lo, hi])."""
+    params = inspect.signature(indep_dp.solve_indep_dp).parameters
+    n = params["hi"].default - params["lo"].default + 1
+    demand = np.asarray(dataset.demand, dtype=np.float64)
+    d_max = float(np.nanmax(demand)) if demand.size else 0.0
+    lower = dataset.params.get("lower") if isinstance(dataset.params, dict) else None
+    if lower is not None:
+        d_max = max(d_max, float(np.max(np.asarray(lower, dtype=np.float64))) + 4)
+    M = int(dataset.setting.M)
+    check_bytes(indep_dp_bytes(n, M, int(d_max) + 1),
+                f"the INDEP DP of setting {dataset.setting.id!r} (order cap M={M})", DP_ENV,
+                content="its order and next-state grids")
+
+
 def run_benchmark(
     dataset: Dataset,
     method: str = "auto",
@@ -95,9 +128,15 @@ def run_benchmark(
     seed: int = DS_SEED,
     device: str = "auto",
 ) -> BenchmarkResult:
-    """Compute π* for ``dataset`` with ``method`` and evaluate it on train/val/test."""
+    """Compute π* for ``dataset`` with ``method`` and evaluate it on train/val/test.
+
+    Refused before any compute, in one line: an order cap ``M`` outside (0, M_MAX]
+    (:data:`deepstock.registry.M_MAX`) and an INDEP DP whose grids exceed the memory bound."""
     st = dataset.setting
+    check_order_cap(st)
     method = resolve_method(st.family, method)
+    if method in ("dp_empirical", "dp_true"):
+        check_indep_dp_memory(dataset)
     t0 = time.perf_counter()
     if method in ("dp_empirical", "dp_true"):
         res = _indep(dataset, method.removeprefix("dp_"), loss)

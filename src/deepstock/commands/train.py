@@ -8,7 +8,9 @@ Examples::
     deepstock train s1 --method ppo --reg base --backend sb3 --data ... --out ...
 
 The training backend is ``--backend`` (one of the method's in :mod:`deepstock.registry`; default:
-the method's default, or with ``--from-winner`` the winner's); metrics.json records it.
+the method's default, or with ``--from-winner`` the winner's); metrics.json records it. A winner
+tuned on another setting than SETTING is refused (its hyper-parameters, the order cap M among
+them, are that setting's) unless ``--force`` is given.
 
 Hyper-parameters: the spec defaults of the cell (``deepstock/conf/hparams.yaml``), then the
 ``--hparams`` YAML file, then ``--set key=value`` (values parsed as YAML: ``--set
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 
 import yaml
@@ -42,6 +45,8 @@ def register(subparsers) -> None:
     p.add_argument("--from-winner", metavar="winner.json", default=None,
                    help="retrain a tuned cell's winner: its hyper-parameters, reported seed and "
                    "backend")
+    p.add_argument("--force", action="store_true",
+                   help="with --from-winner: train a winner tuned on another setting anyway")
     p.add_argument("--data", required=True, metavar="PATH", help="dataset .npz of the setting")
     p.add_argument("--out", required=True, metavar="DIR", help="run folder to write")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -76,17 +81,25 @@ def check_backend(method: str, backend: str | None, option: str = "--backend") -
         raise ConfigError(f"{option} {backend}: {exc}") from None
 
 
+#: A number in exponent notation that YAML 1.1 (PyYAML) reads as text: 1e300, 1.5E-3, 2e+6.
+_EXPONENT_FLOAT = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def parse_overrides(items: list[str]) -> dict:
-    """``["k=v", ...]`` -> ``{k: yaml(v)}``; a malformed item is a ConfigError naming it."""
+    """``["k=v", ...]`` -> ``{k: yaml(v)}``; a malformed item is a ConfigError naming it.
+    A number in exponent notation (``1e300``, ``1e-3``) is a number, as in YAML 1.2."""
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
         try:
-            out[key.strip()] = yaml.safe_load(value)
+            parsed = yaml.safe_load(value)
         except yaml.YAMLError:
             raise ConfigError(f"--set {key.strip()}: cannot parse value {value!r}") from None
+        if isinstance(parsed, str) and _EXPONENT_FLOAT.fullmatch(parsed.strip()):
+            parsed = float(parsed)
+        out[key.strip()] = parsed
     return out
 
 
@@ -115,6 +128,18 @@ def read_winner(path: str, method: str) -> tuple[dict, int, str | None]:
         raise ConfigError(f"{where}: {exc}") from None
 
 
+def check_winner_setting(path: str, winner_setting, setting: str, force: bool) -> None:
+    """Refuse (one line, naming both settings) a winner.json tuned on another setting than the
+    one trained now: its hyper-parameters (the order cap M among them) are that setting's.
+    ``--force`` trains it anyway; a winner that records no setting is not checked."""
+    if winner_setting is None or force or winner_setting == setting:
+        return
+    raise ConfigError(f"--from-winner {path}: the winner was tuned on setting "
+                      f"{winner_setting!r}, not on {setting!r} (its hyper-parameters, M among "
+                      f"them, are {winner_setting!r}'s); pass --force to train it on "
+                      f"{setting!r} anyway")
+
+
 def show_progress() -> bool:
     """Progress bar only on an interactive terminal, never under Snakemake or CI."""
     return sys.stderr.isatty() and not os.environ.get("SNAKEMAKE") and not os.environ.get("CI")
@@ -123,6 +148,7 @@ def show_progress() -> bool:
 def run(args: argparse.Namespace) -> int:
     from deepstock.data import load_dataset
     from deepstock.hparams import resolve_hparams
+    from deepstock.io import read_json
     from deepstock.journal import dataset_provenance
     from deepstock.trainers import save_run, train
     from deepstock.trainers.common import check_run_dir
@@ -140,6 +166,11 @@ def run(args: argparse.Namespace) -> int:
     device = registry.method_device(args.method, args.device, backend)
     check_run_dir(args.out)  # refuse a bad --out before any compute
     dataset = load_dataset(args.data, expect_setting=args.setting)
+    if args.from_winner:
+        check_winner_setting(args.from_winner, read_json(args.from_winner).get("setting"),
+                             dataset.setting.id, args.force)
+    elif args.force:
+        raise ConfigError("--force applies to --from-winner only")
     # the loaded Setting (not the id) so that a custom setting gets its family's defaults
     hparams = resolve_hparams(args.method, dataset.setting, args.reg,
                               overrides=overrides, path=args.hparams)

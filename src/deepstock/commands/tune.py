@@ -8,6 +8,9 @@ Examples::
     deepstock tune s1 --method ddpg --reg base --backend sb3 --data ... --out ...
 
 ``--backend`` (default: the method's) is part of the cell's fingerprint and of winner.json.
+``--restart`` removes only what the cell wrote (known names, never a journal read; a foreign file
+inside final/ or a stage-2 run folder makes it refuse). Some failed trials print one warning line
+on stderr even with ``--quiet`` (deepstock.tuning, "Failures and faults" and "Folders").
 """
 
 from __future__ import annotations
@@ -60,13 +63,19 @@ def register(subparsers) -> None:
     p.add_argument("--fit-on", default="train", choices=["train", "test"],
                    help="test: train and validate on the test split (the AR(1) DS benchmark)")
     p.add_argument("--restart", action="store_true",
-                   help="discard the cell's journals and runs in --out and start afresh")
+                   help="discard what the cell wrote in --out (journals, tables, winner.json, "
+                   "the run folders of final/ and stage2/, .ray/) and start afresh; the journals "
+                   "are not read, so an unreadable one is discarded too. Other files are kept; "
+                   "one inside final/ or a stage-2 run folder (which the cell replaces whole) "
+                   "makes it refuse, removing nothing")
     p.add_argument("--restart-if-changed", action="store_true",
                    help="start afresh only if the journals in --out belong to other inputs "
                    "(dataset, backend, hyper-parameters, space, budgets); default: refuse with an error")
     p.add_argument("--retry-failed", action="store_true",
                    help="re-run trials that failed before (default: a failure is kept as the "
-                   "trial's result)")
+                   "trial's result). A fault of the machine (disk full, I/O error, out of "
+                   "memory, a lost worker) is never kept: the run stops with one line and a "
+                   "rerun trains that trial again")
     p.add_argument("--quiet", action="store_true", help="no per-trial progress lines")
     p.set_defaults(func=run)
 

@@ -14,6 +14,7 @@ same file's ``backend`` column.
 from __future__ import annotations
 
 import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -25,6 +26,14 @@ from deepstock.io import write_bytes, write_text
 
 PAPER_REPETITIONS = 3  # the paper averages 3 tuning repetitions per cell (Section 5)
 CELL = ["setting", "method", "reg"]
+#: ANSI escape sequences (CSI colours and cursor codes, OSC titles, lone ESC codes): IPython
+#: colours its tracebacks, and an error message is one plain line.
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+
+
+def strip_ansi(text: str) -> str:
+    """``text`` without terminal escape sequences (colours of an IPython traceback)."""
+    return _ANSI.sub("", text)
 
 
 def _span(values: pd.Series, noun: str) -> str:
@@ -155,7 +164,8 @@ def execute_report(source: str | Path, out: str | Path, *, results: str | Path =
             client.execute()
         except CellExecutionError as exc:
             write_text(out / "replication.failed.ipynb", nbformat.writes(nb))
-            first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "cell failed"
+            text = strip_ansi(str(exc)).strip()
+            first = text.splitlines()[-1].strip() if text else "cell failed"
             raise DeepstockError(
                 f"report notebook failed ({first}); partial notebook: "
                 f"{out / 'replication.failed.ipynb'}"

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from deepstock import registry
+from deepstock.errors import ConfigError
 from deepstock.io import write_csv, write_text
 from deepstock.reports.intervals import (
     SEED_ONLY,
@@ -150,14 +151,28 @@ def table_6_8(stats: pd.DataFrame, setting: str) -> pd.DataFrame:
     columns DDPG-None … DS-Base (spec §9.1), then every other regularization with results, in
     the registry's order."""
     rows = [r for k in CI_METRICS for r in _rows(k)]
-    data = {
-        cell_label(m, r): [_lookup(stats, setting, m, r, k, col) for k in CI_METRICS
-                           for _, col in _rows(k)]
-        for m, r in columns_of(stats, setting)
-    }
-    df = pd.DataFrame(data, index=[label for label, _ in rows])
+    cells = columns_of(stats, setting)  # (method, reg) names: the table's keys
+    labels = unique_labels(cells)
+    data = [[_lookup(stats, setting, m, r, k, col) for k in CI_METRICS for _, col in _rows(k)]
+            for m, r in cells]
+    df = pd.DataFrame(np.array(data, dtype=float).T if data else None,
+                      index=[label for label, _ in rows], columns=labels)
     df.index.name = "row"
     return df
+
+
+def unique_labels(cells: list[tuple[str, str]]) -> list[str]:
+    """The column labels of (method, reg) ``cells``, in order; two cells that would share a label
+    (only a regularization put into ``registry.REGULARIZATIONS`` by hand can: registration
+    refuses a label in use) are a one-line ConfigError naming both, never one column."""
+    seen: dict[str, tuple[str, str]] = {}
+    for cell in cells:
+        label = cell_label(*cell)
+        if label in seen:
+            raise ConfigError(f"table columns {'-'.join(seen[label])} and {'-'.join(cell)} "
+                              f"share the label {label!r}; regularization labels must be unique")
+        seen[label] = cell
+    return list(seen)
 
 
 def table_9(stats: pd.DataFrame, benchmarks: pd.DataFrame | None = None) -> pd.DataFrame:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from deepstock.errors import ConfigError, DataError
+from deepstock.errors import ConfigError, DataError, DeepstockError
 from deepstock.io import (
     check_folder_target,
     ensure_folder,
@@ -110,12 +110,38 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
+class NonFiniteMetric(DeepstockError):
+    """A training's reported loss is NaN or infinite: the run fails, nothing is written."""
+
+
+#: The losses a run reports (metrics.json); each must be finite.
+LOSS_METRICS = ("train_loss", "val_loss", "test_loss", "best_val")
+
+
+def check_finite_metrics(result: TrainResult) -> None:
+    """One-line :class:`NonFiniteMetric` naming the run and the first loss that is NaN or
+    infinite (a diverged training, an overflow); a run never reports one."""
+    for key in LOSS_METRICS:
+        value = getattr(result, key)
+        try:
+            finite = math.isfinite(float(value))
+        except (TypeError, ValueError, OverflowError):
+            finite = False
+        if not finite:
+            raise NonFiniteMetric(
+                f"{result.setting} {result.method}-{result.reg} seed {result.seed}: the training "
+                f"gave a non-finite {key} ({value!r}); the run is not saved (a diverged training "
+                "or an overflow: check M, learning_rate and the data)")
+
+
 def metrics_dict(result: TrainResult, run: dict | None = None) -> dict[str, Any]:
     """The content of ``metrics.json`` (JSON-ready; gaps are computed by the report, not here),
     with the provenance of the process that writes it (:func:`deepstock.provenance.record`;
-    ``run`` adds the executor and batch of a tuning cell, else a plain ``train``)."""
+    ``run`` adds the executor and batch of a tuning cell, else a plain ``train``). A non-finite
+    loss is a one-line :class:`NonFiniteMetric` (:func:`check_finite_metrics`)."""
     from deepstock import __version__, provenance
 
+    check_finite_metrics(result)
     plain_extras = {
         k: v for k, v in result.extras.items() if not hasattr(v, "to_csv") and _jsonable(v)
     }
@@ -162,6 +188,7 @@ def save_run(result: TrainResult, out_dir: str | os.PathLike, run: dict | None =
     complete new run, never a mix. An existing ``out_dir`` holding files :func:`save_run` does
     not write, a symbolic link or a non-folder there is refused with a one-line DataError.
     """
+    check_finite_metrics(result)  # before anything is written
     write_folder(out_dir, lambda tmp: _write_run_files(result, tmp, run), owned=is_run_file)
     return Path(out_dir)
 
