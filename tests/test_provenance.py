@@ -95,3 +95,14 @@ def test_a_training_run_records_its_provenance_in_metrics_json(tmp_path):
     rec = json.loads((tmp_path / "run" / "metrics.json").read_text())["provenance"]
     assert set(rec) >= FIELDS and rec["backend"] == "torch" and rec["executor"] == "train"
     assert rec["numerics"]["torch_cpu_capability"] == "AVX2"  # the CLI pinned before torch
+
+
+def test_the_cli_reads_the_commit_when_it_starts_not_when_a_result_is_written(monkeypatch):
+    """A cell that runs for an hour records the commit it started from: ``main`` reads it
+    before any command runs (and ``commit`` is read once per process)."""
+    from deepstock import cli
+
+    calls = []
+    monkeypatch.setattr(provenance, "commit", lambda: calls.append("read") or {})
+    assert cli.main(["data", "--list"]) == 0
+    assert calls == ["read"]

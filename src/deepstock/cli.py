@@ -12,7 +12,7 @@ import argparse
 import importlib
 import sys
 
-from deepstock import __version__, numerics
+from deepstock import __version__, numerics, provenance
 from deepstock.errors import DeepstockError
 
 COMMANDS = ("data", "benchmark", "train", "tune", "verify", "report")
@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     """Set the numerics (before torch, MKL or XLA load), then run one subcommand."""
     try:
         numerics.configure()
+        provenance.commit()  # the code this process runs: read now, not when a row is written
     except DeepstockError as exc:
         print(f"deepstock: error: {exc}", file=sys.stderr)
         return 2

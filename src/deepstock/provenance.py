@@ -66,7 +66,8 @@ CODE_PATHS = ("src", "pyproject.toml", "requirements", "config", "workflow", "Sn
 @functools.cache
 def commit() -> dict:
     """``{"commit": sha, "dirty": bool}`` of the source tree (dirty: uncommitted changes under
-    :data:`CODE_PATHS`), or ``"unknown"`` outside a git checkout."""
+    :data:`CODE_PATHS`), or ``"unknown"`` outside a git checkout. Read once per process: the CLI
+    reads it first thing, so a long run records the commit it started from, not a later one."""
     def git(*args: str, cwd: Path = SOURCE) -> str:
         return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
                               timeout=10, check=True).stdout.strip()
