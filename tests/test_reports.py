@@ -632,11 +632,16 @@ def test_an_exported_reference_run_holds_the_small_files_and_the_summarys_means(
     (tree / "s1" / "ds" / "base" / "rep0" / "final").mkdir(parents=True, exist_ok=True)
     (tree / "s1" / "ds" / "base" / "rep0" / "final" / "curve.csv").write_text("epoch\n1\n")
     (tree / "s1" / "ds" / "base" / "rep0" / "final" / "model.pt").write_bytes(b"weights")
+    (tree / "s1" / "ds" / "base" / "rep0" / "stage1.jsonl").write_text('{"fingerprint": {}}\n')
     out = tmp_path / "reference-runs" / "r1"
     assert main(["report", "export", "--results", str(tree), "--out", str(out),
                  "--reported", str(REPORTED)]) == 0
     assert (out / "s1" / "ds" / "base" / "rep0" / "final" / "curve.csv").is_file()
     assert not (out / "s1" / "ds" / "base" / "rep0" / "final" / "model.pt").exists()
+    # the journal travels with the cell, so that deepstock verify can re-execute it
+    assert (out / "s1" / "ds" / "base" / "rep0" / "stage1.jsonl").read_text() == \
+        '{"fingerprint": {}}\n'
+
     assert (out / "s1" / "ddpg" / "none" / "rep1" / "winner.json").is_file()
     summary = _summary(tree)
     ref = load_reference(out.parent)

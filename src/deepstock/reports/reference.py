@@ -1,8 +1,9 @@
 """Reference runs: the small outputs of a results tree, kept so that a report can show them.
 
 ``export_reference(results, out)`` copies, for every tuned cell of ``results``, the files that
-describe it without its weights — ``winner.json``, ``stage1.csv``, ``stage2.csv`` and the
-reported run's ``final/curve.csv`` and ``final/metrics.json`` — to the same relative paths under
+describe it without its weights — ``winner.json``, ``stage1.csv``, ``stage2.csv``, the journals
+``stage1.jsonl`` and ``stage2.jsonl`` (so that ``deepstock verify`` can re-execute the exported
+cell) and the reported run's ``final/curve.csv`` and ``final/metrics.json`` — to the same relative paths under
 ``out``, and writes ``out/summary.csv`` (:func:`deepstock.reports.collect.build_summary` of the
 source tree, so the benchmarks' L* and the per-seed columns are those of the run). The project
 commits such folders under ``paper/reference-runs/<name>/``.
@@ -24,7 +25,7 @@ from deepstock.errors import DataError
 from deepstock.io import write_csv
 from deepstock.reports.collect import build_summary, find_cells
 
-CELL_FILES = ("winner.json", "stage1.csv", "stage2.csv")
+CELL_FILES = ("winner.json", "stage1.csv", "stage2.csv", "stage1.jsonl", "stage2.jsonl")
 FINAL_FILES = ("curve.csv", "metrics.json")
 METRICS = ("val_loss", "val_gap", "test_loss", "test_gap")
 

@@ -326,8 +326,10 @@ def provenance_footnote(rows: pd.DataFrame) -> str:
         return ""
     if "commit" not in rows.columns:
         return "*Provenance: not recorded (cells written before deepstock recorded it).*"
-    commits = sorted(set(rows["commit"].fillna("unknown").astype(str)))
-    stacks = sorted(set(rows["stack_hash"].fillna("").astype(str).replace("", "unknown")))
+    def values(col: str) -> set[str]:
+        return {"unknown" if pd.isna(v) or v == "" else str(v) for v in rows[col]}
+
+    commits, stacks = sorted(values("commit")), sorted(values("stack_hash"))
     mixed = rows["mixed_provenance"].fillna(False).astype(bool) if "mixed_provenance" in rows \
         else pd.Series(dtype=bool)
     parts = []
