@@ -21,8 +21,10 @@ from __future__ import annotations
 import argparse
 import itertools
 import time
+from pathlib import Path
 
 import numpy as np
+import yaml
 
 from deepstock.benchmarks.lost_sales_dp import (
     best_base_stock,
@@ -34,10 +36,11 @@ from deepstock.benchmarks.lost_sales_dp import (
 
 PENALTIES = (4, 9, 19, 39)
 LEADS = (1, 2, 3, 4)
-ZIPKIN_OPTIMAL = {4: (4.04, 4.40, 4.60, 4.73), 9: (5.44, 6.09, 6.53, 6.84),
-                  19: (6.68, 7.66, 8.36, 8.89), 39: (7.84, 9.11, 10.04, 10.79)}
-ZIPKIN_BASE_STOCK = {4: (4.16, 4.64, 4.98, 5.20), 9: (5.55, 6.32, 6.86, 7.27),
-                     19: (6.73, 7.84, 8.60, 9.23), 39: (7.86, 9.19, 10.22, 11.06)}
+ZIPKIN_TABLE3 = yaml.safe_load(
+    (Path(__file__).resolve().parents[1] / "paper" / "literature" / "zipkin2008.yaml").read_text()
+)["poisson_mean_5"]
+ZIPKIN_OPTIMAL = {p: tuple(v) for p, v in ZIPKIN_TABLE3["optimal"].items()}
+ZIPKIN_BASE_STOCK = {p: tuple(v) for p, v in ZIPKIN_TABLE3["best_base_stock"].items()}
 HEADER = (f"{'setting':<22}{'optimal':>9}{'Zipkin':>8}{'S':>4}{'base stock':>12}{'Zipkin':>8}"
           f"{'gap %':>7}{'cap':>5}{'max pos':>8}{'states':>9}{'iters':>7}{'seconds':>9}")
 

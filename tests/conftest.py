@@ -107,3 +107,25 @@ def fake_trainers(monkeypatch):
     monkeypatch.setattr(trainers, "get_trainer", get_trainer)
     monkeypatch.setattr(trainers, "get_population_trainer", get_population_trainer)
     return calls
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Setting 1's paper-exact dataset (``.npz``), once per test module."""
+    from deepstock.generators import generate_dataset
+
+    path = tmp_path_factory.mktemp("data") / "s1.npz"
+    generate_dataset("s1").save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, data):
+    """A finished tiny Setting 1 DS-Base cell (2 configurations, then the top 1 x seeds 42, 43),
+    once per test module."""
+    from deepstock.cli import main
+
+    out = tmp_path_factory.mktemp("cell") / "rep0"
+    assert main(["tune", "s1", "--method", "ds", "--reg", "base", "--scale", "tiny", "--executor",
+                 "local", "--quiet", "--data", str(data), "--out", str(out)]) == 0
+    return out

@@ -23,26 +23,14 @@ from pathlib import Path
 import pytest
 
 from deepstock.cli import main
-from deepstock.generators import generate_dataset
 
 T = ["tune", "s1", "--method", "ds", "--reg", "base", "--scale", "tiny", "--device", "cpu",
      "--quiet"]
 ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "s1.npz"
-    generate_dataset("s1").save(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory, data) -> Path:
-    """The uninterrupted tiny cell: 2 stage-1 trials, then the top 1 x seeds 42 and 43."""
-    out = tmp_path_factory.mktemp("cell") / "rep0"
-    assert main([*T, "--data", str(data), "--out", str(out)]) == 0
-    return out
+# `data` (the tiny Setting 1 dataset) and `finished` (the uninterrupted tiny DS-Base cell) are
+# fixtures of tests/conftest.py
 
 
 def _tune(data: Path, out: Path, *extra: str) -> int:

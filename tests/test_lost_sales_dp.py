@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import os
+import itertools
+import time
+from pathlib import Path
 
-for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
+import numpy as np
+import pytest
+import yaml
+from scipy.stats import poisson
 
-import itertools  # noqa: E402
-import time  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-from scipy.stats import poisson  # noqa: E402
-
-from deepstock.benchmarks.lost_sales_dp import (  # noqa: E402
+from deepstock.benchmarks.lost_sales_dp import (
     base_stock_cost,
     best_base_stock,
     cap_is_slack,
@@ -26,15 +23,16 @@ from deepstock.benchmarks.lost_sales_dp import (  # noqa: E402
     simulate_policy,
     state_space_size,
 )
-from deepstock.errors import ConfigError  # noqa: E402
+from deepstock.errors import ConfigError
 
 PENALTIES = (4, 9, 19, 39)
 LEADS = (1, 2, 3, 4)
-# Zipkin (2008), Table 3: Poisson demand with mean 5, h = 1; rows p, columns L = 1..4
-ZIPKIN_OPTIMAL = {4: (4.04, 4.40, 4.60, 4.73), 9: (5.44, 6.09, 6.53, 6.84),
-                  19: (6.68, 7.66, 8.36, 8.89), 39: (7.84, 9.11, 10.04, 10.79)}
-ZIPKIN_BASE_STOCK = {4: (4.16, 4.64, 4.98, 5.20), 9: (5.55, 6.32, 6.86, 7.27),
-                     19: (6.73, 7.84, 8.60, 9.23), 39: (7.86, 9.19, 10.22, 11.06)}
+# Zipkin (2008), Table 3 (paper/literature/zipkin2008.yaml): rows p, columns L = 1..4
+ZIPKIN_TABLE3 = yaml.safe_load(
+    (Path(__file__).resolve().parents[1] / "paper" / "literature" / "zipkin2008.yaml").read_text()
+)["poisson_mean_5"]
+ZIPKIN_OPTIMAL = {p: tuple(v) for p, v in ZIPKIN_TABLE3["optimal"].items()}
+ZIPKIN_BASE_STOCK = {p: tuple(v) for p, v in ZIPKIN_TABLE3["best_base_stock"].items()}
 # the one cell whose exact best base-stock cost does not round to Zipkin's figure: S = 20 costs
 # 4.974996 (rounds to 4.97), S = 21 costs 4.977911; Zipkin prints 4.98 (0.005004 away)
 BASE_STOCK_ROUNDING = {(4, 3)}

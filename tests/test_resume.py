@@ -25,19 +25,8 @@ from deepstock.settings import DataOptions
 TINY = ["--method", "ds", "--reg", "base", "--scale", "tiny", "--executor", "local", "--quiet"]
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "s1.npz"
-    generate_dataset("s1").save(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory, data) -> Path:
-    """A finished tiny Setting 1 DS-Base cell (2 configurations, top 1 x 2 seeds)."""
-    out = tmp_path_factory.mktemp("cell") / "rep0"
-    assert main(["tune", "s1", *TINY, "--data", str(data), "--out", str(out)]) == 0
-    return out
+# `data` and `finished` (a finished tiny Setting 1 DS-Base cell: 2 configurations, top 1 x 2
+# seeds) are fixtures of tests/conftest.py
 
 
 def _copy(cell: Path, tmp_path: Path) -> Path:
