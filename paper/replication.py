@@ -30,6 +30,8 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import Image, Markdown, display
 
+from deepstock.families import SETTING_IDS
+from deepstock.registry import IID_N, iid_setting_id
 from deepstock.reports import collect_compute, load_reported
 from deepstock.reports.figures import figure2, figure3_stats, surpass_table
 from deepstock.reports.intervals import SEED_ONLY, TUNING, cell_interval
@@ -47,7 +49,6 @@ from deepstock.reports.takeaways import (
     surpass_untestable,
     with_reference,
 )
-from deepstock.settings import SETTING_IDS
 
 RESULTS = Path(os.environ.get("DEEPSTOCK_RESULTS", "results"))
 FIGURES = Path(os.environ.get("DEEPSTOCK_FIGURES", "figures"))
@@ -278,7 +279,7 @@ fixtures = {("s1", "dp_empirical"): fx["indep_dp"]["empirical"]["test_loss"],
             ("s3", "ar1_dp"): fx["ar1_dp"]["test_21_120"]}
 for n, vals in fx["iid_critical_fractile"]["z_1.282"].items():
     for t, v in zip(fx["iid_critical_fractile"]["T"], vals, strict=True):
-        fixtures[(f"s4_n{n}_t{t}", "critical_fractile")] = v
+        fixtures[(iid_setting_id(n, t), "critical_fractile")] = v
 if len(benchmarks):
     rows = []
     for setting, g in benchmarks.groupby("setting", sort=False):
@@ -461,7 +462,7 @@ if len(comparison):
     t9 = comparison[comparison["table"] == "table9"]
     rows = []
     for metric in ("benchmark", "val_loss", "val_gap", "test_loss", "test_gap"):
-        for n in (5, 10, 20):
+        for n in IID_N:
             m = t9[(t9["metric"] == metric) & (t9["N"] == n)].sort_values("T")
             for what in WHAT if metric != "benchmark" else ("reproduced", "paper", "diff"):
                 row = {"N": str(n), "metric": metric, "": WHAT_LABEL.get(what, what)}

@@ -11,8 +11,9 @@ from deepstock import __version__
 from deepstock.cli import main
 from deepstock.data import load_dataset
 from deepstock.errors import ConfigError
+from deepstock.families import SETTING_IDS
 from deepstock.generators import generate_dataset, write_dataset
-from deepstock.settings import SETTING_IDS, DataOptions, get_setting
+from deepstock.settings import DataOptions, get_setting
 
 
 @pytest.fixture(scope="module")
@@ -222,7 +223,8 @@ def test_shapes_splits_meta(sid):
     rows = np.concatenate(list(d.split_idx.values()))
     assert len(set(rows.tolist())) == len(rows) and rows.max() < n
     assert (d.demand >= 0).all()
-    expected_n = {"indep": 120, "ar1": 120, "iid": 102 * (s.N or 0)}[s.family]
+    expected_n = {"indep": 120, "ar1": 120, "iid": 102 * (s.N or 0),
+                  "lost_sales": s.n_train + s.n_val + s.n_test}[s.family]
     assert n == expected_n
     assert d.meta["setting"] == sid and d.meta["version"] == __version__
     assert d.meta["rng_mode"] == "paper_exact" and d.meta["seed"] == 42

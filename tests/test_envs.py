@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -14,10 +16,9 @@ from deepstock.envs import (
     InventoryEnv,
     network_policy,
     rl_context,
-    simulate_split,
     window_returns,
 )
-from deepstock.evaluation import base_stock_policy, evaluate_policy
+from deepstock.evaluation import base_stock_policy, evaluate_policy, simulate_split
 from deepstock.losses import LossConfig, trajectory_loss
 from deepstock.regularizations import RegularizationParams, get_regularization
 from deepstock.settings import Setting, get_setting
@@ -142,7 +143,10 @@ def _action_table(ds: Dataset, reg: str, seed: int) -> np.ndarray:
 
 
 def _assert_parity(ds: Dataset, split: str, reg: str, table: np.ndarray, *, lost_sales=False,
-                   loss=LossConfig()):
+                   loss=LossConfig(), warmup=0):
+    if lost_sales or warmup:  # the dynamics and warm-up are the setting's
+        ds = dataclasses.replace(ds, setting=dataclasses.replace(
+            ds.setting, dynamics="lost_sales" if lost_sales else "backlog", warmup=warmup))
     params = RegularizationParams(M=ds.setting.M)
     regz = get_regularization(reg)
     z = rl_context(ds)
@@ -156,10 +160,10 @@ def _assert_parity(ds: Dataset, split: str, reg: str, table: np.ndarray, *, lost
         return regz.decode(table[obs.index, obs.t], obs, params)
 
     ro = simulate(s.demand, policy, R=ds.setting.R, L=ds.setting.L, x=s.x, phi=s.phi,
-                  z=z[s.index], index=s.index, lost_sales=lost_sales)
-    ell = np.asarray(trajectory_loss(ro, loss, lost_sales))
-    returns = window_returns(ro, loss, lost_sales)
-    env = InventoryEnv(ds, split, reg, params=params, loss=loss, lost_sales=lost_sales)
+                  z=z[s.index], index=s.index, lost_sales=lost_sales, warmup=warmup)
+    ell = np.asarray(trajectory_loss(ro, loss))
+    returns = window_returns(ro, loss)
+    env = InventoryEnv(ds, split, reg, params=params, loss=loss)
     for i in range(len(s)):
         row = s.index[i]
 
@@ -195,6 +199,16 @@ def test_parity_lost_sales_and_other_weights():
     ds = make_dataset(small_setting(), seed=5)
     _assert_parity(ds, "train", "base", _action_table(ds, "base", 9), lost_sales=True,
                    loss=LossConfig(h=0.3))
+
+
+@pytest.mark.parametrize("lost_sales", [False, True])
+def test_parity_with_uncounted_warm_up_days(lost_sales):
+    ds = make_dataset(small_setting(), seed=6)
+    ell = _assert_parity(ds, "train", "none", _action_table(ds, "none", 10), lost_sales=lost_sales,
+                         loss=LossConfig(h=1.0, b=9.0), warmup=3)
+    full = _assert_parity(ds, "train", "none", _action_table(ds, "none", 10),
+                          lost_sales=lost_sales, loss=LossConfig(h=1.0, b=9.0))
+    assert not np.allclose(ell, full)  # the warm-up days are left out of the loss
 
 
 @pytest.mark.parametrize("R,L,T", [(1, 0, 9), (3, 2, 31), (2, 3, 31), (2, 1, 30), (4, 1, 23)])

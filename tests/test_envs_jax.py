@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -36,10 +38,10 @@ def _feedback(obs):
     return (40.0 - 0.5 * obs[..., 1:2] + 0.1 * obs[..., :1]).clip(0.0, 100.0)
 
 
-def _env_episodes(ds, split, reg, act, *, lost_sales=False, loss=LossConfig()):
+def _env_episodes(ds, split, reg, act, *, loss=LossConfig()):
     """Rewards [n, steps], orders [n, steps] and episode losses [n] of InventoryEnv."""
     params = RegularizationParams(M=ds.setting.M)
-    env = InventoryEnv(ds, split, reg, params=params, loss=loss, lost_sales=lost_sales)
+    env = InventoryEnv(ds, split, reg, params=params, loss=loss)
     rewards, orders, losses = [], [], []
     for i, row in enumerate(ds.split(split).index):
         obs, _ = env.reset(options={"index": i})
@@ -54,10 +56,10 @@ def _env_episodes(ds, split, reg, act, *, lost_sales=False, loss=LossConfig()):
     return np.array(rewards), np.array(orders), np.array(losses)
 
 
-def _jax_episodes(ds, split, reg, act, *, lost_sales=False, loss=LossConfig()):
+def _jax_episodes(ds, split, reg, act, *, loss=LossConfig()):
     """The same episodes in the JAX environment, every trajectory of the split in one batch."""
     params = RegularizationParams(M=ds.setting.M)
-    spec = envs_jax.env_spec(ds, reg, params, loss, lost_sales)
+    spec = envs_jax.env_spec(ds, reg, params, loss)
     data = envs_jax.env_data(ds, split)
     rows = jnp.arange(data.n)
     index = ds.split(split).index
@@ -109,10 +111,20 @@ def test_general_review_periods_and_lead_times_match(R, L, T, reg):
 
 @pytest.mark.parametrize("reg", ["none", "base"])
 def test_lost_sales_and_other_cost_weights_match(reg):
-    ds = make_dataset(small_setting(), seed=5)
+    ds = make_dataset(dataclasses.replace(small_setting(), dynamics="lost_sales"), seed=5)
     table = _table(ds, reg, 9)
-    _assert_equal_episodes(ds, "train", reg, lambda row, t, obs: table[row, t], lost_sales=True,
+    _assert_equal_episodes(ds, "train", reg, lambda row, t, obs: table[row, t],
                            loss=LossConfig(h=0.3))
+
+
+@pytest.mark.parametrize("dynamics", ["backlog", "lost_sales"])
+def test_uncounted_warm_up_days_earn_no_reward_in_both_envs(dynamics):
+    ds = make_dataset(dataclasses.replace(small_setting(R=1, L=2, T=20), dynamics=dynamics,
+                                          warmup=4), seed=7)
+    table = _table(ds, "none", 12)
+    rewards, _, _ = _assert_equal_episodes(ds, "train", "none", lambda row, t, obs: table[row, t],
+                                           loss=LossConfig(h=1.0, b=9.0))
+    assert np.all(rewards[:, :4] == 0) and np.all(rewards[:, 4:] < 0)
 
 
 def test_batched_deterministic_returns_equal_the_sum_of_env_rewards():

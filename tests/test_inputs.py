@@ -18,13 +18,14 @@ import numpy as np
 import pytest
 import yaml
 
+from deepstock import registry
 from deepstock.cli import main
 from deepstock.data import load_dataset
 from deepstock.errors import ConfigError, DataError, DeepstockError
+from deepstock.families import SETTING_IDS
 from deepstock.generators import generate_dataset
 from deepstock.settings import (
     MAX_DATASET_GB_ENV,
-    SETTING_IDS,
     DataOptions,
     get_setting,
     is_builtin,
@@ -304,7 +305,9 @@ def test_a_custom_setting_may_not_take_a_padded_spelling_of_a_builtin_id():
 def _wildcard_constraints() -> dict[str, str]:
     text = (ROOT / "Snakefile").read_text()
     block = text.split("wildcard_constraints:", 1)[1].split("\n\n", 1)[0]
-    return dict(re.findall(r'(\w+)=r?"([^"]*)"', block))
+    assert 'setting="|".join((*registry.TABLE_SETTINGS.values(), registry.IID_ID_PATTERN))' in block
+    return {**dict(re.findall(r'(\w+)=r?"([^"]*)"', block)),
+            "setting": "|".join((*registry.TABLE_SETTINGS.values(), registry.IID_ID_PATTERN))}
 
 
 def test_snakefile_wildcards_accept_only_canonical_settings_and_repetitions():

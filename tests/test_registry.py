@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from deepstock import registry
+from deepstock import registry, workflow_axes
 from deepstock.cli import build_parser, main
 from deepstock.errors import ConfigError
 from deepstock.generators import generate_dataset
@@ -46,20 +46,27 @@ def test_the_workflow_schema_lists_no_axis_value_so_nothing_is_kept_in_sync_with
     for key in ("scale", "settings", "methods", "regs", "s4_methods", "s4_regs", "backends"):
         assert not re.search(r"\b(enum|pattern|properties)\b", yaml.safe_dump(props[key])), key
     assert "enum" not in props["tuning"]["properties"]["executor"]
-    assert "registry.check_workflow_axes(config)" in (ROOT / "Snakefile").read_text()
+    assert "workflow_axes.check_workflow_axes(config)" in (ROOT / "Snakefile").read_text()
 
 
 def test_the_workflow_config_accepts_every_axis_value_the_registry_declares():
-    registry.check_workflow_axes(_workflow_config())
+    workflow_axes.check_workflow_axes(_workflow_config())
+    backlogged = [s for s in workflow_axes.WORKFLOW_SETTINGS if not s.startswith("ls")]
     everything = _workflow_config(
-        scale=SCALES[-1], settings=list(registry.WORKFLOW_SETTINGS),
+        scale=SCALES[-1], settings=backlogged,
         methods=list(registry.METHODS), regs=list(registry.REGULARIZATIONS),
         s4_methods=list(registry.METHODS), s4_regs=list(registry.REGULARIZATIONS),
         backends={m: b for m, method in registry.METHODS.items() for b in method.backends},
         tuning={"executor": registry.EXECUTORS[-1]})
-    registry.check_workflow_axes(everything)
+    workflow_axes.check_workflow_axes(everything)
+    featureless = [r for r, g in registry.REGULARIZATIONS.items() if not g.uses_coeff]
+    workflow_axes.check_workflow_axes({**everything, "settings": ["ls", "ls_poisson_l1_p4"],
+                                       "regs": featureless})
     grid = [registry.iid_setting_id(n, t) for n in registry.IID_N for t in registry.IID_T]
-    assert set(registry.WORKFLOW_SETTINGS) == {"s1", "s2", "s3", "s4", *grid}
+    lost_sales = [f"ls_{d}_l{L}_p{p}" for d in ("poisson", "geometric") for p in (4, 9, 19, 39)
+                  for L in (1, 2, 3, 4)]
+    assert set(workflow_axes.WORKFLOW_SETTINGS) == {"s1", "s2", "s3", "s4", *grid, "ls",
+                                                    *lost_sales}
 
 
 @pytest.mark.parametrize(("changes", "message"), [
@@ -74,12 +81,12 @@ def test_the_workflow_config_accepts_every_axis_value_the_registry_declares():
 ])
 def test_a_workflow_axis_value_outside_the_registry_is_one_line_naming_its_key(changes, message):
     with pytest.raises(ConfigError) as err:
-        registry.check_workflow_axes(_workflow_config(**changes))
+        workflow_axes.check_workflow_axes(_workflow_config(**changes))
     assert str(err.value).startswith(message) and "\n" not in str(err.value)
 
 
 def test_a_regularization_registered_once_is_a_valid_workflow_value(offset_reg):
-    registry.check_workflow_axes(_workflow_config(regs=["base", "offset"], s4_regs=["offset"]))
+    workflow_axes.check_workflow_axes(_workflow_config(regs=["base", "offset"], s4_regs=["offset"]))
 
 
 def test_the_workflow_config_refuses_a_method_regularization_pair_the_method_does_not_support(
@@ -89,14 +96,14 @@ def test_the_workflow_config_refuses_a_method_regularization_pair_the_method_doe
 
     narrow = dataclasses.replace(registry.METHODS["ds"], regs=("base",), families=("iid",))
     monkeypatch.setitem(registry.METHODS, "ds", narrow)
-    registry.check_workflow_axes(_workflow_config(settings=["s4"], s4_methods=["ds"],
+    workflow_axes.check_workflow_axes(_workflow_config(settings=["s4"], s4_methods=["ds"],
                                                   s4_regs=["base"]))
     with pytest.raises(ConfigError, match="s4_methods x s4_regs: method 'ds' does not support "
                                           "regularization 'none'"):
-        registry.check_workflow_axes(_workflow_config(settings=["s4"], s4_methods=["ds"],
+        workflow_axes.check_workflow_axes(_workflow_config(settings=["s4"], s4_methods=["ds"],
                                                       s4_regs=["none"]))
     with pytest.raises(ConfigError, match="methods x regs: .* does not support 'ar1' settings"):
-        registry.check_workflow_axes(_workflow_config(settings=["s2"], methods=["ds"],
+        workflow_axes.check_workflow_axes(_workflow_config(settings=["s2"], methods=["ds"],
                                                       regs=["base"]))
 
 
@@ -104,6 +111,7 @@ def test_snakefile_wildcards_come_from_the_registry():
     text = (ROOT / "Snakefile").read_text()
     assert 'method="|".join(registry.METHODS)' in text
     assert 'reg="|".join(registry.REGULARIZATIONS)' in text
+    assert 'setting="|".join((*registry.TABLE_SETTINGS.values(), registry.IID_ID_PATTERN))' in text
 
 
 def test_rl_runs_on_the_cpu_and_ds_where_asked_one_rule_for_all_callers():
@@ -277,3 +285,14 @@ def test_tables_key_on_names_so_two_cells_sharing_a_label_are_an_error_never_one
     monkeypatch.delitem(registry.REGULARIZATIONS, "lookalike")
     table = table_6_8(stats, "s1")
     assert table.loc["Testing Loss", "DS-Base"] == 1.0  # Base's own number
+
+
+def test_coeff_and_both_are_refused_in_one_line_on_a_family_without_features():
+    with pytest.raises(ConfigError) as err:
+        workflow_axes.check_workflow_axes(_workflow_config(settings=["s1", "ls"],
+                                                           regs=["none", "coeff"]))
+    assert str(err.value) == (
+        "config methods x regs: regularization 'coeff' reads the Coeff features, which "
+        "'lost_sales' settings do not define; use one of ['none', 'base']")
+    with pytest.raises(ConfigError, match="'both' reads the Coeff features"):
+        resolve_hparams("ds", "ls_poisson_l2_p9", "both")

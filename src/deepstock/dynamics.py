@@ -106,9 +106,9 @@ def order_days(T: int, R: int, L: int) -> np.ndarray:
     return (t >= R) & (t % R == 0) & (t + L <= T - 1)
 
 
-def counted_days(T: int, R: int, L: int) -> np.ndarray:
-    """Boolean mask [T] of the days that enter losses and metrics: t >= R + L."""
-    return np.arange(T) >= R + L
+def counted_days(T: int, R: int, L: int, warmup: int = 0) -> np.ndarray:
+    """Boolean mask [T] of the days that enter losses and metrics: t >= R + L + warmup."""
+    return np.arange(T) >= R + L + warmup
 
 
 @dataclass
@@ -163,6 +163,13 @@ class Rollout:
     sales: Array  # s_t = D_t - λ_t
     R: int
     L: int
+    lost_sales: bool = False  # the dynamics it was simulated under
+    warmup: int = 0  # uncounted days after R + L
+
+    @property
+    def first_counted(self) -> int:
+        """The first day that enters losses: R + L + warmup."""
+        return self.R + self.L + self.warmup
 
 
 def simulate(
@@ -177,13 +184,16 @@ def simulate(
     initial: Array | None = None,
     index: np.ndarray | None = None,
     z: Array | None = None,
+    warmup: int = 0,
 ) -> Rollout:
     """Roll ``policy`` through ``demand`` [n, T] with review period R and lead time L.
 
     ``policy`` is called once per useful order day with an :class:`Observation` and returns the
     order batch [n]; it is responsible for clipping (the regularizations clip to [0, M]).
     ``initial`` is the pipeline I_0 [n, L+1] (default zeros); ``x`` [n, T], ``phi`` [n, T, 4] and
-    ``z`` [n, T, k] are the context passed through to the policy. Works on numpy and torch inputs.
+    ``z`` [n, T, k] are the context passed through to the policy. ``warmup`` days after R + L
+    are simulated but not counted (recorded in the Rollout, read by the losses). Works on numpy
+    and torch inputs.
     """
     if R < 1 or L < 0:
         raise ValueError(f"need R >= 1 and L >= 0, got R={R}, L={L}")
@@ -221,4 +231,6 @@ def simulate(
         sales=sales,
         R=R,
         L=L,
+        lost_sales=bool(lost_sales),
+        warmup=int(warmup),
     )

@@ -27,7 +27,7 @@ import numpy as np
 from gymnasium import spaces
 
 from deepstock.data import Dataset
-from deepstock.dynamics import Observation, Rollout, advance_day, order_days, simulate
+from deepstock.dynamics import Observation, Rollout, advance_day, order_days
 from deepstock.errors import ConfigError
 from deepstock.losses import DEFAULT_LOSS, LossConfig, over_under, window_reward
 from deepstock.regularizations import (
@@ -68,8 +68,7 @@ class InventoryEnv(gym.Env):
         *,
         mode: str | None = None,
         params: RegularizationParams | None = None,
-        loss: LossConfig = DEFAULT_LOSS,
-        lost_sales: bool = False,
+        loss: LossConfig | None = None,
     ) -> None:
         super().__init__()
         mode = mode or ("train" if split == "train" else "eval")
@@ -81,9 +80,10 @@ class InventoryEnv(gym.Env):
         self.mode = mode
         self.reg = get_regularization(reg)
         self.params = params or RegularizationParams(M=st.M)
-        self.loss = loss
-        self.lost_sales = bool(lost_sales)
+        self.loss = loss or st.loss(DEFAULT_LOSS.h)
+        self.lost_sales = st.lost_sales  # the setting's dynamics
         self.T, self.R, self.L = st.T, st.R, st.L
+        self.first = st.first_counted  # days before it (R + L + warm-up) earn no reward
         s = dataset.split(split)
         if len(s) == 0:
             raise ConfigError(f"split {split!r} of {st.id} is empty")
@@ -171,7 +171,7 @@ class InventoryEnv(gym.Env):
         q = self.decode(action)
         dem = self._demand[self._row]
         pipe = self._pipe
-        w_lo, w_hi = t + L, min(t + L + R, T)  # reward window W (t >= R, so t + L >= R + L)
+        w_lo, w_hi = max(t + L, self.first), min(t + L + R, T)  # reward window W (t >= R)
         over = under = 0.0
         days = 0
 
@@ -194,7 +194,7 @@ class InventoryEnv(gym.Env):
         info: dict[str, Any] = {"order": q, "cost": cost, "days": days, "t": t,
                                 "trajectory": int(self.index[self._row])}
         if terminated:
-            info["episode_loss"] = self._cost_total / (T - R - L)
+            info["episode_loss"] = self._cost_total / (T - self.first)
         return self._obs_vector(t_new), reward, terminated, False, info
 
 
@@ -234,33 +234,20 @@ def network_policy(
     return policy
 
 
-def window_returns(rollout: Rollout, loss: LossConfig = DEFAULT_LOSS, lost_sales: bool = False) -> np.ndarray:
+def window_returns(rollout: Rollout, loss: LossConfig = DEFAULT_LOSS,
+                   lost_sales: bool | None = None) -> np.ndarray:
     """Per-trajectory episode return of the env (spec §7.1) computed from a batched rollout.
 
     Sum over useful order days t of the window rewards :func:`losses.window_reward` (the env's
     own arithmetic); equals -((T-R-L)/R)·ℓ when the windows are full.
     """
+    lost_sales = rollout.lost_sales if lost_sales is None else lost_sales
     over, under = over_under(np.asarray(rollout.ending), np.asarray(rollout.lost), lost_sales)
     n, T = over.shape
     R, L = rollout.R, rollout.L
     total = np.zeros(n)
     for t in np.flatnonzero(order_days(T, R, L)):
-        lo, hi = max(t + L, R + L), min(t + L + R, T)
+        lo, hi = max(t + L, rollout.first_counted), min(t + L + R, T)
         if hi > lo:
             total += window_reward(over[:, lo:hi].sum(1), under[:, lo:hi].sum(1), hi - lo, loss)
     return total
-
-
-def simulate_split(
-    policy: Callable[[Observation], np.ndarray],
-    dataset: Dataset,
-    split: str,
-    *,
-    lost_sales: bool = False,
-) -> Rollout:
-    """One vectorized rollout of ``policy`` over every trajectory of ``split`` (shared simulator)."""
-    s = dataset.split(split)
-    st = dataset.setting
-    return simulate(
-        s.demand, policy, R=st.R, L=st.L, x=s.x, phi=s.phi, lost_sales=lost_sales, index=s.index
-    )

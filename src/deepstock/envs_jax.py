@@ -46,6 +46,7 @@ class EnvSpec:
     params: RegularizationParams
     loss: LossConfig
     lost_sales: bool = False
+    warmup: int = 0  # uncounted days after R + L (the setting's)
 
     @property
     def episode_length(self) -> int:
@@ -87,10 +88,10 @@ class EnvState(NamedTuple):
     cost_total: jax.Array
 
 
-def env_spec(dataset: Dataset, reg: str, params: RegularizationParams, loss: LossConfig,
-             lost_sales: bool = False) -> EnvSpec:
+def env_spec(dataset: Dataset, reg: str, params: RegularizationParams, loss: LossConfig) -> EnvSpec:
+    """The constants of ``dataset``'s setting: horizon, R, L, dynamics and warm-up."""
     st = dataset.setting
-    return EnvSpec(st.T, st.R, st.L, reg, params, loss, bool(lost_sales))
+    return EnvSpec(st.T, st.R, st.L, reg, params, loss, st.lost_sales, st.warmup)
 
 
 def env_data(dataset: Dataset, split: str, dtype=None) -> EnvData:
@@ -159,7 +160,8 @@ def step(spec: EnvSpec, data: EnvData, state: EnvState, action: jax.Array):
     obs = observation(spec, data, state)
     q = reg.decode(action.astype(state.pipe.dtype), obs, spec.params)
     t, R, L = state.t, spec.R, spec.L
-    window = (t + L, jnp.minimum(t + L + R, spec.T))
+    first = t + L if spec.warmup == 0 else jnp.maximum(t + L, R + L + spec.warmup)  # t >= R
+    window = (first, jnp.minimum(t + L + R, spec.T))
     pipe = [state.pipe[:, i] for i in range(L + 1)]
     pipe, o1, u1, n1 = _days(spec, data, state.row, pipe, t, R, q, window)
     t_new = t + R
@@ -172,7 +174,7 @@ def step(spec: EnvSpec, data: EnvData, state: EnvState, action: jax.Array):
     cost_total = state.cost_total + total
     new = EnvState(state.row, t_new, jnp.stack(pipe, 1), cost_total)
     info = {"order": q, "cost": total,
-            "episode_loss": cost_total / (spec.T - spec.R - spec.L)}
+            "episode_loss": cost_total / (spec.T - spec.R - spec.L - spec.warmup)}
     return new, observe(spec, data, new), reward, terminated, info
 
 

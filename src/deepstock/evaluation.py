@@ -9,6 +9,7 @@ import numpy as np
 from deepstock.data import Dataset, Split
 from deepstock.dynamics import Observation, Policy, Rollout, simulate
 from deepstock.losses import DEFAULT_LOSS, LossConfig, stockout_rate, trajectory_loss, turnover_time
+from deepstock.settings import Setting
 
 
 @dataclass
@@ -29,13 +30,18 @@ class Evaluation:
         }
 
 
-def rollout_split(
-    policy: Policy, split: Split, *, R: int, L: int, lost_sales: bool = False
-) -> Rollout:
+def rollout_split(policy: Policy, split: Split, setting: Setting) -> Rollout:
+    """One vectorized rollout of ``policy`` over every trajectory of ``split`` under the
+    setting's R, L, dynamics (backlog or lost sales) and warm-up: the shared simulator."""
     return simulate(
-        split.demand, policy, R=R, L=L, x=split.x, phi=split.phi, lost_sales=lost_sales,
-        index=split.index,
+        split.demand, policy, R=setting.R, L=setting.L, x=split.x, phi=split.phi,
+        lost_sales=setting.lost_sales, index=split.index, warmup=setting.warmup,
     )
+
+
+def simulate_split(policy: Policy, dataset: Dataset, split: str) -> Rollout:
+    """:func:`rollout_split` of the split named ``split`` of ``dataset``."""
+    return rollout_split(policy, dataset.split(split), dataset.setting)
 
 
 def evaluate_policy(
@@ -43,14 +49,13 @@ def evaluate_policy(
     dataset: Dataset,
     split: str = "test",
     *,
-    loss: LossConfig = DEFAULT_LOSS,
-    lost_sales: bool = False,
+    loss: LossConfig | None = None,
 ) -> Evaluation:
-    """Per-trajectory and mean loss of ``policy`` on one split of ``dataset``."""
-    s = dataset.split(split)
-    st = dataset.setting
-    ro = rollout_split(policy, s, R=st.R, L=st.L, lost_sales=lost_sales)
-    return Evaluation(split, np.asarray(trajectory_loss(ro, loss, lost_sales)), ro)
+    """Per-trajectory and mean loss of ``policy`` on one split of ``dataset``; ``loss`` None:
+    the setting's unit costs, or the paper's default h = 0.1 where it fixes none."""
+    loss = loss or dataset.setting.loss(DEFAULT_LOSS.h)
+    ro = simulate_split(policy, dataset, split)
+    return Evaluation(split, np.asarray(trajectory_loss(ro, loss)), ro)
 
 
 def evaluate_all(policy: Policy, dataset: Dataset, **kw) -> dict[str, Evaluation]:

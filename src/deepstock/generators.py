@@ -30,7 +30,6 @@ from deepstock import __version__
 from deepstock.data import Dataset
 from deepstock.errors import ConfigError
 from deepstock.settings import (
-    SETTING_IDS,
     DataOptions,
     Setting,
     check_dataset_bytes,
@@ -40,7 +39,7 @@ from deepstock.settings import (
     setting_from_spec,
 )
 
-FRESH_CODES = {"indep": 1, "ar1": 2, "iid": 3}
+FRESH_CODES = {"indep": 1, "ar1": 2, "iid": 3, "lost_sales": 4}
 
 # INDEP constants (spec §5.1)
 INDEP_N_SKUS = 120
@@ -57,11 +56,26 @@ IID_SIGMA = (5.0, 20.0)
 # Coeff noise (spec §5.4)
 COEFF_NOISE_STD = 3.0
 
-DESCRIPTIONS = {
-    "indep": "INDEP: D_t ~ U{l_t..l_t+4}, shared lower bounds, x_t = floor(t/2), T=31",
-    "ar1": "AR(1) censored at 0, phi~U(.3,.9) mu~U(5,10) sigma~U(2,8), x_t = D_{t-1}, T=31",
-    "iid": "IID N(100, sigma_k^2) on odd days t>=3, sigma_k~U(5,20), x_t = sigma_k",
-}
+
+
+def _sizes(s: Setting) -> str:
+    return f"splits {s.n_train}/{s.n_val}/{s.n_test} ({s.n_train + s.n_val + s.n_test} used)"
+
+
+def describe_indep(s: Setting) -> str:
+    return f"INDEP: D_t ~ U{{l_t..l_t+4}}, shared lower bounds, x_t = floor(t/2), T={s.T}; {_sizes(s)}"
+
+
+def describe_ar1(s: Setting) -> str:
+    text = f"AR(1) censored at 0, phi~U(.3,.9) mu~U(5,10) sigma~U(2,8), x_t = D_{{t-1}}, T={s.T}"
+    if s.id == "s3":
+        text += " (5 train SKUs; test SKUs 21-120, or 11-110 with --s3-test repo)"
+    return f"{text}; {_sizes(s)}"
+
+
+def describe_iid(s: Setting) -> str:
+    return (f"IID N(100, sigma_k^2) on odd days t>=3, sigma_k~U(5,20), x_t = sigma_k, N={s.N}, "
+            f"H={s.H}, T={s.T}; {_sizes(s)}")
 
 
 # --------------------------------------------------------------------------- Coeff features
@@ -103,7 +117,7 @@ def _fresh_rng(options: DataOptions, family: str) -> np.random.Generator:
     return np.random.default_rng([options.data_seed, FRESH_CODES[family]])
 
 
-def _splits(n_train: int, n_val: int, test_start: int, n_test: int) -> dict[str, np.ndarray]:
+def split_rows(n_train: int, n_val: int, test_start: int, n_test: int) -> dict[str, np.ndarray]:
     return {
         "train": np.arange(0, n_train, dtype=np.int64),
         "val": np.arange(n_train, n_train + n_val, dtype=np.int64),
@@ -111,7 +125,7 @@ def _splits(n_train: int, n_val: int, test_start: int, n_test: int) -> dict[str,
     }
 
 
-def _meta(setting: Setting, generator: str, parameters: dict, options: DataOptions) -> dict:
+def dataset_meta(setting: Setting, generator: str, parameters: dict, options: DataOptions) -> dict:
     return {
         "setting": setting.id,
         "setting_spec": setting.to_dict(),
@@ -171,10 +185,10 @@ def generate_indep(setting: Setting, options: DataOptions) -> Dataset:
         features=features,
         coeff=coeff,
         ids=np.arange(1, n + 1, dtype=np.int64),
-        split_idx=_splits(setting.n_train, setting.n_val, setting.n_train + setting.n_val,
+        split_idx=split_rows(setting.n_train, setting.n_val, setting.n_train + setting.n_val,
                           setting.n_test),
         params={"lower": lower},
-        meta=_meta(setting, "indep", parameters, options),
+        meta=dataset_meta(setting, "indep", parameters, options),
     )
 
 
@@ -244,9 +258,9 @@ def generate_ar1(setting: Setting, options: DataOptions) -> Dataset:
         features=np.ascontiguousarray(x_raw[:, keep])[..., None],
         coeff=_nan_to_zero(np.ascontiguousarray(coeff_raw[:, keep])),
         ids=np.arange(1, n + 1, dtype=np.int64),
-        split_idx=_splits(setting.n_train, setting.n_val, test_start, setting.n_test),
+        split_idx=split_rows(setting.n_train, setting.n_val, test_start, setting.n_test),
         params={k: draws[k] for k in ("phi", "mu", "sigma")},
-        meta=_meta(setting, "ar1", parameters, options),
+        meta=dataset_meta(setting, "ar1", parameters, options),
     )
 
 
@@ -290,16 +304,13 @@ def generate_iid(setting: Setting, options: DataOptions) -> Dataset:
         features=np.repeat(sigma[:, None], T, axis=1)[..., None],
         coeff=coeff,
         ids=np.arange(1, n + 1, dtype=np.int64),
-        split_idx=_splits(N, setting.n_val, N + setting.n_val, setting.n_test),
+        split_idx=split_rows(N, setting.n_val, N + setting.n_val, setting.n_test),
         params={"sigma": sigma},
-        meta=_meta(setting, "iid", parameters, options),
+        meta=dataset_meta(setting, "iid", parameters, options),
     )
 
 
 # --------------------------------------------------------------------------- entry points
-_GENERATORS = {"indep": generate_indep, "ar1": generate_ar1, "iid": generate_iid}
-
-
 def _pool(setting: Setting, builtin_pool: int) -> int:
     """Trajectories generated: the paper's fixed pool, or exactly the splits of a custom setting."""
     if is_builtin(setting.id):
@@ -333,7 +344,9 @@ def generate_dataset(setting: str | Setting, options: DataOptions | None = None)
     else:
         setting = get_setting(setting)
     check_dataset_bytes(dataset_bytes(setting), f"setting {setting.id!r} ({setting.T} days)")
-    return _GENERATORS[setting.family](setting, options)
+    from deepstock.families import get_family  # the families import this module's generators
+
+    return get_family(setting.family).generate(setting, options)
 
 
 def write_dataset(
@@ -343,18 +356,9 @@ def write_dataset(
     return generate_dataset(setting_id, options).save(path)
 
 
-def write_all(out_dir: str | os.PathLike, options: DataOptions | None = None) -> list[Path]:
-    """Write ``{out_dir}/{setting}.npz`` for every setting id (the workflow's "all settings")."""
-    return [write_dataset(s, Path(out_dir) / f"{s}.npz", options) for s in SETTING_IDS]
-
-
 def describe(setting_id: str) -> str:
-    """One-line description of a setting for ``deepstock data --list``."""
+    """One-line description of a setting for ``deepstock data --list`` (its family's)."""
+    from deepstock.families import get_family
+
     s = get_setting(setting_id)
-    n = s.n_train + s.n_val + s.n_test
-    text = DESCRIPTIONS[s.family]
-    if s.family == "iid":
-        text = f"{text}, N={s.N}, H={s.H}, T={s.T}"
-    if s.id == "s3":
-        text += " (5 train SKUs; test SKUs 21-120, or 11-110 with --s3-test repo)"
-    return f"{text}; splits {s.n_train}/{s.n_val}/{s.n_test} ({n} used)"
+    return get_family(s.family).describe(s)

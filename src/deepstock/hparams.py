@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from deepstock.errors import ConfigError
+from deepstock.families import get_family
 from deepstock.io import read_yaml
 from deepstock.limits import TRAIN_ENV, check_bytes
 from deepstock.registry import Param, check_supported, get_method
@@ -142,7 +143,7 @@ def resolve_hparams(
     ``notes``. Every trainer receives this complete dict: ``train(..., {})`` is the defaults.
     """
     setting = _as_setting(setting)
-    check_supported(method, reg, setting.family)
+    check_supported(method, reg, get_family(setting.family))
     values = default_hparams(method, setting, reg)
     budget = validate_hparams(method, scale.budget(method), source=f"scale {scale.name}") \
         if scale is not None else {}

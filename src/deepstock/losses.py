@@ -54,18 +54,21 @@ def window_reward(over: Array, under: Array, days: Array, loss: LossConfig = DEF
     return -(loss.h * (over / days) + loss.underage * (under / days))
 
 
-def daily_cost(rollout: Rollout, loss: LossConfig = DEFAULT_LOSS, lost_sales: bool = False) -> Array:
+def daily_cost(rollout: Rollout, loss: LossConfig = DEFAULT_LOSS,
+               lost_sales: bool | None = None) -> Array:
     """c(E_t) = b·max(-E_t, 0) + h·max(E_t, 0) per day [n, T]; b·λ_t replaces underage under lost
-    sales (spec §3)."""
+    sales (spec §3). ``lost_sales`` None: the dynamics the rollout was simulated under."""
+    lost_sales = rollout.lost_sales if lost_sales is None else lost_sales
     return cost(rollout.ending, rollout.lost, loss, lost_sales)
 
 
 def trajectory_loss(
-    rollout: Rollout, loss: LossConfig = DEFAULT_LOSS, lost_sales: bool = False
+    rollout: Rollout, loss: LossConfig = DEFAULT_LOSS, lost_sales: bool | None = None
 ) -> Array:
-    """ℓ(π; τ): mean daily cost over counted days t >= R + L, one value per trajectory [n]
-    (spec §3)."""
-    first = rollout.R + rollout.L
+    """ℓ(π; τ): mean daily cost over counted days t >= R + L + warmup, one value per trajectory
+    [n] (spec §3). ``lost_sales`` None: the dynamics the rollout was simulated under."""
+    lost_sales = rollout.lost_sales if lost_sales is None else lost_sales
+    first = rollout.first_counted
     e, lost = rollout.ending[:, first:], rollout.lost[:, first:]
     return cost(e, lost, loss, lost_sales).mean(1)
 
@@ -78,14 +81,14 @@ def dataset_loss(per_trajectory: Array) -> float:
 def stockout_rate(rollout: Rollout) -> np.ndarray:
     """Share of counted days with E_t <= 0, per trajectory (a day ending at 0 is a stockout)."""
     T = rollout.ending.shape[1]
-    c = counted_days(T, rollout.R, rollout.L)
+    c = counted_days(T, rollout.R, rollout.L, rollout.warmup)
     return np.asarray(rollout.ending)[:, c].__le__(0).mean(1)
 
 
 def turnover_time(rollout: Rollout, cap: float = 28.0) -> np.ndarray:
     """min(mean(E_t) / (mean(s_t) + 1e-6), cap) over counted days, per trajectory (no lower clip)."""
     T = rollout.ending.shape[1]
-    c = counted_days(T, rollout.R, rollout.L)
+    c = counted_days(T, rollout.R, rollout.L, rollout.warmup)
     e = np.asarray(rollout.ending)[:, c].mean(1)
     s = np.asarray(rollout.sales)[:, c].mean(1)
     return np.minimum(e / (s + 1e-6), cap)

@@ -335,15 +335,21 @@ def get_regularization(name: str) -> Regularization:
         ) from None
 
 
-def check_supported(method: str, reg: str, family: str) -> None:
-    """One-line ConfigError unless ``method`` supports the regularization and setting family."""
+def check_supported(method: str, reg: str, family) -> None:
+    """One-line ConfigError unless ``method`` supports the regularization on the setting
+    ``family`` (a :class:`deepstock.families.Family`): the method's own lists, and Coeff
+    features where the regularization reads them."""
     m, r = get_method(method), get_regularization(reg)
     if m.regs is not None and r.name not in m.regs:
         raise ConfigError(f"method {method!r} does not support regularization {reg!r} "
                           f"(supported: {list(m.regs)})")
-    if m.families is not None and family not in m.families:
-        raise ConfigError(f"method {method!r} does not support {family!r} settings "
+    if m.families is not None and family.name not in m.families:
+        raise ConfigError(f"method {method!r} does not support {family.name!r} settings "
                           f"(supported: {list(m.families)})")
+    if r.uses_coeff and not family.features:
+        raise ConfigError(f"regularization {reg!r} reads the Coeff features, which "
+                          f"{family.name!r} settings do not define; use one of "
+                          f"{[n for n, g in REGULARIZATIONS.items() if not g.uses_coeff]}")
 
 
 def regs_of(method: str) -> tuple[str, ...]:
@@ -353,16 +359,6 @@ def regs_of(method: str) -> tuple[str, ...]:
 
 
 # ----------------------------------------------------------------------------- settings grid
-#: Demand families (spec §5) and the benchmark policies π* of each (deepstock.benchmarks), the
-#: first being what ``deepstock benchmark --method auto`` computes; generators: deepstock.generators.
-FAMILY_BENCHMARKS: dict[str, tuple[str, ...]] = {
-    "indep": ("dp_empirical", "dp_true"),
-    "ar1": ("ar1_dp", "ds_on_test"),
-    "iid": ("critical_fractile",),
-}
-FAMILIES: tuple[str, ...] = tuple(FAMILY_BENCHMARKS)
-BENCHMARK_METHODS: tuple[str, ...] = ("auto",) + tuple(
-    m for ms in FAMILY_BENCHMARKS.values() for m in ms)
 #: Settings 1-3 of Tables 6-8 (ids) and the table each one fills.
 TABLE_SETTINGS: dict[str, str] = {"table6": "s1", "table7": "s2", "table8": "s3"}
 #: Setting 4 (Table 9, Figure 4): N distinct sigmas x H review cycles, T = 3 + 2H.
@@ -378,8 +374,16 @@ PAPER_METHODS: tuple[str, ...] = ("ddpg", "ppo", "ds")
 PAPER_RL: tuple[str, ...] = ("ddpg", "ppo")
 
 
+#: How a Setting 4 id is spelled: :func:`iid_setting_id` fills it in, :data:`IID_ID_PATTERN`
+#: matches it.
+IID_ID_FORMAT = "s4_n{n}_t{t}"
+#: The regular expression of a canonical Setting 4 id (no leading zeros), any N and T.
+IID_ID_PATTERN = IID_ID_FORMAT.format(n=r"[1-9]\d*", t=r"[1-9]\d*")
+
+
 def iid_setting_id(n: int, t: int) -> str:
-    return f"s4_n{n}_t{t}"
+    """The canonical id of Setting 4's cell (N, T), e.g. ``s4_n5_t7``."""
+    return IID_ID_FORMAT.format(n=n, t=t)
 
 
 def table_columns(present: set[tuple[str, str]] | None = None) -> list[tuple[str, str]]:
@@ -394,48 +398,3 @@ def table_columns(present: set[tuple[str, str]] | None = None) -> list[tuple[str
 def regs_present(present: set[str] | None = None) -> list[str]:
     """The paper's regularizations, then any other present one, in registry order."""
     return [r for r in REGULARIZATIONS if r in PAPER_REGS or r in (present or set())]
-
-
-
-# ----------------------------------------------------------------------------- workflow config
-#: What the workflow's ``settings`` list may name: Settings 1-3, ``s4`` (the whole grid), a cell.
-WORKFLOW_SETTINGS: tuple[str, ...] = (
-    *TABLE_SETTINGS.values(), "s4", *(iid_setting_id(n, t) for n in IID_N for t in IID_T))
-
-
-def _one_of(key: str, value: Any, allowed) -> None:
-    if value not in allowed:
-        raise ConfigError(f"config {key}: {value!r} is not one of {list(allowed)}")
-
-
-def check_workflow_axes(config: dict) -> None:
-    """The workflow configuration's axis values against this registry: scale, settings, methods,
-    regularizations (and that each method supports each of them on its settings' family),
-    backends and executor. The JSON schema checks the structure; the Snakefile calls this right
-    after it, so a value outside the registry is a one-line ConfigError naming the key before
-    any job runs."""
-    from deepstock.hparams import SCALES  # both import this module
-    from deepstock.settings import get_setting
-
-    _one_of("scale", config.get("scale"), SCALES)
-    settings = list(config.get("settings") or ())
-    for s in settings:
-        _one_of("settings", s, WORKFLOW_SETTINGS)
-    iid = {"iid"} if any(s.startswith("s4") for s in settings) else set()
-    families = {get_setting(s).family for s in settings if not s.startswith("s4")}
-    for methods_key, regs_key, fams in (("methods", "regs", families),
-                                        ("s4_methods", "s4_regs", iid)):
-        methods, regs = config.get(methods_key) or (), config.get(regs_key) or ()
-        for m in methods:
-            _one_of(methods_key, m, METHODS)
-        for r in regs:
-            _one_of(regs_key, r, REGULARIZATIONS)
-        for m, r, fam in ((m, r, fam) for m in methods for r in regs for fam in sorted(fams)):
-            try:
-                check_supported(m, r, fam)
-            except ConfigError as err:
-                raise ConfigError(f"config {methods_key} x {regs_key}: {err}") from None
-    for m, b in (config.get("backends") or {}).items():
-        _one_of("backends", m, METHODS)
-        _one_of(f"backends.{m}", b, METHODS[m].backends)
-    _one_of("tuning.executor", (config.get("tuning") or {}).get("executor", "auto"), EXECUTORS)

@@ -21,18 +21,27 @@ from typing import Literal
 
 from deepstock.errors import ConfigError
 from deepstock.limits import DATASET_ENV, check_bytes, format_bytes  # noqa: F401
-from deepstock.registry import FAMILIES, IID_H, IID_N, IID_T, iid_setting_id  # noqa: F401
+from deepstock.losses import LossConfig
 
-Family = Literal["indep", "ar1", "iid"]
-IID_TEST_PER_SIGMA = 100
+#: Fields a family may set beyond the paper's; left out of ``Setting.to_dict`` at their default,
+#: so the paper's datasets keep their bytes (their ``setting_spec`` predates these fields).
+FAMILY_FIELDS = {"dynamics": "backlog", "warmup": 0, "h": None, "p": None, "dist": None,
+                 "mean": None}
 
 
 @dataclass(frozen=True)
 class Setting:
-    """One experimental setting: dynamics constants and the split layout of its dataset."""
+    """One experimental setting: dynamics constants and the split layout of its dataset.
+
+    ``dynamics`` is the family's (backlog or lost sales) and is read by the simulator and every
+    trainer; ``warmup`` days after the first R + L are simulated but not counted. The loss's
+    unit costs are ``h`` (holding) and ``p`` (backlog or lost sale) when the family fixes them (lost
+    sales: h = 1, p, Zipkin's units); None means the paper's normalized costs h = ``loss_h``,
+    b = 1 - h (spec §3). ``dist`` and ``mean`` name the demand distribution where it has one.
+    """
 
     id: str
-    family: Family
+    family: str
     T: int
     n_train: int
     n_val: int
@@ -42,39 +51,51 @@ class Setting:
     M: float = 100.0
     N: int | None = None  # IID: number of distinct sigmas
     H: int | None = None  # IID: number of review cycles (T = 3 + 2H)
+    dynamics: Literal["backlog", "lost_sales"] = "backlog"
+    warmup: int = 0
+    h: float | None = None
+    p: float | None = None
+    dist: str | None = None
+    mean: float | None = None
+
+    @property
+    def first_counted(self) -> int:
+        """The first day that enters every loss: R + L + warmup."""
+        return self.R + self.L + self.warmup
 
     @property
     def n_counted_days(self) -> int:
-        """Number of days that enter every loss: t = R+L ... T-1 (the mask is
+        """Number of days that enter every loss: t = R+L+warmup ... T-1 (the mask is
         :func:`deepstock.dynamics.counted_days`)."""
-        return self.T - self.R - self.L
+        return self.T - self.first_counted
+
+    @property
+    def lost_sales(self) -> bool:
+        return self.dynamics == "lost_sales"
+
+    def loss(self, loss_h: float) -> LossConfig:
+        """The loss's unit costs: the setting's (h, p) where it fixes them, else the paper's
+        normalized h = ``loss_h``, b = 1 - h."""
+        if self.h is None:
+            return LossConfig(h=float(loss_h))
+        return LossConfig(h=float(self.h), b=float(self.p))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items()
+                if k not in FAMILY_FIELDS or v != FAMILY_FIELDS[k]}
 
 
-SETTING_IDS: tuple[str, ...] = ("s1", "s2", "s3") + tuple(
-    iid_setting_id(n, t) for n in IID_N for t in IID_T
-)
+def _families():
+    """The family registry; :mod:`deepstock.families` imports this module for Setting, so the
+    lookup is made when a function needs it, not at import."""
+    from deepstock import families
 
-#: Any spelling of the IID pattern (after lower-casing and stripping): digits may carry zeros.
-_IID_ANY_RE = re.compile(r"s4_n(\d+)_t(\d+)", re.ASCII)
+    return families
 
 
-def _builtin_setting(setting_id: str) -> Setting:
-    """The Setting of a canonical built-in id (an element of SETTING_IDS)."""
-    if setting_id == "s1":
-        return Setting("s1", "indep", T=31, n_train=10, n_val=10, n_test=100)
-    if setting_id == "s2":
-        return Setting("s2", "ar1", T=31, n_train=10, n_val=10, n_test=100)
-    if setting_id == "s3":
-        return Setting("s3", "ar1", T=31, n_train=5, n_val=5, n_test=100)
-    m = _IID_ANY_RE.fullmatch(setting_id)
-    n, t = int(m.group(1)), int(m.group(2))
-    return Setting(
-        setting_id, "iid", T=t, n_train=n, n_val=n, n_test=IID_TEST_PER_SIGMA * n,
-        M=500.0, N=n, H=(t - 3) // 2,
-    )
+def setting_ids() -> tuple[str, ...]:
+    """Every built-in setting id, family by family (:data:`deepstock.families.SETTING_IDS`)."""
+    return _families().SETTING_IDS
 
 
 def canonical_setting_id(setting_id: str) -> str | None:
@@ -82,13 +103,7 @@ def canonical_setting_id(setting_id: str) -> str | None:
 
     ``canonical_setting_id("s4_n05_t7") == "s4_n5_t7"``; None when it spells no built-in id.
     """
-    if not isinstance(setting_id, str):
-        return None
-    s = setting_id.strip().lower()
-    m = _IID_ANY_RE.fullmatch(s)
-    if m:
-        s = f"s4_n{m.group(1).lstrip('0') or '0'}_t{m.group(2).lstrip('0') or '0'}"
-    return s if s in SETTING_IDS else None
+    return _families().canonical_setting_id(setting_id)
 
 
 def get_setting(setting_id: str) -> Setting:
@@ -97,16 +112,16 @@ def get_setting(setting_id: str) -> Setting:
     A non-canonical spelling of a built-in id is refused with "did you mean" the canonical one;
     an unknown id lists the valid ids.
     """
-    if isinstance(setting_id, str) and setting_id in SETTING_IDS:
-        return _builtin_setting(setting_id)
+    if is_builtin(setting_id):
+        return _families().builtin_setting(setting_id)
     canonical = canonical_setting_id(setting_id)
     if canonical is not None:
         raise ConfigError(
             f"setting id {setting_id!r} is not canonical; did you mean {canonical!r}?"
         )
     raise ConfigError(
-        f"unknown setting {setting_id!r}; valid ids: s1, s2, s3, s4_n{{N}}_t{{T}} with "
-        f"N in {list(IID_N)} and T in {list(IID_T)} (run `deepstock data --list`)"
+        f"unknown setting {setting_id!r}; valid ids: s1, s2, s3, s4_n{{N}}_t{{T}}, "
+        "ls_{poisson|geometric}_l{L}_p{p} (run `deepstock data --list`)"
     )
 
 
@@ -148,17 +163,14 @@ _CUSTOM_ID_RE = re.compile(r"^[a-z0-9_]+$")
 
 
 def is_builtin(setting_id: str) -> bool:
-    """True exactly for the canonical ids of the paper's settings: those ``get_setting`` accepts."""
-    return isinstance(setting_id, str) and setting_id in SETTING_IDS
+    """True exactly for the canonical ids of the built-in settings: those ``get_setting`` accepts."""
+    return isinstance(setting_id, str) and setting_id in setting_ids()
 
 
 def is_reserved_id(setting_id: str) -> bool:
-    """True for ids a custom setting may not take: built-in ids in any spelling, any id of the
-    ``s4_n{N}_t{T}`` pattern (also outside the paper's grid), and ``all``."""
-    if not isinstance(setting_id, str):
-        return False
-    s = setting_id.strip().lower()
-    return s == "all" or canonical_setting_id(s) is not None or bool(_IID_ANY_RE.fullmatch(s))
+    """True for ids a custom setting may not take: built-in ids in any spelling, any id of a
+    family's pattern (``s4_n{N}_t{T}``, ``ls_...``, also outside the grids), and ``all``."""
+    return _families().is_reserved_id(setting_id)
 
 
 # --------------------------------------------------------------------------- size bound
@@ -198,30 +210,36 @@ def setting_from_dict(d: dict) -> Setting:
     """
     if not isinstance(d, dict):
         raise ConfigError(f"a setting must be a mapping of key: value, got {type(d).__name__}")
-    unknown = sorted(set(d) - set(CUSTOM_REQUIRED) - set(CUSTOM_OPTIONAL))
+    fam = _families().FAMILIES.get(d.get("family"))
+    extra_fields = fam.custom_fields if fam is not None else {}
+    known = list(CUSTOM_REQUIRED) + list(CUSTOM_OPTIONAL) + list(extra_fields)
+    unknown = sorted(set(d) - set(known))
     if unknown:
-        known = list(CUSTOM_REQUIRED) + list(CUSTOM_OPTIONAL)
         raise ConfigError(f"unknown setting field {unknown[0]!r} (known: {', '.join(known)})")
     missing = [k for k in CUSTOM_REQUIRED if k not in d]
     if missing:
         raise ConfigError(f"setting field {missing[0]!r} is missing")
-    d = {**CUSTOM_OPTIONAL, **d}
+    d = {**CUSTOM_OPTIONAL, **extra_fields, **d}
     sid = d["id"]
     if not isinstance(sid, str) or not _CUSTOM_ID_RE.match(sid):
         raise ConfigError(f"setting field 'id'={sid!r} must match [a-z0-9_]+")
     if is_reserved_id(sid):
         raise ConfigError(f"setting field 'id'={sid!r} clashes with a built-in setting id")
-    family = d["family"]
-    if family not in FAMILIES:
-        raise ConfigError(f"setting field 'family'={family!r} is not one of {list(FAMILIES)}")
+    if fam is None:
+        raise ConfigError(f"setting field 'family'={d['family']!r} is not one of "
+                          f"{list(_families().FAMILIES)}")
+    family = fam.name
     R = _int_field(d, "R", 1, ">= 1 (review period)")
     L = _int_field(d, "L", 0, ">= 0 (lead time)")
     if isinstance(d["T"], bool) or not isinstance(d["T"], int):
         raise ConfigError(f"setting field 'T' must be an integer, got {d['T']!r}")
     T = d["T"]
-    if T < R + L + 1:
+    extra = fam.custom(d)  # the family's own fields, validated (each error names its field)
+    first = R + L + extra.get("warmup", 0)
+    if first >= T:
         raise ConfigError(
-            f"setting field 'T': horizon T={T} must be >= R + L + 1 = {R + L + 1} "
+            f"setting field 'T': horizon T={T} must be >= "
+            f"{'R + L + warmup' if 'warmup' in extra else 'R + L'} + 1 = {first + 1} "
             "(at least one order day and one counted day)"
         )
     M = d["M"]
@@ -237,18 +255,16 @@ def setting_from_dict(d: dict) -> Setting:
         raise ConfigError(f"setting field M={M} must be > 0 and finite (order cap)")
     sizes = {k: _int_field(d, k, 1, ">= 1") for k in ("n_train", "n_val", "n_test")}
     data_options_from_dict(d)  # validate the options now, naming the field
-    setting = Setting(
-        sid, family, T=T, R=R, L=L, M=float(M), **sizes,
-        N=sizes["n_train"] if family == "iid" else None,
-        H=(T - 2) // 2 if family == "iid" else None,
-    )
+    setting = Setting(sid, family, T=T, R=R, L=L, M=float(M), **sizes, dynamics=fam.dynamics,
+                      **extra)
     rows = sum(sizes.values())
     check_dataset_bytes(dataset_bytes(setting), f"setting {sid!r} ({rows} trajectories x {T} days)")
     return setting
 
 
-#: Setting fields derived by :func:`setting_from_dict` (IID: N = n_train, H from T).
-DERIVED_FIELDS = ("N", "H")
+#: Setting fields derived by :func:`setting_from_dict` (IID: N = n_train, H from T; the
+#: family's dynamics).
+DERIVED_FIELDS = ("N", "H", "dynamics")
 
 
 def setting_from_spec(spec: dict) -> Setting:

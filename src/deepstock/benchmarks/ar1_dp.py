@@ -362,7 +362,7 @@ def rows_loss(
     split = Split("rows", dataset.demand[rows], dataset.x[rows], dataset.coeff[rows], rows,
                   dataset.ids[rows])
     st = dataset.setting
-    return np.asarray(trajectory_loss(rollout_split(policy, split, R=st.R, L=st.L), loss))
+    return np.asarray(trajectory_loss(rollout_split(policy, split, st), loss))
 
 
 def ar1_refinement(

@@ -394,6 +394,25 @@ def optimal_policy(pmf: np.ndarray, h: float, p: float, L: int, *, cap: int | No
         lookup=lookup)
 
 
+def check_problem(pmf: np.ndarray, h: float, p: float, L: int, *, margin: int = 1,
+                  memory_limit: int = DEFAULT_MEMORY_LIMIT) -> int:
+    """The default cap S̄ + margin, or a one-line ConfigError (bad field, or the memory the DP
+    would need) before any allocation."""
+    return _planned_cap(pmf, h, p, L, None, margin, memory_limit)
+
+
+def pipeline_policy(sol: LostSalesSolution) -> Callable:
+    """The optimal policy as a simulator policy: the state is the pipeline's first L slots
+    (on hand after the arrival, then the orders due in 1..L-1 days; the last slot is where
+    today's order goes), q*(x) in float64."""
+
+    def policy(obs) -> np.ndarray:
+        x = np.rint(np.asarray(obs.pipeline)[:, : sol.L]).astype(np.int64)
+        return sol.order(x).astype(np.float64)
+
+    return policy
+
+
 def cap_is_slack(pmf: np.ndarray, h: float, p: float, L: int, *, extra: int = 5,
                  tol: float = 1e-11, **kwargs) -> tuple[LostSalesSolution, LostSalesSolution]:
     """Solve with the default cap and with cap + ``extra``; equal costs (and max_position < cap)

@@ -18,20 +18,22 @@ from __future__ import annotations
 import importlib
 import inspect
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from deepstock.benchmarks import ar1_dp, critical_fractile, indep_dp
+from deepstock.benchmarks import ar1_dp, critical_fractile, indep_dp, lost_sales_dp
 from deepstock.data import SPLITS, Dataset
 from deepstock.dynamics import order_days
 from deepstock.errors import ConfigError, DeepstockError
 from deepstock.evaluation import evaluate_policy
+from deepstock.families import benchmark_methods, get_family
 from deepstock.io import check_target, ensure_folder, write_json
 from deepstock.limits import DP_ENV, check_bytes
 from deepstock.losses import DEFAULT_LOSS, LossConfig
-from deepstock.registry import BENCHMARK_METHODS, FAMILY_BENCHMARKS, M_MAX
+from deepstock.registry import M_MAX
 
 DS_SEED = 45  # the single-run seed of spec §7.5
 
@@ -72,10 +74,10 @@ class BenchmarkResult:
 
 def resolve_method(family: str, method: str = "auto") -> str:
     """Validate ``method`` for a family; ``auto`` -> the family's exact benchmark."""
-    if method not in BENCHMARK_METHODS:
+    if method not in benchmark_methods():
         raise ConfigError(f"unknown benchmark method {method!r}; expected one of "
-                          f"{list(BENCHMARK_METHODS)}")
-    allowed = FAMILY_BENCHMARKS[family]
+                          f"{list(benchmark_methods())}")
+    allowed = get_family(family).benchmarks
     if method == "auto":
         return allowed[0]
     if method not in allowed:
@@ -135,19 +137,36 @@ def run_benchmark(
     st = dataset.setting
     check_order_cap(st)
     method = resolve_method(st.family, method)
-    if method in ("dp_empirical", "dp_true"):
-        check_indep_dp_memory(dataset)
+    opts = _Options(iid_z, delta, nsd, st.loss(loss.h), ds_hparams or {}, seed, device)
+    solver = SOLVERS[method]
+    if solver.check is not None:
+        solver.check(dataset)
     t0 = time.perf_counter()
-    if method in ("dp_empirical", "dp_true"):
-        res = _indep(dataset, method.removeprefix("dp_"), loss)
-    elif method == "critical_fractile":
-        res = _iid(dataset, iid_z, loss)
-    elif method == "ar1_dp":
-        res = _ar1(dataset, delta, nsd, loss)
-    else:
-        res = _ds_on_test(dataset, ds_hparams or {}, seed, device, loss)
+    res = solver.solve(dataset, opts)
     res.wall_s = time.perf_counter() - t0
     return res
+
+
+@dataclass(frozen=True)
+class _Options:
+    """The options of :func:`run_benchmark`, handed to every solver (each reads its own)."""
+
+    iid_z: str | float
+    delta: float
+    nsd: float
+    loss: LossConfig  # the setting's unit costs (its own, or h = loss_h, b = 1 - h)
+    ds_hparams: dict
+    seed: int
+    device: str
+
+
+@dataclass(frozen=True)
+class Solver:
+    """One benchmark π*: ``check`` refuses a dataset before any compute (None: nothing to
+    check), ``solve`` computes π* and its losses."""
+
+    solve: Callable[[Dataset, _Options], BenchmarkResult]
+    check: Callable[[Dataset], None] | None = None
 
 
 def _evaluate(policy, dataset: Dataset, loss: LossConfig) -> tuple[dict, dict]:
@@ -256,6 +275,47 @@ def _ds_on_test(
               "best_val": result.best_val, "iterations": result.iterations}
     return BenchmarkResult(dataset.setting.id, "ds_on_test", losses, {}, None, policy,
                            {"seed": seed, "hparams": hparams, "loss_h": loss.h}, 0.0, per)
+
+
+def _lost_sales(dataset: Dataset, o: _Options) -> BenchmarkResult:
+    """Lost sales (Zipkin 2008): the exact optimum by average-cost DP on the whole pipeline and
+    the best base-stock level with its exact cost; the optimal policy is simulated on every split
+    (L* = its test cost, to compare with ``expected_value``, the exact g*)."""
+    st = dataset.setting
+    pmf = lost_sales_dp.demand_pmf(st.dist, st.mean)
+    sol = lost_sales_dp.optimal_policy(pmf, st.h, st.p, st.L)
+    best = lost_sales_dp.best_base_stock(pmf, st.h, st.p, st.L)
+    losses, per = _evaluate(lost_sales_dp.pipeline_policy(sol), dataset, o.loss)
+    n = per["test"].size
+    policy = {
+        "kind": "lost_sales_dp", "average_cost": sol.average_cost,
+        "bounds": [sol.lower, sol.upper], "cap": sol.cap, "max_position": sol.max_position,
+        "backorder_level": sol.backorder_level, "states": int(sol.states.shape[0]),
+        "iterations": sol.iterations,
+        "base_stock": {"level": best.level, "average_cost": best.average_cost,
+                       "bounds": [best.lower, best.upper],
+                       "costs": {str(k): v for k, v in best.costs.items()}},
+        "test_standard_error": float(per["test"].std(ddof=1) / np.sqrt(n)) if n > 1 else None,
+    }
+    return BenchmarkResult(st.id, "ls_dp", losses, {}, sol.average_cost, policy,
+                           {"dist": st.dist, "mean": st.mean, "h": st.h, "p": st.p}, 0.0, per)
+
+
+def _check_lost_sales(dataset: Dataset) -> None:
+    st = dataset.setting
+    pmf = lost_sales_dp.demand_pmf(st.dist, st.mean)
+    lost_sales_dp.check_problem(pmf, st.h, st.p, st.L)
+
+
+#: Every benchmark π* by name (the names a Family lists in ``benchmarks``).
+SOLVERS: dict[str, Solver] = {
+    "dp_empirical": Solver(lambda d, o: _indep(d, "empirical", o.loss), check_indep_dp_memory),
+    "dp_true": Solver(lambda d, o: _indep(d, "true", o.loss), check_indep_dp_memory),
+    "critical_fractile": Solver(lambda d, o: _iid(d, o.iid_z, o.loss)),
+    "ar1_dp": Solver(lambda d, o: _ar1(d, o.delta, o.nsd, o.loss)),
+    "ds_on_test": Solver(lambda d, o: _ds_on_test(d, o.ds_hparams, o.seed, o.device, o.loss)),
+    "ls_dp": Solver(_lost_sales, _check_lost_sales),
+}
 
 
 def write_benchmark(result: BenchmarkResult, out: str | Path) -> Path:

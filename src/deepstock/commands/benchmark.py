@@ -7,7 +7,8 @@ Examples::
     deepstock benchmark s4_n5_t7 --data data/s4_n5_t7.npz --out b.json --iid-z exact
     deepstock benchmark s2 --data data/s2.npz --out s2.json --method ar1_dp --delta 0.25
 
-``auto`` = dp_empirical (INDEP), critical_fractile (IID), ar1_dp (AR(1)). The AR(1) DP writes its
+``auto`` = dp_empirical (INDEP), critical_fractile (IID), ar1_dp (AR(1)), ls_dp (lost sales: the
+exact DP optimum, the best base stock and L* of the optimal policy). The AR(1) DP writes its
 full S_t(d) tables to the .npz next to the JSON.
 """
 
@@ -17,8 +18,8 @@ import argparse
 import json
 import math
 
-from deepstock import registry
 from deepstock.errors import ConfigError
+from deepstock.families import benchmark_methods
 
 
 def register(subparsers) -> None:
@@ -31,7 +32,7 @@ def register(subparsers) -> None:
     p.add_argument("--data", required=True, help="dataset .npz of that setting")
     p.add_argument("--out", required=True, help="output .json (AR(1) DP tables go to .npz beside)")
     p.add_argument("--method", default="auto",
-                   choices=registry.BENCHMARK_METHODS)
+                   choices=benchmark_methods())
     p.add_argument("--distribution", default=None, choices=["empirical", "true"],
                    help="INDEP DP pmf: empirical (training data, default) or the true uniform one; "
                    "shorthand for --method dp_empirical / dp_true")
@@ -78,7 +79,6 @@ def run(args: argparse.Namespace) -> int:
     from deepstock.benchmarks.run import check_benchmark_out, resolve_method
     from deepstock.data import load_dataset
     from deepstock.journal import dataset_provenance
-    from deepstock.losses import LossConfig
 
     hparams = check_options(args)
     dataset = load_dataset(args.data, expect_setting=args.setting)  # custom settings too
@@ -100,13 +100,13 @@ def run(args: argparse.Namespace) -> int:
         ar1_dp.check_dp_memory(ar1_dp.grid_sizes(dataset, rows, half, args.nsd), half, args.nsd)
     result = run_benchmark(
         dataset, method, iid_z=args.iid_z, delta=args.delta, nsd=args.nsd,
-        loss=LossConfig(h=args.loss_h), ds_hparams=hparams, seed=args.seed, device=args.device,
+        loss=setting.loss(args.loss_h), ds_hparams=hparams, seed=args.seed, device=args.device,
     )
     if args.check_convergence:
         from deepstock.benchmarks.ar1_dp import ar1_refinement
 
         check = ar1_refinement(dataset, dataset.split_idx["test"], delta=args.delta,
-                               nsd=args.nsd, loss=LossConfig(h=args.loss_h))
+                               nsd=args.nsd, loss=setting.loss(args.loss_h))
         result.options["convergence"] = check
         if not args.quiet:
             print(f"grid check: test loss {check['loss']:.5f} at δ={check['delta']} vs "

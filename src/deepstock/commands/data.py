@@ -18,7 +18,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from deepstock.errors import ConfigError, DataError
-from deepstock.settings import SETTING_IDS, DataOptions, load_setting_file
+from deepstock.families import SETTING_IDS
+from deepstock.settings import DataOptions, load_setting_file
 
 
 def register(subparsers) -> None:

@@ -40,7 +40,7 @@ from deepstock.settings import Setting
 from deepstock.trainers import TrainResult
 from deepstock.trainers.common import resolve_device, seed_everything
 
-OPTIONS = {"train_split": "train", "val_split": "val", "lost_sales": False, "population": "auto"}
+OPTIONS = {"train_split": "train", "val_split": "val", "population": "auto"}
 #: How :func:`deepstock.trainers.ds_population.train_ds_population` runs K agents; a single run
 #: accepts the option and ignores it.
 POPULATION_MODES = ("auto", "vmap", "loop")
@@ -86,7 +86,6 @@ class _Problem:
     regz: Regularization
     params: RegularizationParams
     loss: LossConfig
-    lost_sales: bool
     z_table: np.ndarray | None
     train: _SplitTensors
     val: _SplitTensors
@@ -98,8 +97,7 @@ class _Problem:
             coeff_clip=tuple(float(c) for c in cfg["coeff_clip"]),
         )
         z_table = normalized_coeff(dataset.coeff) if regz.uses_coeff else None
-        return cls(dataset.setting, regz, params, LossConfig(h=float(cfg["loss_h"])),
-                   bool(cfg["lost_sales"]), z_table,
+        return cls(dataset.setting, regz, params, dataset.setting.loss(cfg["loss_h"]), z_table,
                    _SplitTensors(dataset, cfg["train_split"], z_table, dev),
                    _SplitTensors(dataset, cfg["val_split"], z_table, dev))
 
@@ -113,8 +111,9 @@ class _Problem:
     def objective(self, policy: Callable, rows: dict) -> torch.Tensor:
         """Batch mean of :func:`trajectory_loss` of ``policy`` rolled through ``rows``."""
         ro = simulate(rows["demand"], policy, R=self.setting.R, L=self.setting.L, x=rows["x"],
-                      phi=rows["phi"], z=rows["z"], lost_sales=self.lost_sales)
-        return trajectory_loss(ro, self.loss, self.lost_sales).mean()
+                      phi=rows["phi"], z=rows["z"], lost_sales=self.setting.lost_sales,
+                      warmup=self.setting.warmup)
+        return trajectory_loss(ro, self.loss).mean()
 
 
 class _Agent:
@@ -233,8 +232,7 @@ def _result(dataset: Dataset, reg: str, seed: int, cfg: dict, problem: _Problem,
     np_policy = NumpyPolicy(net, problem.regz, problem.params, problem.z_table)
     losses = {}
     for name, split in (("train", cfg["train_split"]), ("val", cfg["val_split"]), ("test", "test")):
-        losses[name] = evaluate_policy(np_policy, dataset, split, loss=problem.loss,
-                                       lost_sales=problem.lost_sales).loss
+        losses[name] = evaluate_policy(np_policy, dataset, split, loss=problem.loss).loss
     curve = pd.DataFrame(history)
     return TrainResult(
         setting=dataset.setting.id, method="ds", reg=reg, seed=int(seed),

@@ -49,7 +49,7 @@ from deepstock.regularizations import RegularizationParams
 from deepstock.trainers import TrainResult
 from deepstock.trainers.common import NoImprovementStopper, group_by_shape
 
-OPTIONS: dict[str, Any] = {"train_split": "train", "val_split": "val", "lost_sales": False,
+OPTIONS: dict[str, Any] = {"train_split": "train", "val_split": "val",
                            "population": "auto"}
 #: How a population runs its agents: ``vmap`` (one batched program; the GPU's throughput),
 #: ``map`` (``lax.map``: each agent runs exactly the single-agent program, so a population member
@@ -251,13 +251,13 @@ def make_setup(method: str, dataset: Dataset, reg: str, hparams: Sequence[dict],
         raise ConfigError(f"a {method} population needs configurations of one shape; group them "
                           "with jax_common.group_by_shape (train_population does)")
     get_regularization(reg)
-    jaxrt.setup()
+    jaxrt.setup()  # before JAX's first computation here: the XLA flags, threefry, the core pin
     dev = jaxrt.device(method_device(method, device, "jax"))
     cfg = configs[0]
     params = RegularizationParams(M=float(cfg["M"]), coeff_scale=float(cfg["coeff_scale"]),
                                   coeff_clip=tuple(float(c) for c in cfg["coeff_clip"]))
-    loss = LossConfig(h=float(cfg["loss_h"]))
-    spec = envs_jax.env_spec(dataset, reg, params, loss, bool(cfg["lost_sales"]))
+    loss = dataset.setting.loss(cfg["loss_h"])
+    spec = envs_jax.env_spec(dataset, reg, params, loss)
     with jax.default_device(dev):
         train = envs_jax.env_data(dataset, cfg["train_split"], jnp.float32)
         val = envs_jax.env_data(dataset, cfg["val_split"], jnp.float32)
@@ -504,9 +504,7 @@ def _results(setup: Setup, algo: Algorithm, agents, tracker: Tracker,
     for k, cfg in enumerate(setup.configs):
         chosen = agent(best if cfg["checkpoint"] == "best" else last, k)
         policy = numpy_policy(setup, algo, chosen)
-        lost_sales = bool(cfg["lost_sales"])
-        losses = {name: evaluate_policy(policy, setup.dataset, split, loss=setup.loss,
-                                        lost_sales=lost_sales).loss
+        losses = {name: evaluate_policy(policy, setup.dataset, split, loss=setup.loss).loss
                   for name, split in (("train", cfg["train_split"]), ("val", cfg["val_split"]),
                                       ("test", "test"))}
         steps = int(tracker.steps[k])

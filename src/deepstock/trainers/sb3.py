@@ -43,9 +43,9 @@ from torch import nn
 
 from deepstock.data import Dataset
 from deepstock.dynamics import Observation
-from deepstock.envs import InventoryEnv, network_policy, rl_context, simulate_split, window_returns
+from deepstock.envs import InventoryEnv, network_policy, rl_context, window_returns
 from deepstock.errors import ConfigError
-from deepstock.evaluation import evaluate_policy
+from deepstock.evaluation import evaluate_policy, simulate_split
 from deepstock.losses import LossConfig, trajectory_loss
 from deepstock.registry import check_complete, get_method, method_device
 from deepstock.regularizations import RegularizationParams, get_regularization
@@ -53,7 +53,7 @@ from deepstock.trainers import TrainResult
 from deepstock.trainers.common import NoImprovementStopper, seed_everything
 
 OPTIONS: dict[str, Any] = {
-    "train_split": "train", "val_split": "val", "lost_sales": False, "critic_log_steps": 10000,
+    "train_split": "train", "val_split": "val", "critic_log_steps": 10000,
 }
 
 
@@ -120,10 +120,9 @@ class SB3Policy:
 class _ValEvaluator:
     """Batched evaluation of the deterministic policy on one split (spec §7.2)."""
 
-    def __init__(self, dataset: Dataset, split: str, policy: SB3Policy, loss: LossConfig,
-                 lost_sales: bool) -> None:
+    def __init__(self, dataset: Dataset, split: str, policy: SB3Policy, loss: LossConfig) -> None:
         self.dataset, self.split, self.policy = dataset, split, policy
-        self.loss, self.lost_sales = loss, lost_sales
+        self.loss = loss
 
     def __call__(self) -> tuple[float, float]:
         """(validation loss, mean episode return) of the current policy. Each episode's return
@@ -131,9 +130,9 @@ class _ValEvaluator:
         reports it (``round(sum(rewards), 6)``, which ``EvalCallback`` averages): returns that
         agree to 6 decimals tie, and on a tie the earlier checkpoint stays the best one, as in
         their runs (docs/choices.md, "Floating-point order of operations")."""
-        ro = simulate_split(self.policy, self.dataset, self.split, lost_sales=self.lost_sales)
-        per = np.asarray(trajectory_loss(ro, self.loss, self.lost_sales))
-        returns = window_returns(ro, self.loss, self.lost_sales)
+        ro = simulate_split(self.policy, self.dataset, self.split)
+        per = np.asarray(trajectory_loss(ro, self.loss))
+        returns = window_returns(ro, self.loss)
         monitored = np.array([round(float(r), 6) for r in returns])
         return float(per.mean()), float(monitored.mean())
 
@@ -267,9 +266,9 @@ def build_model(method: str, dataset: Dataset, reg: str, hparams: dict, seed: in
         M=float(cfg["M"]), coeff_scale=float(cfg["coeff_scale"]),
         coeff_clip=tuple(float(c) for c in cfg["coeff_clip"]),
     )
-    loss_cfg = LossConfig(h=float(cfg["loss_h"]))
+    loss_cfg = dataset.setting.loss(cfg["loss_h"])
     env = InventoryEnv(dataset, cfg["train_split"], reg, mode="train", params=params,
-                       loss=loss_cfg, lost_sales=bool(cfg["lost_sales"]))
+                       loss=loss_cfg)
     venv = DummyVecEnv([lambda: Monitor(env)])
     lr = linear_schedule(cfg["learning_rate"], cfg["lr_min"], cfg["lr_fraction"])
     b0 = float(cfg["initial_action_bias"])
@@ -311,11 +310,10 @@ def _train_sb3(method: str, dataset: Dataset, reg: str, hparams: dict, seed: int
     setup = build_model(method, dataset, reg, hparams, seed, device=device,
                         log_critic=log_critic, **options)
     model, env, cfg, policy, loss_cfg = setup.model, setup.env, setup.cfg, setup.policy, setup.loss
-    lost_sales = bool(cfg["lost_sales"])
     total = int(cfg["total_steps"])
     st = dataset.setting
     lr = setup.lr
-    evaluator = _ValEvaluator(dataset, cfg["val_split"], policy, loss_cfg, lost_sales)
+    evaluator = _ValEvaluator(dataset, cfg["val_split"], policy, loss_cfg)
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -334,7 +332,7 @@ def _train_sb3(method: str, dataset: Dataset, reg: str, hparams: dict, seed: int
         model.policy.load_state_dict(callback.best_state)
 
     losses = {
-        name: evaluate_policy(policy, dataset, split, loss=loss_cfg, lost_sales=lost_sales).loss
+        name: evaluate_policy(policy, dataset, split, loss=loss_cfg).loss
         for name, split in (("train", cfg["train_split"]), ("val", cfg["val_split"]),
                             ("test", "test"))
     }
