@@ -21,7 +21,7 @@ import time  # noqa: E402
 
 from deepstock.benchmarks import ar1_refinement, run_benchmark  # noqa: E402
 from deepstock.generators import generate_dataset  # noqa: E402
-from deepstock.settings import IID_N, IID_T  # noqa: E402
+from deepstock.registry import IID_N, IID_T, iid_setting_id  # noqa: E402
 
 S1_FIXTURE = {"dp_empirical": (0.8225, 0.7618, 0.8789, 0.8670),
               "dp_true": (0.8543, 0.7761, 0.8789, 0.8592)}
@@ -51,13 +51,13 @@ def main() -> None:
         _line(f"s1 {method}", res, want, time.perf_counter() - t0, TARGETS["s1"])
         print(f"{'':<22} S_t = {res.policy['levels']}")
 
-    cells = {(n, t): generate_dataset(f"s4_n{n}_t{t}") for n in IID_N for t in IID_T}
+    cells = {(n, t): generate_dataset(iid_setting_id(n, t)) for n in IID_N for t in IID_T}
     for iid_z in ("1.282", "exact"):
         t0 = time.perf_counter()
         out = {k: run_benchmark(ds, "critical_fractile", iid_z=iid_z).losses["test"]
                for k, ds in cells.items()}
         wall = time.perf_counter() - t0
-        print(f"IID z={iid_z}: 15 cells in {wall:.3f}s (target < {TARGETS['iid']:g}s)")
+        print(f"IID z={iid_z}: {len(cells)} cells in {wall:.3f}s (target < {TARGETS['iid']:g}s)")
         for n in IID_N:
             print(f"  N={n:<3}" + "  ".join(f"T={t}: {out[(n, t)]:.5f}" for t in IID_T))
 

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from deepstock.cli import main
+from deepstock.registry import IID_T
 from deepstock.reports.collect import collect_compute, loss_gap
 from deepstock.reports.figures import (
     best_so_far,
@@ -26,7 +27,6 @@ from deepstock.reports.figures import (
 )
 from deepstock.reports.notebook import backend_statement, scale_banner
 from deepstock.reports.reported import load_reported, paper_cells
-from deepstock.reports.tables import TABLE9_T
 from deepstock.reports.takeaways import (
     CONVERGED_GAP,
     LARGE_GAP,
@@ -523,7 +523,7 @@ def test_setting3_ranking_needs_strict_winners():
 
 def test_few_samples_overfit_needs_n5_strictly_largest():
     s = _paper_summary()
-    for t in TABLE9_T:  # N = 10 copies N = 5: both have the largest (test gap - val gap), a tie
+    for t in IID_T:  # N = 10 copies N = 5: both have the largest (test gap - val gap), a tie
         src = s["setting"] == f"s4_n5_t{t}"
         dst = s.index[s["setting"] == f"s4_n10_t{t}"]
         s.loc[dst, ["val_gap", "test_gap"]] = s.loc[src, ["val_gap", "test_gap"]].to_numpy()
@@ -587,7 +587,7 @@ def _validation_table9(text: str) -> pd.DataFrame:
     val = _ours(text, "Validation loss, ours", "Test gap %")
     rows = []
     for n, losses in test.items():
-        for j, (t, ls) in enumerate(zip(TABLE9_T, lstar["z_1.282"][n], strict=True)):
+        for j, (t, ls) in enumerate(zip(IID_T, lstar["z_1.282"][n], strict=True)):
             rows.append({"setting": f"s4_n{n}_t{t}", "method": "ds", "reg": "base",
                          "repetition": 0, "test_loss": losses[j],
                          "test_gap": loss_gap(losses[j], ls), "val_gap": loss_gap(val[n][j], ls)})

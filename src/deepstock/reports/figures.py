@@ -29,7 +29,7 @@ from deepstock import registry  # noqa: E402
 from deepstock.errors import DeepstockError  # noqa: E402
 from deepstock.io import write_bytes, write_csv  # noqa: E402
 from deepstock.reports.reported import paper_surpass  # noqa: E402
-from deepstock.reports.tables import METHOD_LABELS, TABLE9_N, TABLE9_T, reg_label  # noqa: E402
+from deepstock.reports.tables import METHOD_LABELS, reg_label  # noqa: E402
 from deepstock.reports.takeaways import NOT_TESTABLE, surpass_untestable  # noqa: E402
 from deepstock.trainers.common import read_run  # noqa: E402
 
@@ -38,7 +38,7 @@ METHODS = tuple(registry.METHODS)
 METHOD_COLORS = {name: m.color for name, m in registry.METHODS.items()}
 #: Figure 3 compares DDPG's critic under the paper's two regularizations.
 FIG3_REGS = registry.PAPER_REGS
-N_COLORS = {5: "#4C72B0", 10: "#DD8452", 20: "#55A868"}
+N_COLORS = dict(zip(registry.IID_N, ("#4C72B0", "#DD8452", "#55A868"), strict=True))
 SETTING_TITLES = {"s1": "Setting 1 (INDEP)", "s2": "Setting 2 (AR(1), 10 SKUs)",
                   "s3": "Setting 3 (AR(1), 5 SKUs)"}
 FIG3_STEPS = 10_000
@@ -517,16 +517,18 @@ def figure4(summary: pd.DataFrame, reported: dict | None, out: Path) -> list[Pat
     """DS-Base test gap and val gap vs T (H on the top axis), one line per N; paper dashed."""
     _style()
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
-    xs = np.arange(len(TABLE9_T))
+    xs = np.arange(len(registry.IID_T))
+    method, reg = registry.TABLE9_CELL
     paper = reported["table9"]["N"] if reported is not None else {}
     any_ours = False
     for ax, key, name in ((axes[0], "test_gap", "Test"), (axes[1], "val_gap", "Validation")):
-        for n in TABLE9_N:
+        for n in registry.IID_N:
             color = N_COLORS[n]
             mean, lo, hi = [], [], []
-            for t in TABLE9_T:
-                sub = summary[(summary["setting"] == f"s4_n{n}_t{t}") & (summary["method"] == "ds")
-                              & (summary["reg"] == "base")] if len(summary) else summary
+            for t in registry.IID_T:
+                sub = summary[(summary["setting"] == registry.iid_setting_id(n, t))
+                              & (summary["method"] == method) & (summary["reg"] == reg)
+                              ] if len(summary) else summary
                 v = pd.to_numeric(sub[key], errors="coerce").dropna() if len(sub) else pd.Series()
                 mean.append(v.mean() if len(v) else np.nan)
                 lo.append(v.min() if len(v) else np.nan)
@@ -541,12 +543,12 @@ def figure4(summary: pd.DataFrame, reported: dict | None, out: Path) -> list[Pat
                 ax.plot(xs, p[key], color=color, ls="--", marker="x", lw=1.2, alpha=0.8,
                         label=f"N = {n} (paper)")
         ax.axhline(0, color="0.3", lw=0.8)
-        ax.set_xticks(xs, [str(t) for t in TABLE9_T])
+        ax.set_xticks(xs, [str(t) for t in registry.IID_T])
         ax.set_xlabel("horizon T (days)")
         _gap_axis(ax, f"{name.lower()} loss gap to L* (%)")
         sec = ax.secondary_xaxis("top")
         sec.set_xticks(xs, [f"H={h}" for h in reported["table9"]["H"]] if reported else
-                       [str((t - 3) // 2) for t in TABLE9_T])
+                       [str(h) for h in registry.IID_H])
         sec.set_xlabel("review cycles H")
         ax.set_title(f"{name} gap, DS-Base (Setting 4)")
         if not any_ours:

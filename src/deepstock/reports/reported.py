@@ -36,7 +36,7 @@ def paper_lstar(reported: dict, setting: str) -> float | None:
     t9 = reported["table9"]
     for n, rows in t9["N"].items():
         for j, t in enumerate(t9["T"]):
-            if setting == f"s4_n{int(n)}_t{int(t)}":
+            if setting == registry.iid_setting_id(int(n), int(t)):
                 return float(rows["benchmark"][j])
     return None
 
@@ -52,11 +52,12 @@ def paper_cells(reported: dict) -> pd.DataFrame:
                                      N=None, T=None, H=None, metric=metric,
                                      paper=float(values[metric])))
     t9 = reported["table9"]
+    method, reg = registry.TABLE9_CELL
     for n, values in t9["N"].items():
         for j, (t, h) in enumerate(zip(t9["T"], t9["H"], strict=True)):
             for metric in ("benchmark",) + METRICS:
-                rows.append(dict(table="table9", setting=f"s4_n{int(n)}_t{int(t)}", method="ds",
-                                 reg="base", N=int(n), T=int(t), H=int(h), metric=metric,
+                rows.append(dict(table="table9", setting=registry.iid_setting_id(int(n), int(t)),
+                                 method=method, reg=reg, N=int(n), T=int(t), H=int(h), metric=metric,
                                  paper=float(values[metric][j])))
     return pd.DataFrame(rows)
 

@@ -54,8 +54,6 @@ CI_METRICS = ("val_loss", "val_gap", "test_loss", "test_gap")  # metrics with an
 TITLE_SUFFIX = (" (reproduced, mean over repetitions; 95% bootstrap intervals: seeds only, and "
                 "tuning+seeds = repetitions then seeds resampled)")
 METHOD_LABELS = {name: m.label for name, m in registry.METHODS.items()}
-TABLE9_T = registry.IID_T
-TABLE9_N = registry.IID_N
 DASH = "—"
 
 
@@ -183,12 +181,12 @@ def table_9(stats: pd.DataFrame, benchmarks: pd.DataFrame | None = None) -> pd.D
     row of ``benchmarks.csv`` when given.
     """
     rows = []
-    for n in TABLE9_N:
+    for n in registry.IID_N:
         for metric in ("benchmark", "val_loss", "val_gap", "test_loss", "test_gap"):
             for label, col in _rows(metric):
                 values = []
-                for t in TABLE9_T:
-                    setting = f"s4_n{n}_t{t}"
+                for t in registry.IID_T:
+                    setting = registry.iid_setting_id(n, t)
                     v = _lookup(stats, setting, *registry.TABLE9_CELL, metric, col)
                     if metric == "benchmark" and not math.isfinite(v) and benchmarks is not None:
                         b = benchmarks[(benchmarks["setting"] == setting)
@@ -197,7 +195,7 @@ def table_9(stats: pd.DataFrame, benchmarks: pd.DataFrame | None = None) -> pd.D
                             v = float(b["test_loss"].iloc[0])
                     values.append(v)
                 rows.append({"N": n, "row": label,
-                             **{f"T={t}": v for t, v in zip(TABLE9_T, values, strict=True)}})
+                             **{f"T={t}": v for t, v in zip(registry.IID_T, values, strict=True)}})
     return pd.DataFrame(rows)
 
 
@@ -270,7 +268,7 @@ def to_latex(df: pd.DataFrame, title: str, kind: str) -> str:
             last_n = n
     lines += [r"\bottomrule", r"\end{tabular}", ""]
     if kind != "6-8":
-        lines[1] = r"\begin{tabular}{rl" + "r" * len(TABLE9_T) + "}"
+        lines[1] = r"\begin{tabular}{rl" + "r" * len(registry.IID_T) + "}"
     return "\n".join(lines)
 
 

@@ -50,7 +50,15 @@ import numpy as np
 import pandas as pd
 from scipy.stats import mannwhitneyu
 
-from deepstock.registry import PAPER_METHODS, PAPER_REGS, PAPER_RL
+from deepstock.registry import (
+    IID_N,
+    IID_T,
+    PAPER_METHODS,
+    PAPER_REGS,
+    PAPER_RL,
+    TABLE9_CELL,
+    iid_setting_id,
+)
 from deepstock.reports.intervals import (
     KINDS,
     NAN,
@@ -63,7 +71,7 @@ from deepstock.reports.intervals import (
     difference,
     gap_interval,
 )
-from deepstock.reports.tables import METHOD_LABELS, TABLE9_N, TABLE9_T, mean_by_cell
+from deepstock.reports.tables import METHOD_LABELS, mean_by_cell
 
 LARGE_GAP = 5.0  # PROJECT: a test gap above 5% is "still large" (the paper: "about 8%")
 CONVERGED_GAP = 1.0  # PROJECT: a test gap below 1% at the largest T would count as convergence
@@ -392,8 +400,7 @@ def _s3_ranking(summary: pd.DataFrame) -> Claim:
 
 def _t9(summary: pd.DataFrame, metric: str) -> dict[int, np.ndarray]:
     vals = mean_by_cell(summary, metric)
-    return {n: np.array([vals.get((f"s4_n{n}_t{t}", "ds", "base"), np.nan) for t in TABLE9_T])
-            for n in TABLE9_N}
+    return {n: np.array([vals.get(_s4(n, t), np.nan) for t in IID_T]) for n in IID_N}
 
 
 def _per_lstar(lstar: float) -> float:
@@ -402,7 +409,7 @@ def _per_lstar(lstar: float) -> float:
 
 
 def _s4(n: int, t: int) -> tuple[str, str, str]:
-    return (f"s4_n{n}_t{t}", "ds", "base")
+    return (iid_setting_id(n, t), *TABLE9_CELL)
 
 
 def figure4_trends(summary: pd.DataFrame) -> list[Claim]:
@@ -415,9 +422,9 @@ def figure4_trends(summary: pd.DataFrame) -> list[Claim]:
 
 def _last_gap_intervals(summary: pd.DataFrame) -> dict[int, Pair]:
     """Both 95% intervals of each N's test gap at the longest horizon."""
-    t_last = TABLE9_T[-1]
+    t_last = IID_T[-1]
     out = {}
-    for n in TABLE9_N:
+    for n in IID_N:
         lstar = cell_lstar(summary, _s4(n, t_last))
         loss = _pair(cell_interval, summary, _s4(n, t_last))
         out[n] = {kind: gap_interval(iv, lstar) for kind, iv in loss.items()}
@@ -438,19 +445,19 @@ def _n5_gap_claim(t9: dict, last_iv: dict[int, Pair]) -> Claim:
 
 def _larger_n_claim(summary: pd.DataFrame, t9: dict) -> Claim:
     loss = t9["test_loss"]
-    cols = [j for j in range(len(TABLE9_T)) if all(np.isfinite(loss[n][j]) for n in TABLE9_N)]
+    cols = [j for j in range(len(IID_T)) if all(np.isfinite(loss[n][j]) for n in IID_N)]
     mono = [j for j in cols if loss[5][j] > loss[10][j] > loss[20][j]]
-    means = {n: float(np.nanmean(loss[n][cols])) if cols else math.nan for n in TABLE9_N}
+    means = {n: float(np.nanmean(loss[n][cols])) if cols else math.nan for n in IID_N}
     ok = None if not cols else bool(means[5] > means[10] > means[20])
     steps = {}
-    for a, b in zip(TABLE9_N, TABLE9_N[1:], strict=False):  # mean over T of N=a minus N=b
-        w = {**{_s4(a, TABLE9_T[j]): 1 / len(cols) for j in cols},
-             **{_s4(b, TABLE9_T[j]): -1 / len(cols) for j in cols}} if cols else {}
+    for a, b in zip(IID_N, IID_N[1:], strict=False):  # mean over T of N=a minus N=b
+        w = {**{_s4(a, IID_T[j]): 1 / len(cols) for j in cols},
+             **{_s4(b, IID_T[j]): -1 / len(cols) for j in cols}} if cols else {}
         steps[(a, b)] = _pair(contrast, summary, w) if w else {k: NAN for k in KINDS}
     return Claim("larger_n_lower_loss", "Larger N lowers the test loss overall",
                  "5 of 5 horizons: N=5 > N=10 > N=20",
                  f"{len(mono)} of {len(cols)} horizons strictly decreasing in N; mean over "
-                 f"those horizons " + ", ".join(f"N={n}: {means[n]:.4f}" for n in TABLE9_N),
+                 f"those horizons " + ", ".join(f"N={n}: {means[n]:.4f}" for n in IID_N),
                  ok, "reproduced if the mean test loss over complete horizons decreases in N; "
                  "beyond the noise if the 95% interval of each consecutive difference of "
                  "those means lies above 0: " + "; ".join(
@@ -459,7 +466,7 @@ def _larger_n_claim(summary: pd.DataFrame, t9: dict) -> Claim:
 
 
 def _no_convergence_claim(t9: dict, last_iv: dict[int, Pair]) -> Claim:
-    have = {n: t9["test_gap"][n][-1] for n in TABLE9_N if np.isfinite(t9["test_gap"][n][-1])}
+    have = {n: t9["test_gap"][n][-1] for n in IID_N if np.isfinite(t9["test_gap"][n][-1])}
     ok = None if len(have) < 3 else bool(all(v > CONVERGED_GAP for v in have.values()))
     return Claim("no_convergence",
                  f"No convergence in T: every N's test gap stays above {CONVERGED_GAP:.0f}% "
@@ -476,13 +483,13 @@ def _no_convergence_claim(t9: dict, last_iv: dict[int, Pair]) -> Claim:
 def _overfit_claim(summary: pd.DataFrame, t9: dict) -> Claim:
     gap, val = t9["test_gap"], t9["val_gap"]
     diff = {n: float(np.nanmean(gap[n] - val[n])) if np.isfinite(gap[n] - val[n]).any()
-            else math.nan for n in TABLE9_N}
+            else math.nan for n in IID_N}
     have = {n: v for n, v in diff.items() if math.isfinite(v)}
     ok = None if len(have) < 3 else bool(all(have[5] > have[n] for n in (10, 20)))
     # test gap - val gap = 100 (test - val) / L*: a linear contrast of the reported runs
     weights = {}
-    for n in TABLE9_N:
-        ts = [t for j, t in enumerate(TABLE9_T) if np.isfinite(gap[n][j] - val[n][j])]
+    for n in IID_N:
+        ts = [t for j, t in enumerate(IID_T) if np.isfinite(gap[n][j] - val[n][j])]
         weights[n] = {_s4(n, t): _per_lstar(cell_lstar(summary, _s4(n, t))) / len(ts)
                       for t in ts}
     spread = {}
