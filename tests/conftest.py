@@ -1,4 +1,5 @@
-"""Test-wide setup: the CLI's pinned numerics (deepstock.numerics), one torch thread, local Ray."""
+"""Test-wide setup: the CLI's pinned numerics (deepstock.numerics), one torch thread, JAX's
+runtime settings (deepstock.jaxrt.configure), local Ray."""
 
 import os
 
@@ -10,6 +11,10 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+from deepstock import jaxrt  # noqa: E402
+
+jaxrt.configure()  # as a JAX training does first (XLA flags, threefry), before any test's trace
 
 import pytest  # noqa: E402
 

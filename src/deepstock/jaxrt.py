@@ -27,9 +27,16 @@
 - **Devices**: :func:`device` maps deepstock's ``cpu`` / ``cuda`` to a JAX device; the CPU is
   always there, a GPU needs JAX's CUDA build (``pip install -e '.[gpu]'``, or an existing one).
 
-Importing this module sets the flags (JAX reads them when its backend starts, at the first
-computation, so this module is imported by :mod:`deepstock.envs_jax` and the trainers); call
-:func:`setup` (idempotent) before building programs.
+Importing this module changes nothing. :func:`configure` (idempotent) applies the process-wide
+settings before JAX's first computation: the XLA flags of :mod:`deepstock.numerics` where they
+are not set yet (JAX reads them when its backend starts) and the unrolled threefry lowering (used
+by every trace after it). :func:`setup` calls it, then pins the process and enables the cache:
+the JAX trainers call :func:`setup` before they compute anything
+(:func:`deepstock.trainers.jax_common.make_setup`, in the CLI's process, the local tuner's or a
+Ray worker's), and :func:`gpu_available` and :func:`device`, which start JAX's backend, call
+:func:`configure` first. The CLI also sets the flags first thing
+(:func:`deepstock.numerics.configure`), Ray workers receive them through their runtime
+environment, and the test suite's ``conftest.py`` calls :func:`configure`.
 """
 
 from __future__ import annotations
@@ -50,11 +57,6 @@ _HELD: list[int] = []  # the open lock file of the claimed core (kept for the pr
 ALLOWED: frozenset[int] = frozenset(os.sched_getaffinity(0)) if hasattr(
     os, "sched_getaffinity") else frozenset()
 _CORE: list[int] = []  # the core this process claimed (once)
-
-
-def _set_flags() -> None:
-    """The XLA flags of :mod:`deepstock.numerics` (one thread; AVX2 when pinned), if not set."""
-    numerics.configure()
 
 
 def claim_core(allowed: set[int], lock_dir: Path) -> int:
@@ -111,8 +113,21 @@ def unroll_threefry() -> bool:
     return True
 
 
-_set_flags()
-THREEFRY_UNROLLED = unroll_threefry()
+#: Whether :func:`configure` lowered threefry unrolled on the CPU; None until it has run.
+THREEFRY_UNROLLED: bool | None = None
+
+
+def configure() -> bool:
+    """Apply the process-wide JAX settings once (module docstring): the XLA flags of
+    :mod:`deepstock.numerics` (one thread; AVX2 when pinned) where not set, and the unrolled
+    threefry lowering. Call it before JAX's first computation; later calls change nothing.
+    Returns :data:`THREEFRY_UNROLLED`."""
+    global THREEFRY_UNROLLED
+    if THREEFRY_UNROLLED is None:
+        numerics.configure()
+        THREEFRY_UNROLLED = unroll_threefry()
+    return THREEFRY_UNROLLED
+
 
 _DONE = False
 
@@ -126,9 +141,10 @@ def cache_dir() -> Path | None:
 
 
 def setup() -> None:
-    """Pin the process to its core (every call) and enable the persistent compilation cache
-    (once per process)."""
+    """:func:`configure`, pin the process to its core (every call) and enable the persistent
+    compilation cache (once per process)."""
     global _DONE
+    configure()
     pin()
     if _DONE:
         return
@@ -147,6 +163,7 @@ def setup() -> None:
 
 def gpu_available() -> bool:
     """Whether JAX sees a CUDA GPU (its CUDA build installed and a device present)."""
+    configure()  # asking for devices starts the backend: the flags first
     try:
         return bool(jax.devices("gpu"))
     except RuntimeError:
@@ -155,6 +172,7 @@ def gpu_available() -> bool:
 
 def device(name: str):
     """The JAX device for deepstock's ``cpu`` or ``cuda``; a one-line ConfigError without one."""
+    configure()
     if name == "cpu":
         return jax.devices("cpu")[0]
     if name == "cuda":
