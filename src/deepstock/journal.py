@@ -41,8 +41,6 @@ from typing import Any
 from deepstock.errors import DeepstockError
 from deepstock.io import os_error
 
-FINGERPRINT_SCHEMA = 1
-
 
 class JournalError(DeepstockError):
     """A journal is malformed or belongs to other inputs than this run's."""
