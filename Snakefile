@@ -16,12 +16,13 @@ configfile: "config/config.yaml"
 
 
 validate(config, "workflow/schemas/config.schema.yaml")
-# the axes' values come from the one registry (src/deepstock/registry.py)
-from deepstock import registry
+# the axes' values come from the registries (methods and regularizations: deepstock.registry;
+# settings: deepstock.families)
+from deepstock import families, registry, workflow_axes
 from deepstock.errors import ConfigError
 
 try:
-    registry.check_workflow_axes(config)
+    workflow_axes.check_workflow_axes(config)
 except ConfigError as err:
     raise WorkflowError(str(err)) from None  # the message alone, as a schema error
 
@@ -33,7 +34,7 @@ report: "workflow/report/workflow.rst"
 
 
 wildcard_constraints:
-    setting=r"s1|s2|s3|s4_n[1-9]\d*_t[1-9]\d*",
+    setting="|".join(families.SETTING_IDS),
     method="|".join(registry.METHODS),
     reg="|".join(registry.REGULARIZATIONS),
     rep=r"0|[1-9]\d*",
@@ -46,6 +47,7 @@ include: "workflow/rules/tuning.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/lost_sales.smk"
 
 
 rule all:

@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 import yaml
 
-from deepstock import registry
 from deepstock.cli import main
 from deepstock.data import load_dataset
 from deepstock.errors import ConfigError, DataError, DeepstockError
@@ -305,9 +304,9 @@ def test_a_custom_setting_may_not_take_a_padded_spelling_of_a_builtin_id():
 def _wildcard_constraints() -> dict[str, str]:
     text = (ROOT / "Snakefile").read_text()
     block = text.split("wildcard_constraints:", 1)[1].split("\n\n", 1)[0]
-    assert 'setting="|".join((*registry.TABLE_SETTINGS.values(), registry.IID_ID_PATTERN))' in block
+    assert 'setting="|".join(families.SETTING_IDS)' in block
     return {**dict(re.findall(r'(\w+)=r?"([^"]*)"', block)),
-            "setting": "|".join((*registry.TABLE_SETTINGS.values(), registry.IID_ID_PATTERN))}
+            "setting": "|".join(SETTING_IDS)}
 
 
 def test_snakefile_wildcards_accept_only_canonical_settings_and_repetitions():

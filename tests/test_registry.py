@@ -96,14 +96,14 @@ def test_the_workflow_config_refuses_a_method_regularization_pair_the_method_doe
 
     narrow = dataclasses.replace(registry.METHODS["ds"], regs=("base",), families=("iid",))
     monkeypatch.setitem(registry.METHODS, "ds", narrow)
-    workflow_axes.check_workflow_axes(_workflow_config(settings=["s4"], s4_methods=["ds"],
+    workflow_axes.check_workflow_axes(_workflow_config(lost_sales={}, settings=["s4"], s4_methods=["ds"],
                                                   s4_regs=["base"]))
     with pytest.raises(ConfigError, match="s4_methods x s4_regs: method 'ds' does not support "
                                           "regularization 'none'"):
-        workflow_axes.check_workflow_axes(_workflow_config(settings=["s4"], s4_methods=["ds"],
+        workflow_axes.check_workflow_axes(_workflow_config(lost_sales={}, settings=["s4"], s4_methods=["ds"],
                                                       s4_regs=["none"]))
     with pytest.raises(ConfigError, match="methods x regs: .* does not support 'ar1' settings"):
-        workflow_axes.check_workflow_axes(_workflow_config(settings=["s2"], methods=["ds"],
+        workflow_axes.check_workflow_axes(_workflow_config(lost_sales={}, settings=["s2"], methods=["ds"],
                                                       regs=["base"]))
 
 
@@ -111,7 +111,7 @@ def test_snakefile_wildcards_come_from_the_registry():
     text = (ROOT / "Snakefile").read_text()
     assert 'method="|".join(registry.METHODS)' in text
     assert 'reg="|".join(registry.REGULARIZATIONS)' in text
-    assert 'setting="|".join((*registry.TABLE_SETTINGS.values(), registry.IID_ID_PATTERN))' in text
+    assert 'setting="|".join(families.SETTING_IDS)' in text
 
 
 def test_rl_runs_on_the_cpu_and_ds_where_asked_one_rule_for_all_callers():

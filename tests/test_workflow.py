@@ -333,7 +333,7 @@ def test_every_config_example_of_the_readme_passes_the_workflow_checks_as_snakem
     from snakemake.cli import parse_config
     from snakemake.utils import update_config, validate
 
-    from deepstock import registry
+    from deepstock import workflow_axes
 
     examples = _readme_config_examples()
     assert any(e and e[0].startswith("tuning=") for e in examples), examples
@@ -342,7 +342,7 @@ def test_every_config_example_of_the_readme_passes_the_workflow_checks_as_snakem
         config = copy.deepcopy(base)
         update_config(config, parse_config(entries))
         validate(config, str(ROOT / "workflow" / "schemas" / "config.schema.yaml"))
-        registry.check_workflow_axes(config)
+        workflow_axes.check_workflow_axes(config)
     tuning = next(e for e in examples if e and e[0].startswith("tuning="))
     config = copy.deepcopy(base)
     update_config(config, parse_config(tuning))

@@ -27,7 +27,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from deepstock import jaxrt  # noqa: F401  (sets XLA_FLAGS before JAX's backend starts)
 from deepstock.data import Dataset
 from deepstock.dynamics import Observation, advance_day
 from deepstock.envs import n_decisions, rl_context

@@ -29,7 +29,7 @@ from typing import Any
 
 from deepstock import generators, lost_sales
 from deepstock.errors import ConfigError
-from deepstock.registry import IID_N, IID_T, iid_setting_id
+from deepstock.registry import IID_H, IID_ID_FORMAT, IID_N, IID_T, iid_setting_id
 from deepstock.settings import DataOptions, Setting
 
 DYNAMICS = ("backlog", "lost_sales")
@@ -54,7 +54,8 @@ class Family:
 
 
 # ------------------------------------------------------------------ the paper's families
-_IID_ANY_RE = re.compile(r"s4_n(\d+)_t(\d+)", re.ASCII)
+#: Any spelling of a Setting 4 id (digits may carry leading zeros), from the registry's format.
+_IID_ANY_RE = re.compile(IID_ID_FORMAT.format(n=r"(\d+)", t=r"(\d+)"), re.ASCII)
 IID_TEST_PER_SIGMA = 100
 _PAPER = {
     "s1": Setting("s1", "indep", T=31, n_train=10, n_val=10, n_test=100),
@@ -74,14 +75,14 @@ def _iid_builtin(setting_id: str) -> Setting:
     m = _IID_ANY_RE.fullmatch(setting_id)
     n, t = int(m.group(1)), int(m.group(2))
     return Setting(setting_id, "iid", T=t, n_train=n, n_val=n, n_test=IID_TEST_PER_SIGMA * n,
-                   M=500.0, N=n, H=(t - 3) // 2)
+                   M=500.0, N=n, H=IID_H[IID_T.index(t)])
 
 
 def _iid_canonical(s: str) -> str | None:
     m = _IID_ANY_RE.fullmatch(s)
     if not m:
         return None
-    s = f"s4_n{m.group(1).lstrip('0') or '0'}_t{m.group(2).lstrip('0') or '0'}"
+    s = iid_setting_id(m.group(1).lstrip("0") or "0", m.group(2).lstrip("0") or "0")
     return s if s in IID_IDS else None
 
 

@@ -45,7 +45,9 @@ H = 1.0
 WARMUP = 20
 COUNTED = 100
 MAX_T = 1 + max(LEAD_TIMES) + WARMUP + COUNTED
-SIZES = {"poisson": (200, 200, 4000), "geometric": (200, 200, 8000)}  # train, val, test
+#: train, val, test paths. Test: two standard errors of the optimal policy's simulated cost are
+#: below 0.5 % of g* in every cell (largest at p = 39: tests/test_lost_sales.py).
+SIZES = {"poisson": (200, 200, 5000), "geometric": (200, 200, 9000)}
 _CODES = {"poisson": 1, "geometric": 2}
 _SPLIT_CODES = {"train": 1, "val": 2, "test": 3}
 _ID_RE = re.compile(r"ls_([a-z]+)_l(\d+)_p(\d+)", re.ASCII)

@@ -64,6 +64,13 @@ def check_workflow_axes(config: dict) -> None:
     iid = {"iid"} & {get_setting(s).family for s in ids}
     _check_cells("methods", "regs", config, {get_setting(s).family for s in ids} - iid)
     _check_cells("s4_methods", "s4_regs", config, iid)
+    ls = config.get("lost_sales") or {}
+    for s in ls.get("settings") or ():
+        _one_of("lost_sales.settings", s, ("ls", *lost_sales.IDS))
+    if ls.get("settings"):
+        _check_cells("lost_sales.methods", "lost_sales.regs", {
+            "lost_sales.methods": ls.get("methods"), "lost_sales.regs": ls.get("regs")},
+            {"lost_sales"})
     for m, b in (config.get("backends") or {}).items():
         _one_of("backends", m, METHODS)
         _one_of(f"backends.{m}", b, METHODS[m].backends)

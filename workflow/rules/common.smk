@@ -3,34 +3,22 @@ import shlex
 
 from deepstock import registry
 from deepstock.hparams import conf_digest, get_scale
-from deepstock.registry import IID_N, IID_T, iid_setting_id
 from deepstock.settings import get_setting
+from deepstock.workflow_axes import expand_settings
 
 SCALE = get_scale(config["scale"])
 # the packaged defaults, search spaces and budgets (src/deepstock/conf/*.yaml) as the tuning
 # rules' parameter: a changed value there reruns the cells (Snakemake's params trigger)
 CONF_DIGEST = conf_digest()
 REPS = [int(r) for r in config.get("repetitions") or range(SCALE.repetitions)]
-S4_ALL = [iid_setting_id(n, t) for n in IID_N for t in IID_T]
-
-
-def selected_settings():
-    out = []
-    for s in config["settings"]:
-        for sid in S4_ALL if s == "s4" else [s]:
-            if sid not in out:
-                out.append(sid)
-    return out
-
-
-SETTINGS = selected_settings()
+SETTINGS = expand_settings(config["settings"])
 
 
 def cells():
     """(setting, method, reg, rep) tuples selected by the configuration."""
     out = []
     for sid in SETTINGS:
-        iid = sid.startswith("s4")
+        iid = get_setting(sid).family == "iid"
         methods = config["s4_methods"] if iid else config["methods"]
         regs = config["s4_regs"] if iid else config["regs"]
         out += [(sid, m, r, rep) for m in methods for r in regs for rep in REPS]
@@ -97,3 +85,11 @@ def figure3_winner(wildcards):
     reg = "base" if fig.get("config", "own") == "shared" else wildcards.reg
     rep = fig.get("repetition")
     return f"results/s1/ddpg/{reg}/rep{REPS[0] if rep is None else rep}/winner.json"
+
+
+# Lost sales (`snakemake lostsales`, config `lost_sales`): its own cells, not in the default target.
+LS = config.get("lost_sales") or {}
+LS_SETTINGS = expand_settings(LS.get("settings") or [])
+LS_CELL_FILES = [f"results/{s}/{m}/{r}/rep{k}/winner.json" for s in LS_SETTINGS
+                 for m in LS.get("methods") or [] for r in LS.get("regs") or [] for k in REPS]
+LS_BENCHMARK_FILES = [f"results/benchmarks/{s}.json" for s in LS_SETTINGS]

@@ -60,6 +60,17 @@ def register(subparsers) -> None:
     f.add_argument("--tables-out", default=None, help="folder of surpass.csv (RESULTS/tables)")
     f.set_defaults(func=run_figures)
 
+    ls = sub.add_parser("lostsales", help="the lost-sales table, figure and takeaways",
+                        description="Gap (%%) to the exact optimum of every tuned cell on a "
+                        "lost-sales setting, beside the best base stock and Zipkin's (2008) "
+                        "printed base-stock gaps (docs/lost-sales.md).")
+    ls.add_argument("--results", default="results")
+    ls.add_argument("--summary", default=None, help="default: RESULTS/summary.csv")
+    ls.add_argument("--literature", default="paper/literature/zipkin2008.yaml")
+    ls.add_argument("--tables-out", default=None, help="default: RESULTS/tables")
+    ls.add_argument("--figures-out", default="figures")
+    ls.set_defaults(func=run_lost_sales)
+
     n = sub.add_parser("notebook", help="execute paper/replication.py -> HTML and Markdown")
     n.add_argument("--source", default="paper/replication.py")
     n.add_argument("--out", default="results/report")
@@ -136,6 +147,24 @@ def run_figures(args: argparse.Namespace) -> int:
     paths = write_figures(args.results, summary, _reported(args.reported, required=False),
                           args.out, tables_out)
     print(f"figures: {len(paths)} files -> {args.out} (surpass.csv -> {tables_out})")
+    return 0
+
+
+def run_lost_sales(args: argparse.Namespace) -> int:
+    from deepstock.io import write_csv, write_text
+    from deepstock.reports import lost_sales as ls
+    from deepstock.reports.tables import read_summary
+
+    summary = read_summary(args.summary or Path(args.results) / "summary.csv")
+    settings = sorted({s for s in summary["setting"] if ls.is_lost_sales(s)})
+    table = ls.lost_sales_table(summary, ls.read_benchmarks(args.results, settings),
+                                ls.zipkin_gaps(args.literature))
+    out = Path(args.tables_out or Path(args.results) / "tables")
+    paths = [write_csv(out / "lost_sales.csv", table),
+             write_text(out / "lost_sales.md", ls.to_markdown(table)),
+             write_text(out / "lost_sales_takeaways.md", ls.takeaways(summary)),
+             *ls.figure(table, Path(args.figures_out) / "lost_sales")]
+    print(f"lost sales: {len(table)} cells on {len(settings)} settings; {len(paths)} files")
     return 0
 
 

@@ -75,7 +75,8 @@ def _gap_axis(ax, label: str) -> None:
         ax.set_ylabel(label.replace("(%)", "(%, symlog axis)"))
 
 
-def _save(fig, out: Path, name: str) -> list[Path]:
+def save_figure(fig, out: Path, name: str) -> list[Path]:
+    """Write ``fig`` as ``out/name.png`` and ``.pdf``, each atomically; closes it."""
     import io
 
     paths = []
@@ -150,7 +151,7 @@ def figure1(summary: pd.DataFrame, reported: dict | None, out: Path) -> list[Pat
                bbox_to_anchor=(0.5, -0.06))
     fig.suptitle("Figure 1: validation and test loss gaps (mean over repetitions)", y=1.02)
     fig.tight_layout()
-    return _save(fig, out, "figure1")
+    return save_figure(fig, out, "figure1")
 
 
 # ----------------------------------------------------------------------------- Figure 2
@@ -291,7 +292,7 @@ def figure2(results: Path, summary: pd.DataFrame, reported: dict | None, out: Pa
         _figure2_panel(ax, results, summary, surpass, reg)
     fig.suptitle("Figure 2: best-so-far validation loss during stage-1 tuning (Setting 1)", y=1.02)
     fig.tight_layout()
-    return _save(fig, out, "figure2")
+    return save_figure(fig, out, "figure2")
 
 
 def figure2_not_testable(reason: str, out: Path) -> list[Path]:
@@ -305,7 +306,7 @@ def figure2_not_testable(reason: str, out: Path) -> list[Path]:
             "(paper/reference-runs/<run>/figures/figure2.png) and its verdict instead.",
             transform=ax.transAxes, ha="center", va="center", fontsize=12, color="0.25",
             bbox={"boxstyle": "round", "fc": "white", "ec": "0.7"})
-    return _save(fig, out, "figure2")
+    return save_figure(fig, out, "figure2")
 
 
 def _figure2_panel(ax, results: Path, summary: pd.DataFrame, surpass: pd.DataFrame,
@@ -509,7 +510,7 @@ def figure3(results: Path, out: Path) -> list[Path]:
         cbar = fig.colorbar(sc, ax=fig.axes[1:], shrink=0.9, pad=0.01)
         cbar.set_label("feature $x_t = \\lfloor t/2 \\rfloor$")
     fig.suptitle("Figure 3: DDPG in Setting 1, None vs Base", y=0.97)
-    return _save(fig, out, "figure3")
+    return save_figure(fig, out, "figure3")
 
 
 # ----------------------------------------------------------------------------- Figure 4
@@ -560,7 +561,7 @@ def figure4(summary: pd.DataFrame, reported: dict | None, out: Path) -> list[Pat
                ncol=3, frameon=False, bbox_to_anchor=(0.5, -0.12))
     fig.suptitle("Figure 4: DS-Base loss gap vs horizon and number of SKUs N (Setting 4)", y=1.03)
     fig.tight_layout()
-    return _save(fig, out, "figure4")
+    return save_figure(fig, out, "figure4")
 
 
 def write_figures(results: str | Path, summary: pd.DataFrame, reported: dict | None,
