@@ -42,7 +42,7 @@ def child(job: dict) -> dict:
         os.sched_setaffinity(0, {int(job["core"])})
     from deepstock.generators import generate_dataset
     from deepstock.hparams import resolve_hparams
-    from deepstock.trainers import get_trainer
+    from deepstock.trainers.backends import load_trainer
 
     ds = generate_dataset("s1")
     method, backend, kind = job["method"], job["backend"], job["kind"]
@@ -51,19 +51,14 @@ def child(job: dict) -> dict:
         over.update(total_steps=job["steps"], patience_evals=10**6)
     hp = resolve_hparams(method, ds.setting, "base", overrides=over)
     t0 = time.perf_counter()
+    trainer = load_trainer(method, backend)
     if kind == "population":
-        import importlib
-
-        from deepstock.registry import get_method
-
-        module, _, name = get_method(method).backend("jax").population.partition(":")
-        fn = getattr(importlib.import_module(module), name)
         k = int(job["agents"])
-        results = fn(ds, "base", [hp] * k, list(range(k)), device=job.get("device", "cpu"),
-                     population=job.get("mode", "auto"))
+        results = trainer.population(ds, "base", [hp] * k, list(range(k)),
+                                     device=job.get("device", "cpu"),
+                                     population=job.get("mode", "auto"))
     else:
-        results = [get_trainer(method, backend)(ds, "base", hp, int(job.get("seed", 42)),
-                                                device="cpu")]
+        results = [trainer.train(ds, "base", hp, int(job.get("seed", 42)), device="cpu")]
     wall = time.perf_counter() - t0
     r = results[0]
     learn = r.extras.get("learn_seconds", wall)

@@ -51,22 +51,17 @@ def _append(out: Path, rows: list[dict]) -> None:
 def run_cell(backend: str, cell: str, seeds: list[int], dataset_cache: dict) -> list[dict]:
     from deepstock.generators import generate_dataset
     from deepstock.hparams import resolve_hparams
-    from deepstock.registry import get_method
-    from deepstock.trainers import get_trainer
+    from deepstock.trainers.backends import load_trainer
 
     setting, method, reg = cell.split(":")
     ds = dataset_cache.setdefault(setting, generate_dataset(setting))
     hp = resolve_hparams(method, ds.setting, reg)
     t0 = time.perf_counter()
-    if backend == "jax":
-        module, _, name = get_method(method).backend("jax").population.partition(":")
-        import importlib
-
-        train_pop = getattr(importlib.import_module(module), name)
-        results = train_pop(ds, reg, [hp] * len(seeds), seeds, device="cpu")
+    trainer = load_trainer(method, backend)
+    if trainer.population is not None:
+        results = trainer.population(ds, reg, [hp] * len(seeds), seeds, device="cpu")
     else:
-        fn = get_trainer(method, backend)
-        results = [fn(ds, reg, hp, s, device="cpu") for s in seeds]
+        results = [trainer.train(ds, reg, hp, s, device="cpu") for s in seeds]
     cell_wall = time.perf_counter() - t0
     return [{"backend": backend, "setting": setting, "method": method, "reg": reg,
              "seed": r.seed, "test_loss": r.test_loss, "val_loss": r.val_loss,

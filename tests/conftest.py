@@ -39,24 +39,31 @@ def failing_trials(monkeypatch):
     ``failing_trials("first_nan")`` the first one with a non-finite validation loss. Returns the
     list of call numbers that failed.
     """
-    import deepstock.trainers as trainers
+    import dataclasses
 
-    real = trainers.train
+    import deepstock.trainers.backends as backends
+
+    real = backends.load_trainer
     failed: list[int] = []
 
     def install(mode: str) -> list[int]:
         calls = {"n": 0}
 
-        def train(*args, **kwargs):
-            calls["n"] += 1
-            if mode == "all" or (mode in ("first", "first_nan") and calls["n"] == 1):
-                failed.append(calls["n"])
-                if mode == "first_nan":
-                    raise FloatingPointError("injected NaN validation loss")
-                raise RuntimeError("injected trial failure")
-            return real(*args, **kwargs)
+        def load(method, backend=None):
+            trainer = real(method, backend)
 
-        monkeypatch.setattr(trainers, "train", train)
+            def train(*args, **kwargs):
+                calls["n"] += 1
+                if mode == "all" or (mode in ("first", "first_nan") and calls["n"] == 1):
+                    failed.append(calls["n"])
+                    if mode == "first_nan":
+                        raise FloatingPointError("injected NaN validation loss")
+                    raise RuntimeError("injected trial failure")
+                return trainer.train(*args, **kwargs)
+
+            return dataclasses.replace(trainer, train=train, population=None)
+
+        monkeypatch.setattr(backends, "load_trainer", load)
         return failed
 
     return install
@@ -72,9 +79,12 @@ def fake_trainers(monkeypatch):
     and records its size in ``calls.populations``. Use it to exercise the plumbing of a backend whose trainer
     is not needed (or not installed), never to check training itself.
     """
+    import dataclasses
+
     import pandas as pd
 
     import deepstock.trainers as trainers
+    import deepstock.trainers.backends as backends
     from deepstock.registry import get_method
 
     class Calls(list):
@@ -82,10 +92,9 @@ def fake_trainers(monkeypatch):
 
     calls = Calls()
     calls.populations = []
+    real_load = backends.load_trainer
 
-    def get_trainer(method, backend=None):
-        name = get_method(method).backend(backend).name
-
+    def stand_in(method, name):
         def trainer(dataset, reg, hparams, seed, *, device="auto", progress=False, **options):
             calls.append((method, name, device))
             val = 1.0 + hparams["learning_rate"] + seed * 1e-6
@@ -98,20 +107,43 @@ def fake_trainers(monkeypatch):
 
         return trainer
 
-    def get_population_trainer(method, backend=None):
-        if get_method(method).backend(backend).population is None:
-            return None
+    def load_trainer(method, backend=None):
+        m = get_method(getattr(method, "name", method))
+        b = backend if isinstance(backend, type(m.backend())) else m.backend(backend)
+        real, one = real_load(m, b), stand_in(m.name, b.name)
 
         def population(dataset, reg, hparams, seeds, **kwargs):
             calls.populations.append(len(hparams))
-            one = get_trainer(method, backend)
             return [one(dataset, reg, h, s, **kwargs) for h, s in zip(hparams, seeds, strict=True)]
 
-        return population
+        return dataclasses.replace(real, train=one,
+                                   population=None if real.population is None else population)
 
-    monkeypatch.setattr(trainers, "get_trainer", get_trainer)
-    monkeypatch.setattr(trainers, "get_population_trainer", get_population_trainer)
+    monkeypatch.setattr(backends, "load_trainer", load_trainer)
     return calls
+
+
+@pytest.fixture
+def swap_train(monkeypatch):
+    """``swap_train(make)``: every backend's train function becomes ``make(method, backend)``
+    (the rest of its Trainer stays the real one), through the one loader
+    (:func:`deepstock.trainers.backends.load_trainer`)."""
+    import dataclasses
+
+    import deepstock.trainers.backends as backends
+
+    real = backends.load_trainer
+
+    def swap(make):
+        def load(method, backend=None):
+            t = real(method, backend)
+            m = getattr(method, "name", method)
+            b = getattr(backend, "name", backend)
+            return dataclasses.replace(t, train=make(m, b), population=None)
+
+        monkeypatch.setattr(backends, "load_trainer", load)
+
+    return swap
 
 
 @pytest.fixture(scope="module")

@@ -141,7 +141,7 @@ def test_train_on_test_split_option(noisy):
               train_split="test", val_split="test")
     assert r.train_loss == r.val_loss == r.test_loss
     assert r.config["train_split"] == "test"
-    with pytest.raises(ConfigError, match="unknown DS option"):
+    with pytest.raises(ConfigError, match="the torch ds trainer has no option 'trian_split'"):
         train(noisy, "ds", "base", {"epochs": 1}, 0, device="cpu", trian_split="test")
 
 

@@ -148,12 +148,12 @@ def test_a_full_disk_while_saving_a_stage2_run_stops_the_cell_and_a_rerun_trains
 def test_out_of_memory_in_a_training_stops_the_cell_without_journaling_a_failure(
     data, tmp_path, capsys, monkeypatch
 ):
-    import deepstock.trainers as trainers
+    from deepstock.trainers.backends import TrainJob
 
     def no_memory(*args, **kwargs):
         raise MemoryError
 
-    monkeypatch.setattr(trainers, "train_population", no_memory)
+    monkeypatch.setattr(TrainJob, "train_population", no_memory)
     out = tmp_path / "rep0"
     assert _tune(data, out) == 2
     err = _one_line(capsys)
@@ -250,16 +250,16 @@ def test_restart_works_on_a_cell_whose_journal_starts_with_garbage(
 
 
 def test_all_failed_stage2_runs_say_how_to_retry_them(data, tmp_path, capsys, monkeypatch):
-    import deepstock.trainers as trainers
+    from deepstock.trainers.backends import TrainJob
 
-    real = trainers.train_population
+    real = TrainJob.train_population
 
-    def stage2_fails(dataset, method, reg, hparams, seeds, **kwargs):
+    def stage2_fails(job, dataset, configs, seeds, **kwargs):
         if set(seeds) <= {42, 43}:  # the tiny scale's stage-2 seeds (stage 1: 3512, 444)
             raise RuntimeError("injected stage-2 failure")
-        return real(dataset, method, reg, hparams, seeds, **kwargs)
+        return real(job, dataset, configs, seeds, **kwargs)
 
-    monkeypatch.setattr(trainers, "train_population", stage2_fails)
+    monkeypatch.setattr(TrainJob, "train_population", stage2_fails)
     assert _tune(data, tmp_path / "rep0") == 2
     err = _one_line(capsys)
     assert "all 2 stage-2 runs failed" in err and "injected stage-2 failure" in err

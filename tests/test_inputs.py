@@ -548,12 +548,11 @@ def s1_file(tmp_path_factory) -> str:
 @pytest.mark.parametrize("method, backend", [("ds", "torch"), ("ddpg", "jax"), ("ppo", "jax"),
                                              ("ddpg", "sb3"), ("ppo", "sb3")])
 def test_an_order_cap_above_its_bound_given_by_set_is_one_line_before_any_training(
-        s1_file, tmp_path, capsys, monkeypatch, method, backend):
-    import deepstock.trainers as trainers
+        s1_file, tmp_path, capsys, swap_train, method, backend):
     from deepstock.registry import M_MAX
 
     trained: list[str] = []
-    monkeypatch.setattr(trainers, "get_trainer", lambda *a, **k: trained.append("called"))
+    swap_train(lambda method, backend: lambda *a, **k: trained.append("called"))
     out = tmp_path / "run"
     one_line_error(capsys, ["train", "s1", "--method", method, "--reg", "base", "--backend",
                             backend, "--set", "M=1e300", "--data", s1_file, "--out", str(out)],
@@ -624,16 +623,19 @@ def test_a_training_whose_loss_comes_out_non_finite_fails_in_one_line_and_writes
     import dataclasses
 
     import deepstock.trainers as trainers
+    import deepstock.trainers.backends as backends
     from deepstock.trainers.common import NonFiniteMetric, metrics_dict
 
-    fake = trainers.get_trainer
+    fake = backends.load_trainer  # the fake_trainers stand-in
 
     def diverging(method, backend=None):
-        def trainer(*args, **kwargs):
-            return dataclasses.replace(fake(method, backend)(*args, **kwargs), **{key: value})
-        return trainer
+        t = fake(method, backend)
 
-    monkeypatch.setattr(trainers, "get_trainer", diverging)
+        def trainer(*args, **kwargs):
+            return dataclasses.replace(t.train(*args, **kwargs), **{key: value})
+        return dataclasses.replace(t, train=trainer, population=None)
+
+    monkeypatch.setattr(backends, "load_trainer", diverging)
     out = tmp_path / "run"
     one_line_error(capsys, ["train", "s1", "--method", "ppo", "--reg", "base", "--backend", "jax",
                             "--data", s1_file, "--out", str(out)],
@@ -654,9 +656,7 @@ def _winner_of(path: Path, setting: str, M: float) -> str:
 
 
 def test_a_winner_of_another_setting_is_refused_naming_both_settings_unless_forced(
-        s1_file, tmp_path, capsys, monkeypatch):
-    import deepstock.trainers as trainers
-
+        s1_file, tmp_path, capsys, swap_train):
     seen: list[dict] = []
 
     def capturing(method, backend=None):
@@ -665,7 +665,7 @@ def test_a_winner_of_another_setting_is_refused_naming_both_settings_unless_forc
             raise ConfigError("captured")
         return trainer
 
-    monkeypatch.setattr(trainers, "get_trainer", capturing)
+    swap_train(capturing)
     winner = _winner_of(tmp_path / "winner.json", "s4_n5_t7", 500.0)
     argv = ["train", "s1", "--method", "ds", "--reg", "base", "--from-winner", winner,
             "--data", s1_file, "--out", str(tmp_path / "run")]

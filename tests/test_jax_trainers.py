@@ -11,9 +11,10 @@ import pytest
 import torch
 from stable_baselines3.common.logger import configure
 
-from deepstock.trainers import get_trainer, read_run, save_run
 from deepstock.trainers import jax_ddpg as jd
 from deepstock.trainers import jax_ppo as jp
+from deepstock.trainers import read_run, save_run
+from deepstock.trainers.backends import load_trainer
 from deepstock.trainers.jax_common import OPTIONS, keep_best, lr_values, make_setup, stack_values
 from deepstock.trainers.jax_common import agent as pick
 from deepstock.trainers.sb3 import build_model, ddpg_bias_shift, linear_schedule
@@ -261,14 +262,14 @@ def test_ppo_chunks_stop_at_the_rollout_holding_an_evaluation():
 @pytest.mark.parametrize("method,over", [("ddpg", SHORT_DDPG), ("ppo", SHORT_PPO)])
 def test_a_short_run_is_deterministic_and_saved_like_the_sb3_backend(tmp_path, method, over):
     ds = make_dataset(1)
-    fn = get_trainer(method, "jax")
+    fn = load_trainer(method, "jax").train
     a = fn(ds, "base", hp(method, **over), 42)
     b = fn(ds, "base", hp(method, **over), 42)
     assert a.backend == "jax" and a.test_loss == b.test_loss
     assert a.curve.drop(columns="wall_s").equals(b.curve.drop(columns="wall_s"))
     tiny = ({"total_steps": 300, "eval_freq": 300, "learning_starts": 100} if method == "ddpg"
             else {"total_steps": 256, "eval_freq": 256, "n_steps": 128, "batch_size": 64})
-    sb3 = get_trainer(method, "sb3")(ds, "base", hp(method, **tiny), 42)
+    sb3 = load_trainer(method, "sb3").train(ds, "base", hp(method, **tiny), 42)
     assert list(a.curve.columns) == list(sb3.curve.columns)
     evals = list(range(over["eval_freq"], over["total_steps"] + 1, over["eval_freq"]))
     assert a.curve["step"].tolist() == [0, *evals] and a.iterations == over["total_steps"]

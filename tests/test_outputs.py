@@ -31,15 +31,15 @@ import pytest
 import torch
 import yaml
 
-import deepstock.trainers
 from deepstock.cli import main
 from deepstock.errors import DataError
 from deepstock.generators import generate_dataset
 from deepstock.registry import METHODS as REGISTERED
 from deepstock.trainers import TrainResult, read_run, save_run
+from deepstock.trainers.backends import TrainJob
 
 IS_ROOT = os.geteuid() == 0
-REAL_TRAIN = deepstock.trainers.train
+REAL_TRAIN = TrainJob.train
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -508,15 +508,16 @@ class NotTrained(Exception):
 
 
 def gated_train(trained: list):
-    """A stand-in for ``deepstock.trainers.train`` that runs only bounded, new configurations."""
-    def gate(dataset, method, reg, hparams, seed, **kwargs):
+    """A stand-in for :meth:`TrainJob.train` that runs only bounded, new configurations."""
+    def gate(job, dataset, seed, **kwargs):
+        method, hparams = job.method.name, dict(job.hparams)
         unbounded = known_unbounded(method, hparams)
         if unbounded:
             raise NotTrained(f"known unbounded: {', '.join(unbounded)}")
         if len(trained) >= MAX_TRAININGS or hparams in trained:
             raise NotTrained("training budget")
         trained.append(hparams)
-        return REAL_TRAIN(dataset, method, reg, hparams, seed, **kwargs)
+        return REAL_TRAIN(job, dataset, seed, **kwargs)
 
     return gate
 
@@ -552,7 +553,7 @@ def test_random_hyper_parameter_files_train_or_fail_in_one_line(
     are validated only (the training call is replaced by :func:`gated_train`)."""
     rng = random.Random(f"{SEED}-{method}")
     trained: list = []
-    monkeypatch.setattr(deepstock.trainers, "train", gated_train(trained))
+    monkeypatch.setattr(TrainJob, "train", gated_train(trained))
     outcomes = []
     for i in range(N_CASES // 3 + (method == "ds")):
         path = tmp_path / f"case{i}.yaml"

@@ -115,14 +115,16 @@ def test_snakefile_wildcards_come_from_the_registry():
 
 
 def test_rl_runs_on_the_cpu_and_ds_where_asked_one_rule_for_all_callers():
-    assert registry.method_device("ddpg", "cuda") == "cpu"
-    assert registry.method_device("ppo", "auto") == "cpu"
-    assert registry.method_device("ds", "cpu") == "cpu"
+    from deepstock.trainers.backends import resolve_device
+
+    assert resolve_device("ddpg", "cuda") == "cpu"
+    assert resolve_device("ppo", "auto") == "cpu"
+    assert resolve_device("ds", "cpu") == "cpu"
     with pytest.raises(ConfigError, match="device"):
-        registry.method_device("ds", "tpu")
+        resolve_device("ds", "tpu")
 
 
-def test_every_method_takes_the_same_defaults_from_python_and_the_cli(tmp_path, monkeypatch):
+def test_every_method_takes_the_same_defaults_from_python_and_the_cli(tmp_path, swap_train):
     """`train(..., {})` is the resolved default set for every method, as `deepstock train`."""
     import deepstock.trainers as trainers
 
@@ -130,17 +132,20 @@ def test_every_method_takes_the_same_defaults_from_python_and_the_cli(tmp_path, 
     generate_dataset("s2").save(path)
     data = generate_dataset("s2")
     seen: dict[tuple[str, str], dict] = {}
+    via = ["python"]
 
     def capturing(method, backend=None):
         def trainer(dataset, reg, hp, seed, **kw):
-            seen[(method, kw.get("via", "cli"))] = hp
+            seen[(method, via[0])] = hp
             raise ConfigError("captured")
         return trainer
 
-    monkeypatch.setattr(trainers, "get_trainer", capturing)
+    swap_train(capturing)
     for method in registry.METHODS:
+        via[0] = "python"
         with pytest.raises(ConfigError, match="captured"):
-            trainers.train(data, method, "base", {}, 1, via="python")
+            trainers.train(data, method, "base", {}, 1)
+        via[0] = "cli"
         assert main(["train", "s2", "--method", method, "--reg", "base", "--data", str(path),
                      "--out", str(tmp_path / method)]) == 2
         assert seen[(method, "python")] == seen[(method, "cli")]

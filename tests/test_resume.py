@@ -151,18 +151,18 @@ def test_stage2_runs_are_credited_only_to_the_configuration_that_produced_them(
     assert first["stage1_trial"] == 2
     monkeypatch.undo()
     trial1 = decode_config(_rows(out / "stage1.jsonl")[0]["config"])
-    import deepstock.trainers as trainers
+    from deepstock.trainers.backends import TrainJob
 
-    real = trainers.train
+    real = TrainJob.train
 
-    def train(dataset, method, reg, hp, seed, **kw):  # trial 1's configuration is made the best
-        result = real(dataset, method, reg, hp, seed, **kw)
-        if hp["learning_rate"] == trial1["learning_rate"]:
+    def train(job, dataset, seed, **kw):  # trial 1's configuration is made the best
+        result = real(job, dataset, seed, **kw)
+        if job.hparams["learning_rate"] == trial1["learning_rate"]:
             result = dataclasses.replace(result, best_val=result.best_val / 100,
                                          val_loss=result.val_loss / 100)
         return result
 
-    monkeypatch.setattr(trainers, "train", train)
+    monkeypatch.setattr(TrainJob, "train", train)
     assert _tune(data, out, "--retry-failed") == 0
     winner = json.loads((out / "winner.json").read_text())
     assert winner["stage1_trial"] == 1 and winner["searched"] == trial1

@@ -261,13 +261,13 @@ def test_the_ppo_bias_is_computed_in_float32_like_the_authors():
 
 def test_the_validation_return_is_each_episode_rounded_to_6_decimals_like_sb3s_monitor():
     """The authors' EvalCallback averages Monitor's round(sum(rewards), 6) per episode."""
-    from deepstock.envs import simulate_split
+    from deepstock.evaluation import simulate_split
     from deepstock.losses import DEFAULT_LOSS
     from deepstock.trainers.sb3 import _ValEvaluator
 
     ds = make_dataset(seed=3)
     s = build_model("ppo", ds, "base", hp("ppo", "base", **SMALL_PPO), 4)
-    _, mean = _ValEvaluator(ds, "val", s.policy, DEFAULT_LOSS, False)()
+    _, mean = _ValEvaluator(ds, "val", s.policy, DEFAULT_LOSS)()
     returns = window_returns(simulate_split(s.policy, ds, "val"))
     assert mean == float(np.mean([round(float(r), 6) for r in returns]))
     assert mean != float(returns.mean())  # the rounding is visible

@@ -9,13 +9,14 @@ thread, AVX2 kernels), before any command loads numpy's BLAS, torch or XLA.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
 from deepstock import __version__, numerics, provenance
+from deepstock.commands import benchmark, data, report, train, tune, verify
 from deepstock.errors import DeepstockError
 
-COMMANDS = ("data", "benchmark", "train", "tune", "verify", "report")
+#: The subcommands, in the order of the workflow; each module has ``register(subparsers)``.
+COMMANDS = (data, benchmark, train, tune, verify, report)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,8 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"deepstock {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
-        importlib.import_module(f"deepstock.commands.{name}").register(sub)
+    for command in COMMANDS:
+        command.register(sub)
     return parser
 
 

@@ -23,7 +23,7 @@ import numpy as np
 Array = Any  # numpy.ndarray, torch.Tensor or jax.Array
 
 
-def _xp(a: Array):
+def array_module(a: Array):
     """The array library of ``a``: torch, jax.numpy or numpy.
 
     torch and JAX are only looked up if already imported: numpy-only users never pay their
@@ -74,7 +74,7 @@ class _Record:
     """
 
     def __init__(self, demand: Array, initial: Array | None) -> None:
-        self.torch = _xp(demand) is not np
+        self.torch = array_module(demand) is not np
         n, T = demand.shape
         if self.torch:
             self.cols: list[list[Array]] = [[], [], [], []]
@@ -95,7 +95,7 @@ class _Record:
     def result(self, demand: Array) -> list[Array]:
         """orders, onhand, ending, lost, sales, each [n, T]."""
         if self.torch:
-            out = [_xp(c[0]).stack(c, 1) for c in self.cols]
+            out = [array_module(c[0]).stack(c, 1) for c in self.cols]
             return [*out, demand - out[3]]
         return [b.T for b in self.buf]
 
@@ -130,13 +130,13 @@ class Observation:
     @property
     def state(self) -> Array:
         """The policy state s_t = (x_t, I_{t,0}, ..., I_{t,L}), shape [n, 2 + L]."""
-        return _xp(self.pipeline).concatenate([self.x[:, None], self.pipeline], 1)
+        return array_module(self.pipeline).concatenate([self.x[:, None], self.pipeline], 1)
 
     @property
     def position(self) -> Array:
         """Inventory position tot(I_t) = sum over the pipeline, shape [n]."""
         p = self.pipeline
-        if _xp(p) is not np:
+        if array_module(p) is not np:
             return p.sum(1)
         total = p[:, 0]
         for ell in range(1, p.shape[1]):  # column adds: numpy's .sum(1) over a short axis is slow
@@ -197,7 +197,7 @@ def simulate(
     """
     if R < 1 or L < 0:
         raise ValueError(f"need R >= 1 and L >= 0, got R={R}, L={L}")
-    xp = _xp(demand)
+    xp = array_module(demand)
     n, T = demand.shape
     zeros = xp.zeros_like(demand[:, 0])
     if initial is None:

@@ -24,7 +24,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from deepstock import __version__
 from deepstock.data import Dataset
@@ -87,6 +86,8 @@ def coeff_features(series: np.ndarray, noise3: np.ndarray, noise4: np.ndarray) -
     φ_3, φ_4 roll over the series shifted by -1 as the authors do, so d_0 never enters them: near
     the start their windows begin at day 1, not day 0.
     """
+    import pandas as pd  # only the Coeff features need it: `deepstock --help` does not
+
     frame = pd.DataFrame(np.asarray(series, dtype=np.float64).T)  # days x SKUs
     lead = frame.shift(-1)
     cols = [

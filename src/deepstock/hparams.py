@@ -164,31 +164,10 @@ def resolve_hparams(
 
 
 # ----------------------------------------------------------------------------- memory bound
-_IO_DIMS = (16, 8)  # bounds of any network's input and output width here (observations: < 16)
-
-
-def _net_params(widths: list[int]) -> int:
-    dims = [_IO_DIMS[0], *widths, _IO_DIMS[1]]
-    return sum(a * b + b for a, b in zip(dims[:-1], dims[1:], strict=False))
-
-
 def training_memory(method: str, values: dict) -> int:
-    """An upper estimate (bytes) of what one training allocates, from the size keys alone.
-
-    float32 networks with weights, gradients and two Adam moments (DDPG: actor, critic and their
-    targets); the DDPG replay buffer (observation, next observation, action, reward, done);
-    PPO's rollout buffer; one batch of activations per network.
-    """
-    if method == "ds":
-        nets = [values.get("neurons_per_hidden_layer", [])]
-    else:
-        nets = [list(w) for w in values.get("net_arch", {}).values()]
-        if method == "ddpg":
-            nets = nets * 2
-    params = sum(_net_params(w) for w in nets)
-    batch = int(values.get("batch_size", 1)) * sum(sum(w) for w in nets)
-    rows = int(values.get("buffer_size", 0)) if method == "ddpg" else int(values.get("n_steps", 0))
-    return 4 * (4 * params + 3 * batch + rows * (2 * _IO_DIMS[0] + _IO_DIMS[1] + 4))
+    """An upper estimate (bytes) of what one training allocates, from the size keys alone
+    (the method's own model, :attr:`deepstock.registry.Method.memory`)."""
+    return get_method(method).memory(values)
 
 
 def check_memory(method: str, values: dict) -> None:

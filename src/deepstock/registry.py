@@ -21,8 +21,8 @@ YAML defaults and search space); see README "Extending".
 
 from __future__ import annotations
 
-import importlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -161,14 +161,18 @@ PPO_SCHEMA = {
 # ----------------------------------------------------------------------------- methods
 @dataclass(frozen=True)
 class Backend:
-    """One implementation of a method: its trainer (``module:function``) and its devices."""
+    """One implementation of methods: the module that holds its code and where it runs.
+
+    ``module`` defines ``TRAINERS``, a mapping method name -> :class:`deepstock.trainers.
+    backends.Trainer` (train, population, options, capabilities, GPU probe); it is imported in
+    one place only, :func:`deepstock.trainers.backends.load_trainer`, when a training needs it
+    (DS never loads stable-baselines3, the RL methods never load the DS trainer).
+    """
 
     name: str
-    trainer: str
+    module: str
     gpu: bool  # False: every device request resolves to the CPU
     auto_gpu: bool = True  # what device 'auto' means when gpu: CUDA when present (True) or CPU
-    population: str | None = None  # "module:function" training K agents in one program
-    gpu_probe: str = "deepstock.trainers.common:cuda_available"  # "module:function" -> bool
 
 
 @dataclass(frozen=True)
@@ -192,6 +196,7 @@ class Method:
     iterations: str  # what TrainResult.iterations counts
     backends: dict[str, Backend]
     default_backend: str
+    memory: Callable[[dict], int]  # upper estimate (bytes) of one training, from its sizes
     regs: tuple[str, ...] | None = None  # None: every registered regularization
     families: tuple[str, ...] | None = None  # None: every family
 
@@ -205,11 +210,42 @@ class Method:
 
 def _rl_backends(method: str) -> dict[str, Backend]:
     """An RL method's two backends: SB3 (the reference) and the compiled JAX one."""
-    sb3, jax = f"deepstock.trainers.sb3:train_{method}", f"deepstock.trainers.jax_{method}"
-    return {"sb3": Backend("sb3", sb3, gpu=False),
-            "jax": Backend("jax", f"{jax}:train_{method}", gpu=True, auto_gpu=False,
-                           gpu_probe="deepstock.jaxrt:gpu_available",
-                           population=f"{jax}:train_{method}_population")}
+    return {"sb3": Backend("sb3", "deepstock.trainers.sb3", gpu=False),
+            "jax": Backend("jax", f"deepstock.trainers.jax_{method}", gpu=True, auto_gpu=False)}
+
+
+# ----------------------------------------------------------------------------- memory model
+_IO_DIMS = (16, 8)  # bounds of any network's input and output width here (observations: < 16)
+
+
+def _net_params(widths: list[int]) -> int:
+    dims = [_IO_DIMS[0], *widths, _IO_DIMS[1]]
+    return sum(a * b + b for a, b in zip(dims[:-1], dims[1:], strict=False))
+
+
+def _memory(nets: list[list[int]], batch_size: int, rows: int) -> int:
+    """float32 networks with weights, gradients and two Adam moments; one batch of activations
+    per network; ``rows`` buffer rows (observation, next observation, action, reward, done)."""
+    params = sum(_net_params(w) for w in nets)
+    batch = batch_size * sum(sum(w) for w in nets)
+    return 4 * (4 * params + 3 * batch + rows * (2 * _IO_DIMS[0] + _IO_DIMS[1] + 4))
+
+
+def ds_memory(v: dict) -> int:
+    """DS: one network, no buffer."""
+    return _memory([v.get("neurons_per_hidden_layer", [])], int(v.get("batch_size", 1)), 0)
+
+
+def ddpg_memory(v: dict) -> int:
+    """DDPG: actor, critic and their targets; the replay buffer."""
+    nets = [list(w) for w in v.get("net_arch", {}).values()] * 2
+    return _memory(nets, int(v.get("batch_size", 1)), int(v.get("buffer_size", 0)))
+
+
+def ppo_memory(v: dict) -> int:
+    """PPO: actor and critic; the rollout buffer of n_steps rows."""
+    nets = [list(w) for w in v.get("net_arch", {}).values()]
+    return _memory(nets, int(v.get("batch_size", 1)), int(v.get("n_steps", 0)))
 
 
 METHODS: dict[str, Method] = {
@@ -217,15 +253,14 @@ METHODS: dict[str, Method] = {
     for m in (
         Method("ddpg", "DDPG", "#4C72B0", "s", DDPG_SCHEMA,
                Stopping("patience_evals", "evaluations"), "env steps",
-               _rl_backends("ddpg"), "sb3"),
+               _rl_backends("ddpg"), "sb3", ddpg_memory),
         Method("ppo", "PPO", "#55A868", "^", PPO_SCHEMA,
                Stopping("patience_evals", "evaluations"), "env steps",
-               _rl_backends("ppo"), "sb3"),
+               _rl_backends("ppo"), "sb3", ppo_memory),
         Method("ds", "DS", "#C44E52", "o", DS_SCHEMA,
                Stopping("patience_epochs", "epochs"), "epochs",
-               {"torch": Backend("torch", "deepstock.trainers.ds:train_ds", gpu=True,
-                                 population="deepstock.trainers.ds_population:"
-                                            "train_ds_population")}, "torch"),
+               {"torch": Backend("torch", "deepstock.trainers.ds_population", gpu=True)}, "torch",
+               ds_memory),
     )
 }
 
@@ -257,23 +292,6 @@ def get_method(name: str) -> Method:
 def backend_names() -> list[str]:
     """Every method's backend names, in registry order (the CLI's ``--backend`` choices)."""
     return list(dict.fromkeys(b for m in METHODS.values() for b in m.backends))
-
-
-def method_device(method: str, requested: str = "auto", backend: str | None = None) -> str:
-    """The device a training runs on: CPU for CPU-only backends (SB3's small MLPs, spec §7.1);
-    otherwise ``requested``, with 'auto' = CUDA when the backend's ``gpu_probe`` finds one and
-    the backend is ``auto_gpu`` (DS), else CPU (JAX: one agent is fastest on a CPU core;
-    populations ask for ``cuda``). 'cuda' without a GPU is a one-line ConfigError."""
-    if requested not in ("auto", "cpu", "cuda"):
-        raise ConfigError(f"device {requested!r} is not one of ['auto', 'cpu', 'cuda']")
-    b = get_method(method).backend(backend)
-    if not b.gpu or requested == "cpu" or (requested == "auto" and not b.auto_gpu):
-        return "cpu"
-    module, _, name = b.gpu_probe.partition(":")
-    present = bool(getattr(importlib.import_module(module), name)())
-    if requested == "cuda" and not present:
-        raise ConfigError(f"device 'cuda' was asked for, but the {b.name} backend finds no GPU")
-    return "cuda" if present else "cpu"
 
 
 #: How a tuning cell runs its trials (deepstock.tuning.resolve_executor).

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deepstock.dynamics import Array, Observation, _xp
+from deepstock.dynamics import Array, Observation, array_module
 from deepstock.errors import ConfigError
 
 N_COEFF = 4
@@ -37,7 +37,7 @@ class RegularizationParams:
 
 
 def _cat(parts: list[Array]) -> Array:
-    return _xp(parts[0]).concatenate(parts, 1)
+    return array_module(parts[0]).concatenate(parts, 1)
 
 
 @dataclass(frozen=True)

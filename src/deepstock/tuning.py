@@ -58,7 +58,7 @@ kept. Temporary files of a writer killed mid-write are removed when the next run
 
 The training backend (``TuneOptions.backend``; None = the method's default, registry) is resolved
 once per cell, trains every trial, and is recorded in the fingerprint and in ``winner.json``; the
-trials' device follows from it (:func:`deepstock.registry.method_device`).
+trials' device follows from it (:func:`deepstock.trainers.backends.resolve_device`).
 
 Executors (``auto``, the default, picks one: :func:`resolve_executor`): ``ray`` runs units as
 Ray Tune trials, one CPU each (a fractional GPU for ``device='cuda'``), ``min(cpus, units)`` at a
@@ -104,7 +104,8 @@ from deepstock.io import (
     write_json,
 )
 from deepstock.journal import CellLock, Journal, JournalError, canonical_json, digest, file_sha256
-from deepstock.registry import EXECUTORS, get_method, method_device
+from deepstock.registry import EXECUTORS, get_method
+from deepstock.trainers.backends import resolve_device
 
 METRIC = "val_loss"
 CELL_FILES = ("stage1.jsonl", "stage2.jsonl", "stage1.csv", "stage2.csv", "winner.json")
@@ -184,6 +185,16 @@ def _load(spec: CellSpec):
     return _DATASETS[spec.data_path]
 
 
+def cell_job(spec: CellSpec):
+    """The cell's typed job (:class:`deepstock.trainers.backends.TrainJob`) at its base
+    hyper-parameters: built once per process from the plain spec a Ray worker receives; each
+    trial is :meth:`~deepstock.trainers.backends.TrainJob.with_hparams` of it."""
+    from deepstock.trainers.backends import make_job
+
+    return make_job(_load(spec).setting, spec.method, spec.reg, spec.base_hparams,
+                    backend=spec.backend, device=spec.device, options=spec.train_options)
+
+
 def run_jobs(spec: CellSpec, jobs: list[Job]) -> list[dict]:
     """Train one unit of jobs and return their journal rows in order; never raises.
 
@@ -196,20 +207,14 @@ def run_jobs(spec: CellSpec, jobs: list[Job]) -> list[dict]:
     """
     import torch
 
-    from deepstock.hparams import check_memory, validate_hparams
-    from deepstock.trainers import train_population
-
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     searched = [decode_config(job.config) for job in jobs]
     seeds = [config_seed(c) if job.seed is None else job.seed
              for job, c in zip(jobs, searched, strict=True)]
     try:
-        hps = [validate_hparams(spec.method, {**spec.base_hparams, **c}) for c in searched]
-        for hp in hps:
-            check_memory(spec.method, hp)
-        results = train_population(_load(spec), spec.method, spec.reg, hps, seeds,
-                                   device=spec.device, backend=spec.backend, **spec.train_options)
+        results = cell_job(spec).train_population(
+            _load(spec), [{**spec.base_hparams, **c} for c in searched], seeds)
     except Exception as exc:  # noqa: BLE001 - a crashing trial must not kill the tuning run
         if is_infrastructure_fault(exc):
             return [_fault_row(seed, exc) for seed in seeds]
@@ -652,7 +657,7 @@ def plan_cell(setting: str, method: str, reg: str, data_path: str | Path,
         del dims[key]
     if not dims:
         raise ConfigError(f"empty search space for {method}/{setting}/{reg}")
-    device = method_device(method, opts.device, backend)
+    device = resolve_device(method, opts.device, backend)
     num_samples = opts.num_samples or scale.num_samples
     batch = opts.batch or scale.batch
     first = _default_config(base, dims) if scale.enqueue_defaults else None
@@ -788,7 +793,9 @@ def _units(plan: CellPlan, jobs: list[Job]) -> list[list[Job]]:
     concurrent trials), each one Ray task."""
     if not jobs:
         return []
-    if get_method(plan.spec.method).backend(plan.spec.backend).population is None:
+    from deepstock.trainers.backends import load_trainer
+
+    if load_trainer(plan.spec.method, plan.spec.backend).population is None:
         return [[job] for job in jobs]
     n = 1 if plan.opts.executor == "local" else _concurrency(plan.opts, len(jobs))
     return [jobs[i::n] for i in range(n)]

@@ -15,7 +15,6 @@ simulator (:func:`deepstock.evaluation.evaluate_policy`); L* is the test loss.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import time
 from collections.abc import Callable
@@ -258,14 +257,6 @@ def _ar1(dataset: Dataset, delta: float, nsd: float, loss: LossConfig) -> Benchm
 def _ds_on_test(
     dataset: Dataset, hparams: dict, seed: int, device: str, loss: LossConfig
 ) -> BenchmarkResult:
-    try:
-        importlib.import_module("deepstock.trainers.ds")
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("deepstock"):
-            raise DeepstockError(
-                "benchmark method ds_on_test needs the DS trainer (deepstock.trainers.ds)"
-            ) from None
-        raise
     from deepstock.trainers import train
 
     result = train(dataset, "ds", "base", hparams, seed, device=device,

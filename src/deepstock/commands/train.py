@@ -145,12 +145,31 @@ def show_progress() -> bool:
     return sys.stderr.isatty() and not os.environ.get("SNAKEMAKE") and not os.environ.get("CI")
 
 
+def _options(args: argparse.Namespace, trainer) -> dict:
+    """The backend options the flags ask for, each refused in one line where the trainer lacks
+    it (a capability, not a method name, decides)."""
+    options: dict = {}
+    if args.log_critic:
+        if "critic_log" not in trainer.capabilities:
+            raise ConfigError(f"--log-critic: the {args.method} trainer does not log its critic "
+                              "(the ddpg trainers do, for Figure 3)")
+        options["log_critic"] = True
+    for name in ("train_split", "val_split"):
+        if getattr(args, name) is not None:
+            if name not in trainer.options:
+                raise ConfigError(f"--{name.replace('_', '-')}: the {args.method} trainer has no "
+                                  "such option")
+            options[name] = getattr(args, name)
+    return options
+
+
 def run(args: argparse.Namespace) -> int:
     from deepstock.data import load_dataset
     from deepstock.hparams import resolve_hparams
     from deepstock.io import read_json
     from deepstock.journal import dataset_provenance
-    from deepstock.trainers import save_run, train
+    from deepstock.trainers import save_run
+    from deepstock.trainers.backends import load_trainer, make_job
     from deepstock.trainers.common import check_run_dir
 
     seed = 45 if args.seed is None else args.seed
@@ -163,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
             seed = winner_seed
         if args.backend is None and winner_backend is not None:
             backend = winner_backend
-    device = registry.method_device(args.method, args.device, backend)
+    options = _options(args, load_trainer(args.method, backend))
     check_run_dir(args.out)  # refuse a bad --out before any compute
     dataset = load_dataset(args.data, expect_setting=args.setting)
     if args.from_winner:
@@ -174,22 +193,13 @@ def run(args: argparse.Namespace) -> int:
     # the loaded Setting (not the id) so that a custom setting gets its family's defaults
     hparams = resolve_hparams(args.method, dataset.setting, args.reg,
                               overrides=overrides, path=args.hparams)
-    options: dict = {}
-    if args.log_critic:
-        if args.method != "ddpg":
-            raise ConfigError("--log-critic applies to --method ddpg only")
-        options["log_critic"] = True
-    for name in ("train_split", "val_split"):
-        if getattr(args, name) is not None:
-            if args.method != "ds":
-                raise ConfigError(f"--{name.replace('_', '-')} applies to --method ds only")
-            options[name] = getattr(args, name)
-    result = train(dataset, args.method, args.reg, hparams, seed, device=device,
-                   progress=show_progress(), backend=backend, **options)
+    job = make_job(dataset.setting, args.method, args.reg, hparams, backend=backend,
+                   device=args.device, options=options)
+    result = job.train(dataset, seed, progress=show_progress())
     result.extras["provenance"] = dataset_provenance(args.data)
     save_run(result, args.out)
     print(f"{args.setting} {args.method}-{args.reg} seed {seed}: train {result.train_loss:.4f} "
           f"val {result.val_loss:.4f} test {result.test_loss:.4f} ({result.iterations} "
-          f"{'epochs' if args.method == 'ds' else 'steps'}, {result.wall_s:.1f} s, "
-          f"{result.device}, {backend}) -> {args.out}")
+          f"{job.method.iterations}, {result.wall_s:.1f} s, {result.device}, "
+          f"{job.backend.name}) -> {args.out}")
     return 0

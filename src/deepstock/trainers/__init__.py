@@ -1,14 +1,16 @@
 """The training API shared by DS, DDPG, PPO, the tuning code and ``deepstock train``.
 
-``train(dataset, method, reg, hparams, seed)`` resolves the complete hyper-parameters and
-dispatches to the method's trainer in :mod:`deepstock.registry` (imported lazily, so DS never
-loads stable-baselines3) and returns a
-:class:`TrainResult`; ``train_population(dataset, method, reg, [hparams...], [seed...])`` trains
-configuration k with seed k and returns the K results in order: in one program where the backend
-declares a population trainer (each result as its single run), else one run after the other; ``save_run`` writes it to a run folder atomically and ``read_run`` reads
-a complete one back (see :mod:`deepstock.trainers.common`).
+``train(dataset, method, reg, hparams, seed)`` resolves the complete hyper-parameters
+(:func:`deepstock.hparams.resolve_hparams`: ``hparams`` are overrides of the cell's defaults),
+builds the typed :class:`~deepstock.trainers.backends.TrainJob` once and trains it;
+``train_population(dataset, method, reg, [hparams...], [seed...])`` trains configuration k with
+seed k, in one program where the backend has a population trainer, and returns the K results
+in order. ``save_run`` writes a result to a run folder atomically and ``read_run`` reads a
+complete one back (see :mod:`deepstock.trainers.common`).
 
-Every trainer has the signature
+Every backend module declares ``TRAINERS`` (method -> :class:`~deepstock.trainers.backends.
+Trainer`) and is imported by :func:`~deepstock.trainers.backends.load_trainer` only, when a
+training needs it (DS never loads stable-baselines3). Every trainer has the signature
 ``fn(dataset, reg, hparams, seed, *, device, progress, **options) -> TrainResult``, seeds itself
 with :func:`seed_everything`, and reports the losses of the *selected* policy (best-val
 checkpoint by default, spec §7.2/§7.5) on the full splits through the shared simulator.
@@ -16,7 +18,6 @@ checkpoint by default, spec §7.2/§7.5) on the full splits through the shared s
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,10 +25,9 @@ from typing import Any
 import pandas as pd
 
 from deepstock.data import Dataset
-from deepstock.trainers.common import read_run, resolve_device, save_run, seed_everything
+from deepstock.trainers.common import read_run, save_run, seed_everything
 
-__all__ = ["TrainResult", "get_trainer", "read_run", "resolve_device", "save_run",
-           "seed_everything", "train", "train_population"]
+__all__ = ["TrainResult", "read_run", "save_run", "seed_everything", "train", "train_population"]
 
 
 @dataclass
@@ -53,25 +53,6 @@ class TrainResult:
     backend: str = ""  # the registry backend that trained it (sb3 | jax | torch)
 
 
-def get_trainer(method: str, backend: str | None = None) -> Callable[..., TrainResult]:
-    """Import and return the trainer function of ``method`` (its registry backend)."""
-    from deepstock.registry import get_method
-
-    module, _, name = get_method(method).backend(backend).trainer.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
-def get_population_trainer(method: str, backend: str | None = None) -> Callable | None:
-    """The backend's population trainer (``fn(dataset, reg, [hparams], [seeds], ...)``), or None."""
-    from deepstock.registry import get_method
-
-    target = get_method(method).backend(backend).population
-    if target is None:
-        return None
-    module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
 def train(
     dataset: Dataset,
     method: str,
@@ -92,10 +73,12 @@ def train(
     ``backend`` picks the method's implementation (registry; None = its default).
     """
     from deepstock.hparams import resolve_hparams
+    from deepstock.trainers.backends import make_job
 
     config = resolve_hparams(method, dataset.setting, reg, overrides=hparams)
-    fn = get_trainer(method, backend)
-    return fn(dataset, reg, config, seed, device=device, progress=progress, **options)
+    job = make_job(dataset.setting, method, reg, config, backend=backend, device=device,
+                   options=options)
+    return job.train(dataset, seed, progress=progress)
 
 
 def train_population(
@@ -113,10 +96,9 @@ def train_population(
     """Train configuration k (overrides, resolved as :func:`train` does) with seed k; results in
     input order, each equal to what :func:`train` returns for that pair (tested per backend)."""
     from deepstock.hparams import resolve_hparams
+    from deepstock.trainers.backends import make_job
 
-    population = get_population_trainer(method, backend)
-    if population is None or len(hparams) == 1:
-        return [train(dataset, method, reg, h, s, device=device, progress=progress,
-                      backend=backend, **options) for h, s in zip(hparams, seeds, strict=True)]
     configs = [resolve_hparams(method, dataset.setting, reg, overrides=h) for h in hparams]
-    return population(dataset, reg, configs, seeds, device=device, progress=progress, **options)
+    job = make_job(dataset.setting, method, reg, configs[0], backend=backend, device=device,
+                   options=options)
+    return job.train_population(dataset, configs, seeds, progress=progress)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from deepstock.errors import ConfigError, DataError, DeepstockError
+from deepstock.errors import DataError, DeepstockError
 from deepstock.io import (
     check_folder_target,
     ensure_folder,
@@ -39,7 +39,6 @@ from deepstock.io import (
 if TYPE_CHECKING:  # pragma: no cover
     from deepstock.trainers import TrainResult
 
-DEVICES = ("auto", "cpu", "cuda")
 
 
 class NoImprovementStopper:
@@ -95,19 +94,6 @@ def cuda_available() -> bool:
     import torch
 
     return bool(torch.cuda.is_available())
-
-
-def resolve_device(device: str = "auto") -> str:
-    """'auto' -> 'cuda' when available else 'cpu'; 'cuda' without a GPU is a ConfigError."""
-    import torch
-
-    if device not in DEVICES:
-        raise ConfigError(f"device {device!r} is not one of {list(DEVICES)}")
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device 'cuda' was asked for, but no CUDA GPU is available")
-    return device
 
 
 class NonFiniteMetric(DeepstockError):

@@ -38,7 +38,8 @@ from deepstock.registry import check_complete
 from deepstock.regularizations import Regularization, RegularizationParams, get_regularization
 from deepstock.settings import Setting
 from deepstock.trainers import TrainResult
-from deepstock.trainers.common import resolve_device, seed_everything
+from deepstock.trainers.backends import resolve_device
+from deepstock.trainers.common import seed_everything
 
 OPTIONS = {"train_split": "train", "val_split": "val", "population": "auto"}
 #: How :func:`deepstock.trainers.ds_population.train_ds_population` runs K agents; a single run
@@ -67,7 +68,7 @@ class _SplitTensors:
                 "z": pick(self.z)}
 
 
-def _config(hparams: dict, options: dict) -> dict:
+def ds_config(hparams: dict, options: dict) -> dict:
     """The complete hyper-parameters (resolved by ``deepstock.hparams``) plus the run options."""
     unknown = set(options) - set(OPTIONS)
     if unknown:
@@ -79,7 +80,7 @@ def _config(hparams: dict, options: dict) -> dict:
 
 
 @dataclass
-class _Problem:
+class Problem:
     """What the DS runs on one dataset share: regularization, loss, split tensors, objective."""
 
     setting: Setting
@@ -91,7 +92,7 @@ class _Problem:
     val: _SplitTensors
 
     @classmethod
-    def build(cls, dataset: Dataset, regz: Regularization, cfg: dict, dev: str) -> _Problem:
+    def build(cls, dataset: Dataset, regz: Regularization, cfg: dict, dev: str) -> Problem:
         params = RegularizationParams(
             M=float(cfg["M"]), coeff_scale=float(cfg["coeff_scale"]),
             coeff_clip=tuple(float(c) for c in cfg["coeff_clip"]),
@@ -116,12 +117,12 @@ class _Problem:
         return trajectory_loss(ro, self.loss).mean()
 
 
-class _Agent:
+class Agent:
     """The state of one DS run: network, Adam, ReduceLROnPlateau, the run's own shuffling
     generator, best-val checkpoint and the stopping rule. :func:`train_ds` drives one agent;
     :mod:`deepstock.trainers.ds_population` drives a vmapped group of them."""
 
-    def __init__(self, problem: _Problem, cfg: dict, seed: int, dev: str) -> None:
+    def __init__(self, problem: Problem, cfg: dict, seed: int, dev: str) -> None:
         seed_everything(seed, threads=1 if dev == "cpu" else None)
         self.cfg, self.seed = cfg, int(seed)
         self.net = problem.network(cfg, dev)
@@ -165,7 +166,7 @@ class _Agent:
         self.active = (self.bad < int(self.cfg["patience_epochs"])
                        and epoch < int(self.cfg["epochs"]))
 
-    def result(self, dataset: Dataset, reg: str, problem: _Problem, dev: str,
+    def result(self, dataset: Dataset, reg: str, problem: Problem, dev: str,
                t0: float) -> TrainResult:
         return _result(dataset, reg, self.seed, self.cfg, problem, self.net, self.best_state,
                        self.history, self.skipped, dev, t0)
@@ -183,10 +184,10 @@ def train_ds(
 ) -> TrainResult:
     """Train a DS policy (spec §7.5); see the module docstring for the exact loop."""
     t0 = time.perf_counter()
-    cfg = _config(hparams, options)
-    dev = resolve_device(device)
-    problem = _Problem.build(dataset, get_regularization(reg), cfg, dev)
-    agent = _Agent(problem, cfg, seed, dev)
+    cfg = ds_config(hparams, options)
+    dev = resolve_device("ds", device, "torch")
+    problem = Problem.build(dataset, get_regularization(reg), cfg, dev)
+    agent = Agent(problem, cfg, seed, dev)
     policy = TorchPolicy(agent.net, problem.regz, problem.params)
 
     def full_loss(split: _SplitTensors) -> float:
@@ -221,7 +222,7 @@ def train_ds(
     return agent.result(dataset, reg, problem, dev, t0)
 
 
-def _result(dataset: Dataset, reg: str, seed: int, cfg: dict, problem: _Problem, net: DSNetwork,
+def _result(dataset: Dataset, reg: str, seed: int, cfg: dict, problem: Problem, net: DSNetwork,
             best_state: dict | None, history: list[dict], skipped: int, dev: str,
             t0: float) -> TrainResult:
     """Restore the selected state (``checkpoint``) and report its losses on the full splits

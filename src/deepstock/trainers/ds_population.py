@@ -44,8 +44,9 @@ from deepstock.errors import ConfigError
 from deepstock.policies import TorchPolicy
 from deepstock.regularizations import get_regularization
 from deepstock.trainers import TrainResult
-from deepstock.trainers.common import group_by_shape, resolve_device
-from deepstock.trainers.ds import _Agent, _config, _Problem, train_ds
+from deepstock.trainers.backends import Trainer, resolve_device
+from deepstock.trainers.common import cuda_available, group_by_shape
+from deepstock.trainers.ds import OPTIONS, Agent, Problem, ds_config, train_ds
 
 #: The hyper-parameters that may differ within a vmapped group (per-agent values).
 VALUES = ("learning_rate", "scheduler_factor", "plateau_patience", "patience_epochs", "epochs",
@@ -67,9 +68,9 @@ def train_ds_population(
     if not hparams or len(hparams) != len(seeds):
         raise ConfigError(f"a DS population needs one seed per configuration, got "
                           f"{len(hparams)} configurations and {len(seeds)} seeds")
-    configs = [_config(h, options) for h in hparams]
+    configs = [ds_config(h, options) for h in hparams]
     get_regularization(reg)
-    dev = resolve_device(device)
+    dev = resolve_device("ds", device, "torch")
     mode = configs[0]["population"]
     if mode == "loop" or (mode == "auto" and dev == "cpu"):
         return [train_ds(dataset, reg, h, s, device=device, progress=progress, **options)
@@ -87,12 +88,12 @@ def train_ds_population(
 _ROWS = ("demand", "x", "phi", "z")
 
 
-def _stacked(agents: Sequence[_Agent]) -> dict[str, torch.Tensor]:
+def _stacked(agents: Sequence[Agent]) -> dict[str, torch.Tensor]:
     """The agents' parameters stacked on a leading axis [K, ...] (differentiable)."""
     return {name: torch.stack([a.named[name] for a in agents]) for name in agents[0].named}
 
 
-def _objectives(problem: _Problem, template: torch.nn.Module) -> tuple[Callable, Callable]:
+def _objectives(problem: Problem, template: torch.nn.Module) -> tuple[Callable, Callable]:
     """Per-agent objectives [K] of stacked parameters: on per-agent rows [K, b, ...] (training
     batches) and on rows shared by every agent (a full split)."""
 
@@ -109,7 +110,7 @@ def _objectives(problem: _Problem, template: torch.nn.Module) -> tuple[Callable,
     return lift(0), lift(None)
 
 
-def _train_epoch(problem: _Problem, agents: list[_Agent], objective: Callable, dev: str) -> None:
+def _train_epoch(problem: Problem, agents: list[Agent], objective: Callable, dev: str) -> None:
     """One pass of every agent over its own shuffled mini-batches (one shared backward each)."""
     batches = [a.batches(problem.train.n) for a in agents]
     for picks in zip(*batches, strict=True):
@@ -130,8 +131,8 @@ def _train_group(dataset: Dataset, reg: str, configs: list[dict], seeds: list[in
                  progress: bool) -> list[TrainResult]:
     """Train one shape group in one batched program (module docstring)."""
     t0 = time.perf_counter()
-    problem = _Problem.build(dataset, get_regularization(reg), configs[0], dev)
-    agents = [_Agent(problem, cfg, seed, dev) for cfg, seed in zip(configs, seeds, strict=True)]
+    problem = Problem.build(dataset, get_regularization(reg), configs[0], dev)
+    agents = [Agent(problem, cfg, seed, dev) for cfg, seed in zip(configs, seeds, strict=True)]
     on_batches, on_split = _objectives(problem, agents[0].net)
     bar = None
     if progress:
@@ -156,3 +157,7 @@ def _train_group(dataset: Dataset, reg: str, configs: list[dict], seeds: list[in
     if bar is not None:
         bar.close()
     return [a.result(dataset, reg, problem, dev, t0) for a in agents]
+
+
+#: The torch backend (:class:`deepstock.registry.Backend` ``torch``): DS, one run or a population.
+TRAINERS = {"ds": Trainer(train_ds, train_ds_population, OPTIONS, gpu_available=cuda_available)}

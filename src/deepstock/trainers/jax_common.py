@@ -44,9 +44,10 @@ from deepstock.envs import network_policy, rl_context
 from deepstock.errors import ConfigError
 from deepstock.evaluation import evaluate_policy
 from deepstock.losses import LossConfig
-from deepstock.registry import check_complete, get_regularization, method_device
+from deepstock.registry import check_complete, get_regularization
 from deepstock.regularizations import RegularizationParams
 from deepstock.trainers import TrainResult
+from deepstock.trainers.backends import resolve_device
 from deepstock.trainers.common import NoImprovementStopper, group_by_shape
 
 OPTIONS: dict[str, Any] = {"train_split": "train", "val_split": "val",
@@ -252,7 +253,7 @@ def make_setup(method: str, dataset: Dataset, reg: str, hparams: Sequence[dict],
                           "with jax_common.group_by_shape (train_population does)")
     get_regularization(reg)
     jaxrt.setup()  # before JAX's first computation here: the XLA flags, threefry, the core pin
-    dev = jaxrt.device(method_device(method, device, "jax"))
+    dev = jaxrt.device(resolve_device(method, device, "jax"))
     cfg = configs[0]
     params = RegularizationParams(M=float(cfg["M"]), coeff_scale=float(cfg["coeff_scale"]),
                                   coeff_clip=tuple(float(c) for c in cfg["coeff_clip"]))

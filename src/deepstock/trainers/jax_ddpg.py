@@ -53,12 +53,14 @@ import numpy as np
 import optax
 import pandas as pd
 
-from deepstock import envs_jax
+from deepstock import envs_jax, jaxrt
 from deepstock.data import Dataset
 from deepstock.errors import ConfigError
 from deepstock.regularizations import get_regularization
 from deepstock.trainers import TrainResult
+from deepstock.trainers.backends import Trainer
 from deepstock.trainers.jax_common import (
+    OPTIONS,
     Algorithm,
     Chunk,
     Setup,
@@ -412,3 +414,8 @@ def train_ddpg(dataset: Dataset, reg: str, hparams: dict, seed: int, *, device: 
     return train_population("ddpg", functools.partial(build, critic_log_steps=critic_log_steps),
                             VALUES, dataset, reg, [hparams], [seed], device=device,
                             progress=progress, options=options)[0]
+
+
+#: The jax backend's DDPG: one compiled agent or a population in one program.
+TRAINERS = {"ddpg": Trainer(train_ddpg, train_ddpg_population, {**OPTIONS, "log_critic": False},
+                         frozenset({"critic_log"}), gpu_available=jaxrt.gpu_available)}

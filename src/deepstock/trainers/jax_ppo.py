@@ -40,10 +40,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from deepstock import envs_jax
+from deepstock import envs_jax, jaxrt
 from deepstock.data import Dataset
 from deepstock.trainers import TrainResult
+from deepstock.trainers.backends import Trainer
 from deepstock.trainers.jax_common import (
+    OPTIONS,
     Algorithm,
     Chunk,
     Setup,
@@ -321,3 +323,8 @@ def train_ppo(dataset: Dataset, reg: str, hparams: dict, seed: int, *, device: s
     """Train one PPO agent (a population of one); ``log_critic`` is ignored (DDPG only)."""
     return train_ppo_population(dataset, reg, [hparams], [seed], device=device,
                                 progress=progress, **options)[0]
+
+
+#: The jax backend's PPO: one compiled agent or a population in one program.
+TRAINERS = {"ppo": Trainer(train_ppo, train_ppo_population, OPTIONS,
+                         frozenset(), gpu_available=jaxrt.gpu_available)}

@@ -47,9 +47,10 @@ from deepstock.envs import InventoryEnv, network_policy, rl_context, window_retu
 from deepstock.errors import ConfigError
 from deepstock.evaluation import evaluate_policy, simulate_split
 from deepstock.losses import LossConfig, trajectory_loss
-from deepstock.registry import check_complete, get_method, method_device
+from deepstock.registry import check_complete, get_method
 from deepstock.regularizations import RegularizationParams, get_regularization
 from deepstock.trainers import TrainResult
+from deepstock.trainers.backends import Trainer, resolve_device
 from deepstock.trainers.common import NoImprovementStopper, seed_everything
 
 OPTIONS: dict[str, Any] = {
@@ -259,7 +260,7 @@ def build_model(method: str, dataset: Dataset, reg: str, hparams: dict, seed: in
     if "sb3" not in get_method(method).backends:
         raise ConfigError(f"method {method!r} has no SB3 backend")
     cfg = _config(method, hparams, options)
-    dev = method_device(method, device, "sb3")
+    dev = resolve_device(method, device, "sb3")
     seed_everything(seed, threads=1)
     regz = get_regularization(reg)
     params = RegularizationParams(
@@ -371,3 +372,11 @@ def train_ppo(dataset: Dataset, reg: str, hparams: dict, seed: int, *, device: s
     """Train SB3 PPO (spec §7.4) on the training split; ``log_critic`` is ignored (DDPG only)."""
     return _train_sb3("ppo", dataset, reg, hparams, seed, device=device, progress=progress,
                       log_critic=False, options=options)
+
+
+#: The sb3 backend: stable-baselines3's DDPG and PPO (the reference implementations).
+TRAINERS = {
+    "ddpg": Trainer(train_ddpg, None, {**OPTIONS, "log_critic": False},
+                    frozenset({"critic_log"})),
+    "ppo": Trainer(train_ppo, None, OPTIONS),
+}
