@@ -34,7 +34,7 @@ report: "workflow/report/workflow.rst"
 
 
 wildcard_constraints:
-    setting="|".join(families.SETTING_IDS),
+    setting="|".join(families.setting_ids()),
     method="|".join(registry.METHODS),
     reg="|".join(registry.REGULARIZATIONS),
     rep=r"0|[1-9]\d*",

@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import Image, Markdown, display
 
-from deepstock.families import SETTING_IDS
+from deepstock.families import setting_ids
 from deepstock.registry import IID_N, iid_setting_id
 from deepstock.reports import collect_compute, load_reported
 from deepstock.reports.figures import figure2, figure3_stats, surpass_table
@@ -103,7 +103,7 @@ CLAIM_COLUMNS = ["claim", "paper", "ours", "verdict", "beyond noise", "beyond se
 
 def by_setting(df: pd.DataFrame) -> pd.DataFrame:
     """Rows in the settings' canonical order (s1, s2, s3, s4_n5_t7, ...)."""
-    return df.sort_values("setting", key=lambda c: c.map(SETTING_IDS.index), kind="stable")
+    return df.sort_values("setting", key=lambda c: c.map(setting_ids().index), kind="stable")
 
 
 def figure(name: str) -> None:

@@ -11,7 +11,7 @@ from deepstock import __version__
 from deepstock.cli import main
 from deepstock.data import load_dataset
 from deepstock.errors import ConfigError
-from deepstock.families import SETTING_IDS
+from deepstock.families import setting_ids
 from deepstock.generators import generate_dataset, write_dataset
 from deepstock.settings import DataOptions, get_setting
 
@@ -209,7 +209,7 @@ def test_iid_all_days_option():
 
 
 # ----------------------------------------------------------------- all settings
-@pytest.mark.parametrize("sid", SETTING_IDS)
+@pytest.mark.parametrize("sid", setting_ids())
 def test_shapes_splits_meta(sid):
     s = get_setting(sid)
     d = generate_dataset(sid)
@@ -283,7 +283,7 @@ def test_fresh_truncnorm_lower():
 def test_cli_list(capsys):
     assert main(["data", "--list"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert [ln.split()[0] for ln in lines] == list(SETTING_IDS)
+    assert [ln.split()[0] for ln in lines] == list(setting_ids())
 
 
 def test_cli_writes_dataset(tmp_path, capsys):

@@ -21,7 +21,7 @@ import yaml
 from deepstock.cli import main
 from deepstock.data import load_dataset
 from deepstock.errors import ConfigError, DataError, DeepstockError
-from deepstock.families import SETTING_IDS
+from deepstock.families import setting_ids
 from deepstock.generators import generate_dataset
 from deepstock.settings import (
     MAX_DATASET_GB_ENV,
@@ -269,7 +269,7 @@ def test_a_non_canonical_setting_id_is_refused_naming_the_canonical_one(
 
 
 def test_is_builtin_agrees_with_get_setting():
-    spellings = list(SETTING_IDS) + ["s4_n05_t7", "S1", "s1 ", "s4_n7_t9", "s4_n5_t8", "s0",
+    spellings = list(setting_ids()) + ["s4_n05_t7", "S1", "s1 ", "s4_n7_t9", "s4_n5_t8", "s0",
                                      "s4_n5_t7\n", "s4_n٥_t7", "all", "", "s01"]
     for sid in spellings:
         try:
@@ -280,7 +280,7 @@ def test_is_builtin_agrees_with_get_setting():
         assert accepted == is_builtin(sid), sid
         if accepted:
             assert get_setting(sid).id == sid
-    assert [s for s in spellings if is_builtin(s)] == list(SETTING_IDS)
+    assert [s for s in spellings if is_builtin(s)] == list(setting_ids())
 
 
 def test_training_on_a_zero_padded_alias_is_refused_with_the_canonical_id(tmp_path, capsys):
@@ -304,9 +304,9 @@ def test_a_custom_setting_may_not_take_a_padded_spelling_of_a_builtin_id():
 def _wildcard_constraints() -> dict[str, str]:
     text = (ROOT / "Snakefile").read_text()
     block = text.split("wildcard_constraints:", 1)[1].split("\n\n", 1)[0]
-    assert 'setting="|".join(families.SETTING_IDS)' in block
+    assert 'setting="|".join(families.setting_ids())' in block
     return {**dict(re.findall(r'(\w+)=r?"([^"]*)"', block)),
-            "setting": "|".join(SETTING_IDS)}
+            "setting": "|".join(setting_ids())}
 
 
 def test_snakefile_wildcards_accept_only_canonical_settings_and_repetitions():
@@ -315,7 +315,7 @@ def test_snakefile_wildcards_accept_only_canonical_settings_and_repetitions():
         assert re.fullmatch(c["rep"], rep)
     for rep in ("00", "01", "", "-1", "1a"):
         assert not re.fullmatch(c["rep"], rep), rep
-    for sid in SETTING_IDS:
+    for sid in setting_ids():
         assert re.fullmatch(c["setting"], sid), sid
     for sid in ("s4_n05_t7", "s4_n5_t07", "S1", "s4_n0_t7"):
         assert not re.fullmatch(c["setting"], sid), sid

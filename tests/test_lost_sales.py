@@ -15,7 +15,7 @@ from deepstock.benchmarks import run_benchmark
 from deepstock.cli import main
 from deepstock.errors import ConfigError
 from deepstock.evaluation import evaluate_policy
-from deepstock.families import SETTING_IDS, get_family
+from deepstock.families import get_family, setting_ids
 from deepstock.generators import generate_dataset
 from deepstock.hparams import get_scale, resolve_hparams
 from deepstock.reports import lost_sales as report
@@ -27,7 +27,7 @@ ZIPKIN = yaml.safe_load((ROOT / "paper/literature/zipkin2008.yaml").read_text())
 
 
 def test_the_family_declares_zipkins_32_settings_with_lost_sales_dynamics():
-    ids = [s for s in SETTING_IDS if s.startswith("ls_")]
+    ids = [s for s in setting_ids() if s.startswith("ls_")]
     assert ids == list(lost_sales.IDS) and len(ids) == 32
     st = get_setting("ls_geometric_l3_p19")
     assert (st.family, st.dynamics, st.R, st.L, st.h, st.p, st.dist, st.mean) == (

@@ -111,7 +111,7 @@ def test_snakefile_wildcards_come_from_the_registry():
     text = (ROOT / "Snakefile").read_text()
     assert 'method="|".join(registry.METHODS)' in text
     assert 'reg="|".join(registry.REGULARIZATIONS)' in text
-    assert 'setting="|".join(families.SETTING_IDS)' in text
+    assert 'setting="|".join(families.setting_ids())' in text
 
 
 def test_rl_runs_on_the_cpu_and_ds_where_asked_one_rule_for_all_callers():

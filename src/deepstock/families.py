@@ -106,8 +106,30 @@ LOST_SALES = Family("lost_sales", lost_sales.generate, lost_sales.describe, ("ls
 
 #: Every family, in the order of the ids (Settings 1-4, then lost sales).
 FAMILIES: dict[str, Family] = {f.name: f for f in (INDEP, AR1, IID, LOST_SALES)}
-#: Every built-in setting id, family by family.
-SETTING_IDS: tuple[str, ...] = tuple(s for f in FAMILIES.values() for s in f.ids)
+
+
+def register_family(family: Family, *, replace: bool = False) -> Family:
+    """Add a family: its settings, generator, benchmarks and dynamics reach every consumer
+    (CLI, workflow wildcards, summary). A name already registered is refused unless
+    ``replace=True``; so is a built-in id another family already declares."""
+    if not isinstance(family, Family):
+        raise ConfigError(f"register_family needs a Family, got {type(family).__name__}")
+    if family.name in FAMILIES and not replace:
+        raise ConfigError(f"family {family.name!r} is already registered; pass replace=True")
+    if family.dynamics not in DYNAMICS:
+        raise ConfigError(f"family {family.name!r}: dynamics {family.dynamics!r} is not one of "
+                          f"{list(DYNAMICS)}")
+    taken = {s for f in FAMILIES.values() if f.name != family.name for s in f.ids}
+    clash = sorted(taken & set(family.ids))
+    if clash:
+        raise ConfigError(f"family {family.name!r}: setting id {clash[0]!r} is already declared")
+    FAMILIES[family.name] = family
+    return family
+
+
+def setting_ids() -> tuple[str, ...]:
+    """Every built-in setting id, family by family, in registration order."""
+    return tuple(s for f in FAMILIES.values() for s in f.ids)
 
 
 def get_family(name: str) -> Family:

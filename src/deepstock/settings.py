@@ -94,8 +94,8 @@ def _families():
 
 
 def setting_ids() -> tuple[str, ...]:
-    """Every built-in setting id, family by family (:data:`deepstock.families.SETTING_IDS`)."""
-    return _families().SETTING_IDS
+    """Every built-in setting id, family by family (:func:`deepstock.families.setting_ids`)."""
+    return _families().setting_ids()
 
 
 def canonical_setting_id(setting_id: str) -> str | None:

@@ -18,7 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from deepstock.errors import ConfigError, DataError
-from deepstock.families import SETTING_IDS
+from deepstock.families import setting_ids
 from deepstock.settings import DataOptions, load_setting_file
 
 
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from deepstock import generators
 
     if args.list:
-        for sid in SETTING_IDS:
+        for sid in setting_ids():
             print(f"{sid}\t{generators.describe(sid)}")
         return 0
     if args.setting_file:
@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.out:
         raise ConfigError("--out PATH is required")
     options = options_from_args(args)
-    ids = list(SETTING_IDS) if args.setting == "all" else [args.setting]
+    ids = list(setting_ids()) if args.setting == "all" else [args.setting]
     for sid in ids:
         dataset = generators.generate_dataset(sid, options)  # unknown id -> ConfigError
         path = Path(args.out) / f"{sid}.npz" if args.setting == "all" else Path(args.out)

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from deepstock.errors import ConfigError, DataError
-from deepstock.families import SETTING_IDS
+from deepstock.families import setting_ids
 from deepstock.reports.reported import paper_lstar
 from deepstock.settings import get_setting
 
@@ -95,7 +95,7 @@ def collect_benchmarks(results: str | Path, reported: dict | None = None,
     rows = []
     seen = set(settings or ())
     for path in sorted(root.glob("*.json")) if root.is_dir() else []:
-        if path.stem not in SETTING_IDS:
+        if path.stem not in setting_ids():
             continue
         b = _read(path)
         seen.add(path.stem)
@@ -108,7 +108,7 @@ def collect_benchmarks(results: str | Path, reported: dict | None = None,
     ds_root = root / "ds_on_test"
     for path in sorted(ds_root.glob("*/winner.json")) if ds_root.is_dir() else []:
         setting = path.parent.name
-        if setting not in SETTING_IDS:
+        if setting not in setting_ids():
             continue
         w = _read(path)
         seen.add(setting)
@@ -120,7 +120,7 @@ def collect_benchmarks(results: str | Path, reported: dict | None = None,
             "note": f"DS-Base tuned on the test set, scale {w.get('scale', '?')}",
         })
     if reported is not None:
-        for setting in sorted(seen, key=SETTING_IDS.index):
+        for setting in sorted(seen, key=setting_ids().index):
             lstar = paper_lstar(reported, setting)
             if lstar is not None:
                 rows.append({
@@ -169,7 +169,7 @@ def find_cells(results: str | Path) -> list[Path]:
     root = Path(results)
     out = []
     for path in sorted(root.glob("*/*/*/rep*/winner.json")):
-        if path.parts[-5] in SETTING_IDS:
+        if path.parts[-5] in setting_ids():
             out.append(path)
     return out
 
@@ -239,10 +239,10 @@ def build_summary(results: str | Path, reported: dict | None = None,
     if ar1_gap_reference == "paper" and reported is None:
         raise ConfigError("ar1_gap_reference 'paper' needs the reported values (--reported)")
     cells = [_cell_row(p) for p in find_cells(results)]
-    settings = sorted({c["setting"] for c in cells}, key=SETTING_IDS.index)
+    settings = sorted({c["setting"] for c in cells}, key=setting_ids().index)
     bench = collect_benchmarks(results, reported, settings)
     refs = {}
-    for setting in sorted(set(settings) | set(bench["setting"]), key=SETTING_IDS.index):
+    for setting in sorted(set(settings) | set(bench["setting"]), key=setting_ids().index):
         refs[setting] = choose_reference(bench, setting, ar1_gap_reference)
         kind = refs[setting][1]
         if kind:
@@ -253,7 +253,7 @@ def build_summary(results: str | Path, reported: dict | None = None,
         c.update(benchmark=lstar, benchmark_method=kind, note=note,
                  val_gap=loss_gap(c["val_loss"], lstar), test_gap=loss_gap(c["test_loss"], lstar))
     summary = pd.DataFrame(cells, columns=SUMMARY_COLUMNS)
-    order = {s: i for i, s in enumerate(SETTING_IDS)}
+    order = {s: i for i, s in enumerate(setting_ids())}
     summary = summary.sort_values(
         ["setting", "method", "reg", "repetition"],
         key=lambda col: col.map(order) if col.name == "setting" else col,
