@@ -148,3 +148,36 @@ def make_job(setting: Setting, method: str, reg: str, hparams: Mapping[str, Any]
                    resolve_device(m, device, b), MappingProxyType({}),
                    MappingProxyType(options))
     return job.with_hparams(hparams)
+
+
+# ----------------------------------------------------------------------------- the shared tail
+def selected_result(dataset, method: str, reg: str, seed: int, cfg: dict, policy, loss, *,
+                    best_val: float | None = None, **fields: Any):
+    """The tail every trainer shares: the selected policy (its checkpoint restored by the
+    caller, spec §7.2/§7.5) evaluated through the one simulator on the configured training and
+    validation splits and on the test set, as a TrainResult. ``best_val`` None: that validation
+    loss (checkpoint 'best' selects on it); ``fields``: the rest of the TrainResult."""
+    from deepstock.evaluation import evaluate_policy
+    from deepstock.trainers import TrainResult
+
+    losses = {name: evaluate_policy(policy, dataset, split, loss=loss).loss
+              for name, split in (("train", cfg["train_split"]), ("val", cfg["val_split"]),
+                                  ("test", "test"))}
+    return TrainResult(
+        setting=dataset.setting.id, method=method, reg=reg, seed=int(seed),
+        train_loss=losses["train"], val_loss=losses["val"], test_loss=losses["test"],
+        best_val=losses["val"] if best_val is None else best_val, config=cfg, policy=policy,
+        **fields)
+
+
+def rl_extras(*, best_step: int, n_evals: int, stopped_early: bool, eval_seconds: float,
+              learn_seconds: float, steps: int, episode_length: int) -> dict[str, Any]:
+    """The run record both RL backends keep: selection, stopping and where the time went."""
+    return {
+        "best_step": int(best_step), "n_evals": int(n_evals),
+        "stopped_early": bool(stopped_early), "eval_seconds": float(eval_seconds),
+        "learn_seconds": float(learn_seconds),
+        "eval_share": float(eval_seconds / learn_seconds) if learn_seconds > 0 else 0.0,
+        "steps_per_s": float(steps / learn_seconds) if learn_seconds > 0 else 0.0,
+        "episode_length": int(episode_length),
+    }

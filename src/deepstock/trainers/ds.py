@@ -25,7 +25,6 @@ import torch
 from deepstock.data import Dataset
 from deepstock.dynamics import simulate
 from deepstock.errors import ConfigError
-from deepstock.evaluation import evaluate_policy
 from deepstock.losses import LossConfig, trajectory_loss
 from deepstock.policies import (
     DSNetwork,
@@ -38,7 +37,7 @@ from deepstock.registry import check_complete
 from deepstock.regularizations import Regularization, RegularizationParams, get_regularization
 from deepstock.settings import Setting
 from deepstock.trainers import TrainResult
-from deepstock.trainers.backends import resolve_device
+from deepstock.trainers.backends import resolve_device, selected_result
 from deepstock.trainers.common import seed_everything
 
 OPTIONS = {"train_split": "train", "val_split": "val", "population": "auto"}
@@ -231,16 +230,11 @@ def _result(dataset: Dataset, reg: str, seed: int, cfg: dict, problem: Problem, 
         net.load_state_dict(best_state)
     net.eval()
     np_policy = NumpyPolicy(net, problem.regz, problem.params, problem.z_table)
-    losses = {}
-    for name, split in (("train", cfg["train_split"]), ("val", cfg["val_split"]), ("test", "test")):
-        losses[name] = evaluate_policy(np_policy, dataset, split, loss=problem.loss).loss
     curve = pd.DataFrame(history)
-    return TrainResult(
-        setting=dataset.setting.id, method="ds", reg=reg, seed=int(seed),
-        train_loss=losses["train"], val_loss=losses["val"], test_loss=losses["test"],
-        best_val=losses["val"] if cfg["checkpoint"] == "best" else float(curve["val_loss"].min()),
+    return selected_result(
+        dataset, "ds", reg, seed, cfg, np_policy, problem.loss,
+        best_val=None if cfg["checkpoint"] == "best" else float(curve["val_loss"].min()),
         iterations=len(history), wall_s=time.perf_counter() - t0, device=dev, curve=curve,
-        config=cfg, policy=np_policy,
         extras={"best_epoch": int(curve["val_loss"].idxmin()) + 1 if curve["val_loss"].notna().any() else 0,
                 "skipped_steps": skipped},
         model_state={k: v.detach().cpu() for k, v in net.state_dict().items()},

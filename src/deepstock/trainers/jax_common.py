@@ -42,12 +42,11 @@ from deepstock import envs_jax, jaxrt
 from deepstock.data import Dataset
 from deepstock.envs import network_policy, rl_context
 from deepstock.errors import ConfigError
-from deepstock.evaluation import evaluate_policy
 from deepstock.losses import LossConfig
 from deepstock.registry import check_complete, get_regularization
 from deepstock.regularizations import RegularizationParams
 from deepstock.trainers import TrainResult
-from deepstock.trainers.backends import resolve_device
+from deepstock.trainers.backends import resolve_device, rl_extras, selected_result
 from deepstock.trainers.common import NoImprovementStopper, group_by_shape
 
 OPTIONS: dict[str, Any] = {"train_split": "train", "val_split": "val",
@@ -505,30 +504,23 @@ def _results(setup: Setup, algo: Algorithm, agents, tracker: Tracker,
     for k, cfg in enumerate(setup.configs):
         chosen = agent(best if cfg["checkpoint"] == "best" else last, k)
         policy = numpy_policy(setup, algo, chosen)
-        losses = {name: evaluate_policy(policy, setup.dataset, split, loss=setup.loss).loss
-                  for name, split in (("train", cfg["train_split"]), ("val", cfg["val_split"]),
-                                      ("test", "test"))}
         steps = int(tracker.steps[k])
-        learn_s = timing["learn_seconds"]
         extras = {
-            "best_step": int(tracker.best_step[k]), "n_evals": int(tracker.stoppers[k].n_evals),
-            "stopped_early": bool(tracker.stopped_early[k]),
-            "eval_seconds": timing["eval_seconds"], "learn_seconds": learn_s,
-            "eval_share": timing["eval_seconds"] / learn_s if learn_s > 0 else 0.0,
-            "steps_per_s": steps / learn_s if learn_s > 0 else 0.0,
-            "compile_seconds": timing["compile_seconds"],
-            "population_size": len(setup.configs), "episode_length": setup.spec.episode_length,
+            **rl_extras(best_step=tracker.best_step[k], n_evals=tracker.stoppers[k].n_evals,
+                        stopped_early=tracker.stopped_early[k],
+                        eval_seconds=timing["eval_seconds"],
+                        learn_seconds=timing["learn_seconds"], steps=steps,
+                        episode_length=setup.spec.episode_length),
+            "compile_seconds": timing["compile_seconds"], "population_size": len(setup.configs),
             **setup.extras, **(algo.logs(agents, k) if algo.logs else {}),
         }
         state = {name: np.asarray(a) for name, a in flatten(chosen).items()}
-        results.append(TrainResult(
-            setting=setup.dataset.setting.id, method=setup.method, reg=setup.reg,
-            seed=setup.seeds[k], train_loss=losses["train"], val_loss=losses["val"],
-            test_loss=losses["test"],
+        results.append(selected_result(
+            setup.dataset, setup.method, setup.reg, setup.seeds[k], cfg, policy, setup.loss,
             best_val=-float(tracker.best_return[k]) / setup.spec.episode_length,
             iterations=steps, wall_s=timing["wall_s"], device=setup.device.platform,
-            curve=pd.DataFrame(tracker.history[k]), config=cfg, policy=policy, extras=extras,
-            model_state=state, backend="jax"))
+            curve=pd.DataFrame(tracker.history[k]), extras=extras, model_state=state,
+            backend="jax"))
     return results
 
 

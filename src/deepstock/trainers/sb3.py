@@ -45,12 +45,12 @@ from deepstock.data import Dataset
 from deepstock.dynamics import Observation
 from deepstock.envs import InventoryEnv, network_policy, rl_context, window_returns
 from deepstock.errors import ConfigError
-from deepstock.evaluation import evaluate_policy, simulate_split
+from deepstock.evaluation import simulate_split
 from deepstock.losses import LossConfig, trajectory_loss
 from deepstock.registry import check_complete, get_method
 from deepstock.regularizations import RegularizationParams, get_regularization
 from deepstock.trainers import TrainResult
-from deepstock.trainers.backends import Trainer, resolve_device
+from deepstock.trainers.backends import Trainer, resolve_device, rl_extras, selected_result
 from deepstock.trainers.common import NoImprovementStopper, seed_everything
 
 OPTIONS: dict[str, Any] = {
@@ -332,32 +332,19 @@ def _train_sb3(method: str, dataset: Dataset, reg: str, hparams: dict, seed: int
     if cfg["checkpoint"] == "best" and callback.best_state is not None:
         model.policy.load_state_dict(callback.best_state)
 
-    losses = {
-        name: evaluate_policy(policy, dataset, split, loss=loss_cfg).loss
-        for name, split in (("train", cfg["train_split"]), ("val", cfg["val_split"]),
-                            ("test", "test"))
-    }
-    curve = pd.DataFrame(callback.history)
     steps = int(model.num_timesteps)
-    extras: dict[str, Any] = {
-        "best_step": int(callback.best_step), "n_evals": int(callback.stopper.n_evals),
-        "stopped_early": bool(callback.stopped_early),
-        "eval_seconds": float(callback.eval_seconds), "learn_seconds": float(learn_s),
-        "eval_share": float(callback.eval_seconds / learn_s) if learn_s > 0 else 0.0,
-        "steps_per_s": float(steps / learn_s) if learn_s > 0 else 0.0,
-        "episode_length": int(env.episode_length),
-    }
+    extras: dict[str, Any] = rl_extras(
+        best_step=callback.best_step, n_evals=callback.stopper.n_evals,
+        stopped_early=callback.stopped_early, eval_seconds=callback.eval_seconds,
+        learn_seconds=learn_s, steps=steps, episode_length=env.episode_length)
     if log_critic and isinstance(model, _LoggedDDPG):
         extras.update(model.logs())
     setup.venv.close()
-    return TrainResult(
-        setting=st.id, method=method, reg=reg, seed=int(seed),
-        train_loss=losses["train"], val_loss=losses["val"], test_loss=losses["test"],
-        best_val=-callback.best_return / env.episode_length,
-        iterations=steps, wall_s=time.perf_counter() - t0, device=str(model.device), curve=curve,
-        config=cfg, policy=policy, extras=extras, model_state=model,
-        backend="sb3",
-    )
+    return selected_result(
+        dataset, method, reg, seed, cfg, policy, loss_cfg,
+        best_val=-callback.best_return / env.episode_length, iterations=steps,
+        wall_s=time.perf_counter() - t0, device=str(model.device),
+        curve=pd.DataFrame(callback.history), extras=extras, model_state=model, backend="sb3")
 
 
 def train_ddpg(dataset: Dataset, reg: str, hparams: dict, seed: int, *, device: str = "cpu",
