@@ -161,3 +161,29 @@ def test_the_report_table_pairs_each_cell_with_its_l_star_and_zipkins_base_stock
     assert "- DS (1 settings): +0.0300" in text
     paths = report.figure(table, tmp_path / "fig" / "lost_sales")
     assert [p.suffix for p in paths] == [".png", ".pdf"] and all(p.stat().st_size for p in paths)
+
+
+def test_single_runs_are_reported_by_their_median_validation_seed_and_compared_over_settings(
+        tmp_path):
+    def run(s, reg, seed, val, test):
+        d = tmp_path / s / f"ds-{reg}" / f"s{seed}"
+        d.mkdir(parents=True)
+        (d / "metrics.json").write_text(json.dumps({
+            "setting": s, "method": "ds", "reg": reg, "seed": seed, "val_loss": val,
+            "test_loss": test}))
+
+    settings = [f"ls_poisson_l{L}_p9" for L in (1, 2, 3, 4)]
+    for i, s in enumerate(settings):
+        run(s, "none", 42, 6.0 + i, 6.0 + i)
+        run(s, "base", 42, 6.1 + i, 6.1 + i + (0.2 if i == 0 else 0.0))
+    run(settings[0], "none", 43, 5.0, 7.0)  # lower validation, worse test
+    run(settings[0], "none", 44, 9.0, 9.0)
+    rows = report.rows_from_runs(tmp_path)
+    assert len(rows) == 8
+    first = rows[(rows["setting"] == settings[0]) & (rows["reg"] == "none")].iloc[0]
+    assert first["reported_seed"] == 42 and first["test_loss"] == 6.0  # median by validation
+    assert json.loads(first["seed_ids"]) == [43, 42, 44]
+    text = report.takeaways(rows)
+    line = next(t for t in text.splitlines() if t.startswith("- DS"))
+    assert "bootstrap over the 4 settings" in line and "Base lower in 0 of 4 settings" in line
+    assert "Base hurts" in line  # +0.1 in every setting (+0.3 in one): the interval is above 0

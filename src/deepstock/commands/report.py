@@ -66,6 +66,9 @@ def register(subparsers) -> None:
                         "printed base-stock gaps (docs/lost-sales.md).")
     ls.add_argument("--results", default="results")
     ls.add_argument("--summary", default=None, help="default: RESULTS/summary.csv")
+    ls.add_argument("--runs", default=None, metavar="DIR",
+                    help="instead of a summary: single runs DIR/{setting}/{method}-{reg}/s{seed} "
+                    "of deepstock train (the median-validation seed is reported)")
     ls.add_argument("--literature", default="paper/literature/zipkin2008.yaml")
     ls.add_argument("--tables-out", default=None, help="default: RESULTS/tables")
     ls.add_argument("--figures-out", default="figures")
@@ -155,7 +158,10 @@ def run_lost_sales(args: argparse.Namespace) -> int:
     from deepstock.reports import lost_sales as ls
     from deepstock.reports.tables import read_summary
 
-    summary = read_summary(args.summary or Path(args.results) / "summary.csv")
+    if args.runs:
+        summary = ls.rows_from_runs(args.runs)
+    else:
+        summary = read_summary(args.summary or Path(args.results) / "summary.csv")
     settings = sorted({s for s in summary["setting"] if ls.is_lost_sales(s)})
     table = ls.lost_sales_table(summary, ls.read_benchmarks(args.results, settings),
                                 ls.zipkin_gaps(args.literature))

@@ -55,6 +55,34 @@ def read_benchmarks(results: str | Path, settings: list[str]) -> dict[str, dict]
     return out
 
 
+def rows_from_runs(root: str | Path) -> pd.DataFrame:
+    """Rows like summary.csv's from single runs ``root/{setting}/{method}-{reg}/s{seed}``
+    (``deepstock train``'s run folders): one row per (setting, method, reg), reporting the
+    median-validation seed as the tuner does, with every seed's losses for the seed interval."""
+    from deepstock.trainers.common import RUN_MARKER
+
+    runs = []
+    for path in sorted(Path(root).glob(f"*/*-*/s*/{RUN_MARKER}")):
+        m = json.loads(path.read_text())
+        runs.append({"setting": m["setting"], "method": m["method"], "reg": m["reg"],
+                     "seed": int(m["seed"]), "val_loss": float(m["val_loss"]),
+                     "test_loss": float(m["test_loss"]), "commit": m.get("commit", "")})
+    out = []
+    for (s, method, reg), g in pd.DataFrame(runs).groupby(["setting", "method", "reg"],
+                                                          sort=False) if runs else ():
+        g = g.sort_values(["val_loss", "seed"], kind="stable")
+        med = g.iloc[len(g) // 2]
+        out.append({"setting": s, "method": method, "reg": reg, "repetition": 0,
+                    "val_loss": med["val_loss"], "test_loss": med["test_loss"],
+                    "reported_seed": int(med["seed"]),
+                    "seed_ids": json.dumps([int(x) for x in g["seed"]]),
+                    "seed_val_losses": json.dumps([float(x) for x in g["val_loss"]]),
+                    "seed_test_losses": json.dumps([float(x) for x in g["test_loss"]])})
+    return pd.DataFrame(out, columns=["setting", "method", "reg", "repetition", "val_loss",
+                                      "test_loss", "reported_seed", "seed_ids",
+                                      "seed_val_losses", "seed_test_losses"])
+
+
 def zipkin_gaps(path: str | Path | None) -> dict[tuple[str, int, int], float]:
     """{(dist, L, p): Zipkin's printed base-stock gap (%)} from paper/literature/zipkin2008.yaml."""
     if path is None or not Path(path).is_file():
@@ -142,16 +170,35 @@ def takeaways(rows: pd.DataFrame) -> str:
         w = {**{(s, m, "base"): 1 / len(both) for s in both},
              **{(s, m, "none"): -1 / len(both) for s in both}}
         means = mine.groupby(["setting", "reg"])["test_loss"].mean()
-        diff = float(np.mean([means[(s, "base")] - means[(s, "none")] for s in both]))
+        diffs = np.array([means[(s, "base")] - means[(s, "none")] for s in both])
         iv = intervals.contrast(rows, w, "test", kind=intervals.SEED_ONLY)
-        if math.isfinite(iv.low):
-            verdict = ("Base helps" if iv.high < 0 else "Base hurts" if iv.low > 0
+        low, high, how = iv.low, iv.high, "seed bootstrap"
+        if not math.isfinite(low) and len(both) >= 3:
+            low, high = _settings_bootstrap(diffs)
+            how = f"bootstrap over the {len(both)} settings"
+        wins = int((diffs < 0).sum())
+        if math.isfinite(low):
+            verdict = ("Base helps" if high < 0 else "Base hurts" if low > 0
                        else "no significant difference")
-            text = f"{diff:+.4f} [{iv.low:+.4f}, {iv.high:+.4f}]: {verdict}"
+            text = (f"{diffs.mean():+.4f} [{low:+.4f}, {high:+.4f}] ({how}): {verdict}; "
+                    f"Base lower in {wins} of {len(both)} settings")
         else:
-            text = f"{diff:+.4f} (no interval: one seed per cell; not testable at this scale)"
+            text = (f"{diffs.mean():+.4f} (no interval: one seed per cell and fewer than 3 "
+                    "settings; not testable at this scale)")
         lines.append(f"- {m.upper()} ({len(both)} settings): {text}")
     return "\n".join(lines) + "\n"
+
+
+def _settings_bootstrap(diffs: np.ndarray) -> tuple[float, float]:
+    """95 % percentile bootstrap of the mean of per-setting differences (the settings are the
+    resampled unit: it covers seed noise and how the effect varies across settings)."""
+    from scipy.stats import bootstrap
+
+    if np.ptp(diffs) == 0:
+        return float(diffs[0]), float(diffs[0])
+    res = bootstrap((diffs,), np.mean, n_resamples=10_000, method="percentile",
+                    random_state=np.random.default_rng(intervals.SEED))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
 def figure(table: pd.DataFrame, out: str | Path) -> list[Path]:
