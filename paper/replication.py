@@ -495,6 +495,30 @@ display(Markdown(
 ))
 
 # %% [markdown]
+# ## Lost sales with lead times (Zipkin 2008): gaps to the exact optimum
+#
+# The paper's real problem is lost sales with lead times; `snakemake lostsales` runs its
+# regularizations on Zipkin's (2008) benchmark, where the exact optimum is known
+# ([docs/lost-sales.md](../docs/lost-sales.md)). Each cell is the gap (%) of the reported run to
+# L\*, the optimal policy's cost on the same test paths, with its 95 % interval; beside it the
+# best base stock's exact gap and Zipkin's printed one. This run's tables when it ran the target,
+# else the committed reference runs (`paper/reference-runs/lost-sales/`).
+
+# %%
+LOST_SALES_REF = REFERENCE / "lost-sales"
+for folder, what in ((TABLES, "this run"), (LOST_SALES_REF, "reference runs")):
+    if (folder / "lost_sales.md").is_file():
+        display(Markdown(f"**{what}** (`{folder}`)\n\n" + (folder / "lost_sales.md").read_text()))
+        if (folder / "lost_sales_takeaways.md").is_file():
+            display(Markdown((folder / "lost_sales_takeaways.md").read_text()))
+        png = FIGURES / "lost_sales.png" if folder == TABLES else folder / "lost_sales.png"
+        if png.is_file():
+            display(Image(filename=str(png)))
+        break
+else:
+    display(Markdown("*(no lost-sales results: run `snakemake lostsales`)*"))
+
+# %% [markdown]
 # ## Compute spent per Snakemake rule
 #
 # From `logs/timing/{rule}/*.tsv` (Snakemake's `benchmark:` files): jobs, total wall seconds

@@ -385,6 +385,9 @@ IID_H: tuple[int, ...] = (2, 8, 16, 32, 64)
 IID_T: tuple[int, ...] = tuple(3 + 2 * h for h in IID_H)
 #: The paper's Table 9 cells: (method, reg) tuned on Setting 4.
 TABLE9_CELL = ("ds", "base")
+#: Figure 3's cell: the method whose critic is logged and the setting it is retrained on, and
+#: the regularizations it compares (the paper's).
+FIGURE3_SETTING, FIGURE3_METHOD = "s1", "ddpg"
 #: The paper's Tables 6-8 columns, in its order; other regularizations follow them.
 PAPER_REGS: tuple[str, ...] = ("none", "base")
 #: The paper's methods (Tables 6-8), and the RL ones whose search Figure 2 measures against DS.

@@ -109,7 +109,6 @@ from deepstock.trainers.backends import resolve_device
 
 METRIC = "val_loss"
 CELL_FILES = ("stage1.jsonl", "stage2.jsonl", "stage1.csv", "stage2.csv", "winner.json")
-CELL_DIRS = ("stage2", "final", ".ray")
 _RUN_FOLDER = re.compile(r"[0-9a-f]{12}_s-?[0-9]+")  # stage2/<config key>_s<seed>
 _SWAP_LEFTOVER = re.compile(r"\.(final|[0-9a-f]{12}_s-?[0-9]+)\.(tmp|old)-[0-9]+-.*")
 

@@ -33,7 +33,9 @@ DS_ON_TEST_FILES = (
     if config["benchmarks"].get("ar1_ds_on_test", True)
     else []
 )
-FIG3_REGS = [r for r in registry.PAPER_REGS if "s1" in SETTINGS and "ddpg" in config["methods"]]
+FIG3_SETTING, FIG3_METHOD = registry.FIGURE3_SETTING, registry.FIGURE3_METHOD
+FIG3_REGS = [r for r in registry.PAPER_REGS
+             if FIG3_SETTING in SETTINGS and FIG3_METHOD in config["methods"]]
 
 
 def tune_flags():
@@ -84,7 +86,8 @@ def figure3_winner(wildcards):
     fig = config.get("figure3", {})
     reg = "base" if fig.get("config", "own") == "shared" else wildcards.reg
     rep = fig.get("repetition")
-    return f"results/s1/ddpg/{reg}/rep{REPS[0] if rep is None else rep}/winner.json"
+    return (f"results/{FIG3_SETTING}/{FIG3_METHOD}/{reg}/"
+            f"rep{REPS[0] if rep is None else rep}/winner.json")
 
 
 # Lost sales (`snakemake lostsales`, config `lost_sales`): its own cells, not in the default target.

@@ -35,14 +35,15 @@ rule figure3_run:
     # Figure 3: DDPG on Setting 1 re-trained from the winner (its hyper-parameters, reported
     # seed and backend: --from-winner) with the critic log, which both DDPG backends write.
     input:
-        data="results/data/s1.npz",
+        data=f"results/data/{FIG3_SETTING}.npz",
         winner=figure3_winner,
     output:
         "results/figure3/{reg}/metrics.json",
     wildcard_constraints:
-        reg="none|base",
+        reg="|".join(registry.PAPER_REGS),
     params:
         out=lambda wc, output: os.path.dirname(output[0]),
+        cell=f"{FIG3_SETTING} --method {FIG3_METHOD}",
     conda:
         "../envs/deepstock.yaml"
     log:
@@ -50,5 +51,5 @@ rule figure3_run:
     benchmark:
         timing_path("figure3_run", "{reg}")
     shell:
-        "deepstock train s1 --method ddpg --reg {wildcards.reg} --from-winner {input.winner} "
+        "deepstock train {params.cell} --reg {wildcards.reg} --from-winner {input.winner} "
         "--log-critic --device cpu --data {input.data} --out {params.out} > {log} 2>&1"
