@@ -99,6 +99,7 @@ def test_coeff_is_refused_before_training_on_lost_sales():
     ({"mean": 5000}, "setting field 'mean'=5000 is above 1000"),
     ({"dist": "normal"}, "setting field 'dist'='normal' is not one of"),
     ({"warmup": -1}, "setting field 'warmup'=-1 must be an integer >= 0"),
+    ({"R": 2}, "setting field 'R'=2 must be 1 for lost sales"),
 ])
 def test_a_bad_custom_lost_sales_setting_is_one_line_naming_the_field(fields, message):
     d = {"id": "mine", "family": "lost_sales", "T": 60, "n_train": 4, "n_val": 4, "n_test": 4,

@@ -106,6 +106,9 @@ def _number(d: dict, key: str, low: float, strict: bool) -> float:
 
 def custom(d: dict) -> dict:
     """A custom lost-sales setting's own fields (other distributions, means, h, p, warm-up)."""
+    if d.get("R", 1) != 1:
+        raise ConfigError(f"setting field 'R'={d['R']!r} must be 1 for lost sales (an order "
+                          "every period, as the exact DP assumes)")
     if d["dist"] not in DISTS:
         raise ConfigError(f"setting field 'dist'={d['dist']!r} is not one of {list(DISTS)}")
     if d["p"] is None:
