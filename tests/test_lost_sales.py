@@ -86,6 +86,8 @@ def test_every_trainer_trains_on_a_lost_sales_setting_in_its_units(method, backe
     again = evaluate_policy(r.policy, d, "test").loss  # the setting's costs and dynamics
     assert np.isfinite(r.test_loss) and r.test_loss == pytest.approx(again, rel=1e-6)
     assert r.test_loss > 6.0936 * 0.99  # no policy beats the optimum by more than test noise
+    # the selection metric is the mean counted cost too: the warm-up's decisions are not counted
+    assert r.best_val == pytest.approx(r.val_loss, rel=1e-4)
 
 
 def test_coeff_is_refused_before_training_on_lost_sales():

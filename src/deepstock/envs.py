@@ -50,6 +50,14 @@ def n_decisions(T: int, R: int, L: int) -> int:
     return int(order_days(T, R, L).sum())
 
 
+def n_counted_decisions(T: int, R: int, L: int, warmup: int = 0) -> int:
+    """Decisions whose reward window [max(t+L, R+L+warmup), min(t+L+R, T)) holds a counted day:
+    the divisor that turns an episode return into minus the mean counted cost (every decision
+    without warm-up, so :func:`n_decisions` then)."""
+    t = np.flatnonzero(order_days(T, R, L))
+    return int((np.maximum(t + L, R + L + warmup) < np.minimum(t + L + R, T)).sum())
+
+
 class InventoryEnv(gym.Env):
     """One SKU trajectory per episode; one decision per order day (spec §7.1).
 
@@ -93,6 +101,7 @@ class InventoryEnv(gym.Env):
         self._phi = np.asarray(s.phi, dtype=np.float64)
         self._z = rl_context(dataset)[s.index] if self.reg.uses_coeff else None
         self.episode_length = n_decisions(self.T, self.R, self.L)
+        self.counted_decisions = n_counted_decisions(self.T, self.R, self.L, st.warmup)
         dim = self.reg.input_dim(self.L, rl=True)
         self.observation_space = spaces.Box(-np.inf, np.inf, shape=(dim,), dtype=np.float32)
         if self.reg.uses_coeff:

@@ -29,7 +29,7 @@ import numpy as np
 
 from deepstock.data import Dataset
 from deepstock.dynamics import Observation, advance_day
-from deepstock.envs import n_decisions, rl_context
+from deepstock.envs import n_counted_decisions, n_decisions, rl_context
 from deepstock.losses import LossConfig, over_under, window_reward
 from deepstock.regularizations import RegularizationParams, get_regularization
 
@@ -50,6 +50,11 @@ class EnvSpec:
     @property
     def episode_length(self) -> int:
         return n_decisions(self.T, self.R, self.L)
+
+    @property
+    def counted_decisions(self) -> int:
+        """Decisions whose reward window holds a counted day (:func:`envs.n_counted_decisions`)."""
+        return n_counted_decisions(self.T, self.R, self.L, self.warmup)
 
     @property
     def obs_dim(self) -> int:

@@ -517,7 +517,7 @@ def _results(setup: Setup, algo: Algorithm, agents, tracker: Tracker,
         state = {name: np.asarray(a) for name, a in flatten(chosen).items()}
         results.append(selected_result(
             setup.dataset, setup.method, setup.reg, setup.seeds[k], cfg, policy, setup.loss,
-            best_val=-float(tracker.best_return[k]) / setup.spec.episode_length,
+            best_val=-float(tracker.best_return[k]) / setup.spec.counted_decisions,
             iterations=steps, wall_s=timing["wall_s"], device=setup.device.platform,
             curve=pd.DataFrame(tracker.history[k]), extras=extras, model_state=state,
             backend="jax"))

@@ -342,7 +342,7 @@ def _train_sb3(method: str, dataset: Dataset, reg: str, hparams: dict, seed: int
     setup.venv.close()
     return selected_result(
         dataset, method, reg, seed, cfg, policy, loss_cfg,
-        best_val=-callback.best_return / env.episode_length, iterations=steps,
+        best_val=-callback.best_return / env.counted_decisions, iterations=steps,
         wall_s=time.perf_counter() - t0, device=str(model.device),
         curve=pd.DataFrame(callback.history), extras=extras, model_state=model, backend="sb3")
 
