@@ -35,7 +35,7 @@ def child(job: dict) -> dict:
     if job.get("core") is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {int(job["core"])})
     from deepstock.generators import generate_dataset
-    from deepstock.tuning import Job, TuneOptions, _Search, plan_cell, run_jobs
+    from deepstock.tuning import Job, Search, TuneOptions, plan_cell, run_jobs
 
     data = Path(job["tmp"]) / "s1.npz"
     if not data.exists():
@@ -43,7 +43,7 @@ def child(job: dict) -> dict:
     opts = TuneOptions(scale="paper", backend=job["backend"], executor="local", batch=job["k"],
                        quiet=True)
     plan = plan_cell("s1", "ddpg", "base", data, opts)
-    asked = _Search(plan).ask(job["k"])
+    asked = Search(plan).ask(job["k"])
     jobs = [Job(i + 1, dict(t.params)) for i, t in enumerate(asked)]
     t0 = time.perf_counter()
     rows = run_jobs(plan.spec, jobs)

@@ -163,9 +163,9 @@ def test_out_of_memory_in_a_training_stops_the_cell_without_journaling_a_failure
 
 def test_a_unit_that_reports_nothing_is_a_fault_not_a_failed_trial(tmp_path):
     from deepstock.journal import Journal
-    from deepstock.tuning import InfrastructureFault, Job, _Progress
+    from deepstock.tuning import InfrastructureFault, Job, Progress
 
-    progress = _Progress(Journal(tmp_path / "j.jsonl", {}), 2, "stage2", quiet=True)
+    progress = Progress(Journal(tmp_path / "j.jsonl", {}), 2, "stage2", quiet=True)
     with pytest.raises(InfrastructureFault, match="seed 42 reported nothing .* worker died"):
         progress.check([Job(1, {"learning_rate": 0.1}, 42)])
     assert not (tmp_path / "j.jsonl").exists()

@@ -29,11 +29,11 @@ from deepstock.generators import generate_dataset
 _KILL_WORKERS = r'''
 import os, sys
 from pathlib import Path
-import deepstock.tuning as tuning
+import deepstock.tuning.executors as executors
 from deepstock.cli import main
 
 markers, kill = Path(sys.argv[1]), sys.argv[2]  # "always", "none" or "<stage>-<unit>" (once)
-real = tuning._unit_trainable
+real = executors.unit_trainable
 
 def trainable(config, spec, units):
     unit = int(config["unit"])
@@ -44,7 +44,7 @@ def trainable(config, spec, units):
         os._exit(1)  # the worker process dies: no exception, no result
     return real(config, spec, units)
 
-tuning._unit_trainable = trainable
+executors.unit_trainable = trainable  # what run_units calls
 sys.exit(main(sys.argv[3:]))
 '''
 
@@ -180,8 +180,9 @@ def test_a_stalled_ray_address_check_gives_up_after_its_timeout(monkeypatch):
     import socket
 
     from deepstock import tuning
+    from deepstock.tuning import executors
 
-    monkeypatch.setattr(tuning, "RAY_CONNECT_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(executors, "RAY_CONNECT_TIMEOUT_S", 0.5)  # read where it is used
 
     def stall(*args, **kwargs):
         time.sleep(3)
@@ -192,22 +193,22 @@ def test_a_stalled_ray_address_check_gives_up_after_its_timeout(monkeypatch):
     with pytest.raises(tuning.InfrastructureFault,
                        match=r"cannot reach the Ray cluster at ray://10\.9\.8\.7:10001: no "
                        r"answer within 0\.5 s"):
-        tuning._check_ray_address("ray://10.9.8.7:10001")
+        tuning.check_ray_address("ray://10.9.8.7:10001")
     assert time.monotonic() - t0 < 5
 
 
 def test_a_trial_that_reported_nothing_is_never_told_to_tpe_as_a_score():
     from deepstock import tuning
 
-    assert tuning._score({3: {"val_loss": 1.5}}, 3) == 1.5
+    assert tuning.score({3: {"val_loss": 1.5}}, 3) == 1.5
     with pytest.raises(tuning.InfrastructureFault, match="trial 4 reported nothing"):
-        tuning._score({3: {"val_loss": 1.5}}, 4)
+        tuning.score({3: {"val_loss": 1.5}}, 4)
 
 
 def test_an_empty_stage1_table_still_has_its_columns():
     from deepstock import tuning
 
-    table = tuning._stage1_table([], {"learning_rate": None})
+    table = tuning.stage1_table([], {"learning_rate": None})
     assert len(table) == 0
     assert {"trial", "config.learning_rate", "config", "status", "val_loss", "error",
             "best_so_far"} <= set(table.columns)

@@ -243,7 +243,7 @@ os.environ["RAY_AUTH_MODE"] = "disabled"
 from pathlib import Path
 import ray
 from ray import tune
-from deepstock.tuning import _fit, _trial_resources
+from deepstock.tuning import fit_trials, trial_resources
 ray.init(num_cpus=8, num_gpus=1, include_dashboard=False, log_to_driver=False,
          configure_logging=False, logging_level="ERROR")
 def trainable(config):
@@ -263,9 +263,9 @@ rows = []
 class Record(tune.Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         rows.append({k: result[k] for k in ("start", "end", "gpu_ids")})
-_fit(trainable, {"i": tune.grid_search(list(range(8))), "dir": sys.argv[1]},
+fit_trials(trainable, {"i": tune.grid_search(list(range(8))), "dir": sys.argv[1]},
      tune.TuneConfig(num_samples=1, reuse_actors=True), [Record()], Path(sys.argv[1]), "share",
-     _trial_resources("cuda"))
+     trial_resources("cuda"))
 events = sorted([(r["start"], 1) for r in rows] + [(r["end"], -1) for r in rows])
 now = peak = 0
 for _, step in events:

@@ -173,11 +173,11 @@ def test_a_proposal_one_ulp_apart_trains_the_same_configuration_with_the_same_se
     the same losses."""
     import math
 
-    from deepstock.tuning import Job, _Search, run_jobs
+    from deepstock.tuning import Job, Search, run_jobs
 
     plan = plan_cell("s1", "ds", "base", s1_path, TuneOptions(scale="tiny", executor="local",
                                                               quiet=True, num_samples=3))
-    search, unrounded_moved = _Search(plan), 0
+    search, unrounded_moved = Search(plan), 0
     for trial in search.ask(3):
         raw = dict(trial.params)
         floats = [k for k, v in raw.items() if isinstance(v, float)]
