@@ -17,8 +17,9 @@ configfile: "config/config.yaml"
 
 validate(config, "workflow/schemas/config.schema.yaml")
 # the axes' values come from the registries (methods and regularizations: deepstock.registry;
-# settings: deepstock.families)
-from deepstock import families, registry, workflow_axes
+# settings: deepstock.problem.families)
+from deepstock.problem import families
+from deepstock import registry, workflow_axes
 from deepstock.errors import ConfigError
 
 try:

@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import Image, Markdown, display
 
-from deepstock.families import setting_ids
+from deepstock.problem.families import setting_ids
 from deepstock.registry import IID_N, iid_setting_id
 from deepstock.reports import collect_compute, load_reported
 from deepstock.reports.figures import figure2, figure3_stats, surpass_table

@@ -20,8 +20,8 @@ for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
 import argparse  # noqa: E402
 import time  # noqa: E402
 
-from deepstock.generators import generate_dataset  # noqa: E402
-from deepstock.trainers import train  # noqa: E402
+from deepstock.problem.generators import generate_dataset  # noqa: E402
+from deepstock.training import train  # noqa: E402
 
 EPOCH_TARGET_MS = 20.0
 RUN_TARGET_S = 30.0

@@ -40,9 +40,9 @@ def child(job: dict) -> dict:
     """One measurement, in this (fresh) process."""
     if job.get("core") is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {int(job["core"])})
-    from deepstock.generators import generate_dataset
     from deepstock.hparams import resolve_hparams
-    from deepstock.trainers.backends import load_trainer
+    from deepstock.problem.generators import generate_dataset
+    from deepstock.training.backends import load_trainer
 
     ds = generate_dataset("s1")
     method, backend, kind = job["method"], job["backend"], job["kind"]

@@ -29,8 +29,8 @@ PROBE = r"""
 import json, sys, time
 from deepstock import numerics
 numerics.configure()
-from deepstock.generators import generate_dataset
-from deepstock.trainers import train
+from deepstock.problem.generators import generate_dataset
+from deepstock.training import train
 work = sys.argv[1]
 ds = generate_dataset("s1")
 over = {

@@ -20,7 +20,7 @@ import argparse  # noqa: E402
 import time  # noqa: E402
 
 from deepstock.benchmarks import ar1_refinement, run_benchmark  # noqa: E402
-from deepstock.generators import generate_dataset  # noqa: E402
+from deepstock.problem.generators import generate_dataset  # noqa: E402
 from deepstock.registry import IID_N, IID_T, iid_setting_id  # noqa: E402
 
 S1_FIXTURE = {"dp_empirical": (0.8225, 0.7618, 0.8789, 0.8670),

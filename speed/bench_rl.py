@@ -31,10 +31,10 @@ import warnings  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from deepstock.envs import InventoryEnv  # noqa: E402
-from deepstock.generators import generate_dataset  # noqa: E402
 from deepstock.hparams import resolve_hparams  # noqa: E402
-from deepstock.trainers.sb3 import train_ddpg, train_ppo  # noqa: E402
+from deepstock.problem.generators import generate_dataset  # noqa: E402
+from deepstock.training.envs import InventoryEnv  # noqa: E402
+from deepstock.training.sb3 import train_ddpg, train_ppo  # noqa: E402
 
 TABLE6 = {("ddpg", "base"): 0.9356, ("ddpg", "none"): 0.9443, ("ppo", "base"): 0.8966,
           ("ppo", "none"): 0.9104}

@@ -2,7 +2,7 @@
 
 Measures SKU-days/s of the batched numpy simulator under a base-stock policy, the torch forward
 and forward+backward speed of the same code, and the time to evaluate a base-stock policy on all
-of Setting 1 (skipped when ``deepstock.generators`` is absent). Run::
+of Setting 1 (skipped when ``deepstock.problem.generators`` is absent). Run::
 
     python speed/bench_simulator.py --n 8192 --T 31 --repeat 20
 
@@ -24,9 +24,9 @@ from collections.abc import Callable  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from deepstock.dynamics import Observation, simulate  # noqa: E402
-from deepstock.evaluation import base_stock_policy, evaluate_all, evaluate_policy  # noqa: E402
-from deepstock.losses import trajectory_loss  # noqa: E402
+from deepstock.problem.dynamics import Observation, simulate  # noqa: E402
+from deepstock.problem.evaluation import base_stock_policy, evaluate_all, evaluate_policy  # noqa: E402
+from deepstock.problem.losses import trajectory_loss  # noqa: E402
 
 NUMPY_TARGET = 20e6  # SKU-days/s
 S1_TARGET = 10e-3  # seconds
@@ -87,7 +87,7 @@ def bench_torch(demand: np.ndarray, R: int, L: int, repeat: int, backward: bool)
 
 def bench_setting1(repeat: int) -> dict[str, float] | None:
     try:
-        from deepstock.generators import generate_dataset
+        from deepstock.problem.generators import generate_dataset
     except ImportError:
         return None
     ds = generate_dataset("s1")
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
 
     s1 = bench_setting1(args.repeat)
     if s1 is None:
-        print("setting 1 evaluation: skipped (deepstock.generators not available)")
+        print("setting 1 evaluation: skipped (deepstock.problem.generators not available)")
     else:
         ok = s1["evaluate_all_best_s"] < S1_TARGET
         print(

@@ -34,7 +34,7 @@ def child(job: dict) -> dict:
     """Train the first stage-1 batch of the cell on ``job['backend']`` in this process."""
     if job.get("core") is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {int(job["core"])})
-    from deepstock.generators import generate_dataset
+    from deepstock.problem.generators import generate_dataset
     from deepstock.tuning import Job, Search, TuneOptions, plan_cell, run_jobs
 
     data = Path(job["tmp"]) / "s1.npz"

@@ -8,7 +8,7 @@ Each repeat runs, in fresh processes, on Setting 1 DS-Base:
 
 1. ``deepstock tune`` for one cell (wall time of the whole command: ``cell_s``);
 2. a *bare* loop that imports the trainer, loads the dataset and trains exactly the cell's
-   (configuration, seed) pairs with :func:`deepstock.trainers.train`, saving the stage-2 runs as
+   (configuration, seed) pairs with :func:`deepstock.training.train`, saving the stage-2 runs as
    the tuner does (``bare_s``).
 
 ``overhead_s = cell_s - bare_s`` is what the tuner adds — the search library's import, Ray's
@@ -35,9 +35,9 @@ ENV = {**os.environ, "RAY_AUTH_MODE": "disabled", "OPENBLAS_NUM_THREADS": "1",
 
 def bare(jobs_file: str) -> None:
     """Train the listed (config, seed) pairs in one process: the baseline without a tuner."""
-    from deepstock.data import load_dataset
     from deepstock.hparams import decode_config
-    from deepstock.trainers import save_run, train
+    from deepstock.problem.data import load_dataset
+    from deepstock.training import save_run, train
 
     spec = json.loads(Path(jobs_file).read_text())
     data = load_dataset(spec["data"], expect_setting="s1")

@@ -49,9 +49,9 @@ def _append(out: Path, rows: list[dict]) -> None:
 
 
 def run_cell(backend: str, cell: str, seeds: list[int], dataset_cache: dict) -> list[dict]:
-    from deepstock.generators import generate_dataset
     from deepstock.hparams import resolve_hparams
-    from deepstock.trainers.backends import load_trainer
+    from deepstock.problem.generators import generate_dataset
+    from deepstock.training.backends import load_trainer
 
     setting, method, reg = cell.split(":")
     ds = dataset_cache.setdefault(setting, generate_dataset(setting))

@@ -1,6 +1,6 @@
 """Does an unpinned JAX training round differently from a pinned one on this CPU? (diagnostic)
 
-deepstock pins every JAX training process to one core (deepstock.jaxrt), so a training gives the
+deepstock pins every JAX training process to one core (deepstock.training.jaxrt), so a training gives the
 same bits on one and on many visible cores; ``tests/test_jax_runtime.py`` holds that promise.
 Without the pin, XLA may split work over the visible cores and round differently — on some CPUs
 it does (PPO-Base, Setting 1, seed 42: test 0.8926 against 0.8942 at the full budget on the
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PROBE = """
 import json, os, sys
 from tests.test_sb3 import hp, make_dataset
-from deepstock.trainers import jax_ppo
+from deepstock.training import jax_ppo
 steps = int(sys.argv[1])
 over = {"total_steps": steps, "n_steps": 1024, "batch_size": 64, "eval_freq": 1024}
 r = jax_ppo.train_ppo(make_dataset(1), "base", hp("ppo", **over), 42)

@@ -1,5 +1,5 @@
 """Test-wide setup: the CLI's pinned numerics (deepstock.numerics), one torch thread, JAX's
-runtime settings (deepstock.jaxrt.configure), local Ray."""
+runtime settings (deepstock.training.jaxrt.configure), local Ray."""
 
 import os
 
@@ -12,7 +12,7 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)
 
-from deepstock import jaxrt  # noqa: E402
+from deepstock.training import jaxrt  # noqa: E402
 
 jaxrt.configure()  # as a JAX training does first (XLA flags, threefry), before any test's trace
 
@@ -23,7 +23,7 @@ _CORES = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
 
 @pytest.fixture(autouse=True)
 def _every_core_after_a_jax_test():
-    """A JAX training pins its process to one core (deepstock.jaxrt); give the worker its cores
+    """A JAX training pins its process to one core (deepstock.training.jaxrt); give the worker its cores
     back after each test, so the subprocesses later tests start (CLI, Snakemake) keep them. The
     next JAX training pins to the same claimed core again."""
     yield
@@ -41,7 +41,7 @@ def failing_trials(monkeypatch):
     """
     import dataclasses
 
-    import deepstock.trainers.backends as backends
+    import deepstock.training.backends as backends
 
     real = backends.load_trainer
     failed: list[int] = []
@@ -83,8 +83,8 @@ def fake_trainers(monkeypatch):
 
     import pandas as pd
 
-    import deepstock.trainers as trainers
-    import deepstock.trainers.backends as backends
+    import deepstock.training as trainers
+    import deepstock.training.backends as backends
     from deepstock.registry import get_method
 
     class Calls(list):
@@ -127,10 +127,10 @@ def fake_trainers(monkeypatch):
 def swap_train(monkeypatch):
     """``swap_train(make)``: every backend's train function becomes ``make(method, backend)``
     (the rest of its Trainer stays the real one), through the one loader
-    (:func:`deepstock.trainers.backends.load_trainer`)."""
+    (:func:`deepstock.training.backends.load_trainer`)."""
     import dataclasses
 
-    import deepstock.trainers.backends as backends
+    import deepstock.training.backends as backends
 
     real = backends.load_trainer
 
@@ -149,7 +149,7 @@ def swap_train(monkeypatch):
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     """Setting 1's paper-exact dataset (``.npz``), once per test module."""
-    from deepstock.generators import generate_dataset
+    from deepstock.problem.generators import generate_dataset
 
     path = tmp_path_factory.mktemp("data") / "s1.npz"
     generate_dataset("s1").save(path)

@@ -40,7 +40,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def s1_data(tmp_path_factory) -> Path:
-    from deepstock.generators import generate_dataset
+    from deepstock.problem.generators import generate_dataset
 
     path = tmp_path_factory.mktemp("data") / "s1.npz"
     generate_dataset("s1").save(path)

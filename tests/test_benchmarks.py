@@ -35,11 +35,11 @@ from deepstock.benchmarks import (  # noqa: E402
 from deepstock.benchmarks.ar1_dp import Ar1DPSolution, ar1_kernel, rows_loss  # noqa: E402
 from deepstock.benchmarks.critical_fractile import row_level_policy  # noqa: E402
 from deepstock.cli import main  # noqa: E402
-from deepstock.dynamics import simulate  # noqa: E402
 from deepstock.errors import DeepstockError  # noqa: E402
-from deepstock.evaluation import evaluate_policy  # noqa: E402
-from deepstock.generators import generate_dataset  # noqa: E402
-from deepstock.losses import LossConfig, trajectory_loss  # noqa: E402
+from deepstock.problem.dynamics import simulate  # noqa: E402
+from deepstock.problem.evaluation import evaluate_policy  # noqa: E402
+from deepstock.problem.generators import generate_dataset  # noqa: E402
+from deepstock.problem.losses import LossConfig, trajectory_loss  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -413,18 +413,19 @@ def test_cli_grid_and_output_errors(tmp_path, capsys):
 
 
 def test_ds_on_test_without_trainer(monkeypatch, tmp_path, capsys):
-    monkeypatch.setitem(sys.modules, "deepstock.trainers.ds", None)
+    for module in ("deepstock.training.ds", "deepstock.training.ds_population"):
+        monkeypatch.setitem(sys.modules, module, None)  # as if not installed (even if loaded)
     data = _save(tmp_path, "s2")
     argv = ["benchmark", "s2", "--data", str(data), "--out", str(tmp_path / "o.json"),
             "--method", "ds_on_test"]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert "the torch backend of ds cannot be loaded (deepstock.trainers.ds_population)" in err
+    assert "the torch backend of ds cannot be loaded (deepstock.training.ds_population)" in err
     assert "\n" not in err.strip()
 
 
 def test_ds_on_test_with_trainer(tmp_path):
-    pytest.importorskip("deepstock.trainers.ds")
+    pytest.importorskip("deepstock.training.ds")
     data = _save(tmp_path, "s2")
     out = tmp_path / "ds.json"
     argv = ["benchmark", "s2", "--data", str(data), "--out", str(out), "--method", "ds_on_test",

@@ -12,7 +12,7 @@ import pytest
 
 from deepstock.cli import COMMANDS, main
 from deepstock.errors import ConfigError
-from deepstock.generators import generate_dataset
+from deepstock.problem.generators import generate_dataset
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,7 @@ def test_retraining_a_winner_uses_its_backend_unless_told_otherwise(
         s1_path, tmp_path, monkeypatch, stored, option, expected):
     import dataclasses
 
-    import deepstock.trainers.backends as backends
+    import deepstock.training.backends as backends
 
     asked: list[str | None] = []
 

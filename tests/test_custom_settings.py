@@ -10,11 +10,11 @@ import torch
 import yaml
 
 from deepstock.cli import main
-from deepstock.data import load_dataset
 from deepstock.errors import ConfigError, DataError
-from deepstock.evaluation import base_stock_policy, evaluate_policy
-from deepstock.generators import generate_dataset
-from deepstock.settings import DataOptions, Setting, load_setting_file, setting_from_dict
+from deepstock.problem.data import load_dataset
+from deepstock.problem.evaluation import base_stock_policy, evaluate_policy
+from deepstock.problem.generators import generate_dataset
+from deepstock.problem.settings import DataOptions, Setting, load_setting_file, setting_from_dict
 
 torch.set_num_threads(1)
 

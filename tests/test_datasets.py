@@ -9,11 +9,11 @@ import pytest
 
 from deepstock import __version__
 from deepstock.cli import main
-from deepstock.data import load_dataset
 from deepstock.errors import ConfigError
-from deepstock.families import setting_ids
-from deepstock.generators import generate_dataset, write_dataset
-from deepstock.settings import DataOptions, get_setting
+from deepstock.problem.data import load_dataset
+from deepstock.problem.families import setting_ids
+from deepstock.problem.generators import generate_dataset, write_dataset
+from deepstock.problem.settings import DataOptions, get_setting
 
 
 @pytest.fixture(scope="module")

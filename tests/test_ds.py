@@ -11,15 +11,15 @@ import pytest
 import torch
 
 from deepstock.cli import main
-from deepstock.data import Dataset
-from deepstock.dynamics import simulate
 from deepstock.errors import ConfigError
-from deepstock.losses import trajectory_loss
-from deepstock.policies import TorchPolicy, build_ds_network
-from deepstock.regularizations import RegularizationParams, get_regularization
-from deepstock.settings import get_setting
-from deepstock.trainers import TrainResult, save_run, train
-from deepstock.trainers.common import metrics_dict
+from deepstock.problem.data import Dataset
+from deepstock.problem.dynamics import simulate
+from deepstock.problem.losses import trajectory_loss
+from deepstock.problem.settings import get_setting
+from deepstock.training import TrainResult, save_run, train
+from deepstock.training.common import metrics_dict
+from deepstock.training.policies import TorchPolicy, build_ds_network
+from deepstock.training.regularizations import RegularizationParams, get_regularization
 
 torch.set_num_threads(1)
 

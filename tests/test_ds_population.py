@@ -11,9 +11,9 @@ import torch
 
 from deepstock.errors import ConfigError
 from deepstock.hparams import resolve_hparams
-from deepstock.trainers import ds_population
-from deepstock.trainers.ds import train_ds
-from deepstock.trainers.ds_population import train_ds_population
+from deepstock.training import ds_population
+from deepstock.training.ds import train_ds
+from deepstock.training.ds_population import train_ds_population
 from tests.test_ds import FAST, tiny_dataset
 
 torch.set_num_threads(1)

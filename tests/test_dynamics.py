@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from deepstock.dynamics import Observation, Rollout, counted_days, order_days, simulate
-from deepstock.losses import LossConfig, daily_cost, trajectory_loss
+from deepstock.problem.dynamics import Observation, Rollout, counted_days, order_days, simulate
+from deepstock.problem.losses import LossConfig, daily_cost, trajectory_loss
 
 torch.set_num_threads(1)
 

@@ -9,19 +9,19 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from deepstock.data import Dataset
-from deepstock.dynamics import Observation, simulate
-from deepstock.envs import (
+from deepstock.problem.data import Dataset
+from deepstock.problem.dynamics import Observation, simulate
+from deepstock.problem.evaluation import base_stock_policy, evaluate_policy, simulate_split
+from deepstock.problem.losses import LossConfig, trajectory_loss
+from deepstock.problem.settings import Setting, get_setting
+from deepstock.training.envs import (
     ENV_ID,
     InventoryEnv,
     network_policy,
     rl_context,
     window_returns,
 )
-from deepstock.evaluation import base_stock_policy, evaluate_policy, simulate_split
-from deepstock.losses import LossConfig, trajectory_loss
-from deepstock.regularizations import RegularizationParams, get_regularization
-from deepstock.settings import Setting, get_setting
+from deepstock.training.regularizations import RegularizationParams, get_regularization
 
 REGS = ("none", "base", "coeff", "both")
 
@@ -222,7 +222,7 @@ def test_parity_general_review_and_lead_time(R, L, T):
 @pytest.mark.parametrize("setting_id", ["s1", "s2"])
 @pytest.mark.parametrize("reg", ["none", "base"])
 def test_parity_on_generated_datasets(setting_id, reg):
-    generators = pytest.importorskip("deepstock.generators")
+    generators = pytest.importorskip("deepstock.problem.generators")
     ds = generators.generate_dataset(setting_id)
     _assert_parity(ds, "val", reg, _action_table(ds, reg, 12))
     # base-stock through the evaluation module: env return = -14·ℓ on every trajectory

@@ -1,4 +1,4 @@
-"""The JAX environment (deepstock.envs_jax) equals InventoryEnv step by step (float64, 1e-9)."""
+"""The JAX environment (deepstock.training.envs_jax) equals InventoryEnv step by step (float64, 1e-9)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from deepstock import envs_jax
-from deepstock.envs import InventoryEnv
-from deepstock.losses import LossConfig
-from deepstock.regularizations import RegularizationParams
-from deepstock.settings import get_setting
+from deepstock.problem.losses import LossConfig
+from deepstock.problem.settings import get_setting
+from deepstock.training import envs_jax
+from deepstock.training.envs import InventoryEnv
+from deepstock.training.regularizations import RegularizationParams
 from tests.test_envs import make_dataset, small_setting
 
 REGS = ("none", "base", "coeff", "both")
@@ -85,7 +85,7 @@ def _assert_equal_episodes(ds, split, reg, act, **kw):
 @pytest.mark.parametrize("setting_id", ["s1", "s2", "s4_n5_t7"])
 @pytest.mark.parametrize("reg", REGS)
 def test_every_reward_and_episode_loss_equals_inventory_env_on_generated_datasets(setting_id, reg):
-    generators = pytest.importorskip("deepstock.generators")
+    generators = pytest.importorskip("deepstock.problem.generators")
     ds = generators.generate_dataset(setting_id)
     table = _table(ds, reg, 3)
     for split in ("train", "val", "test"):
@@ -96,7 +96,7 @@ def test_every_reward_and_episode_loss_equals_inventory_env_on_generated_dataset
 
 @pytest.mark.parametrize("setting_id", ["s1", "s2"])
 def test_a_closed_loop_policy_sees_the_same_observations_in_both_envs(setting_id):
-    generators = pytest.importorskip("deepstock.generators")
+    generators = pytest.importorskip("deepstock.problem.generators")
     ds = generators.generate_dataset(setting_id)
     _assert_equal_episodes(ds, "val", "base", lambda row, t, obs: _feedback(np.asarray(obs)))
 

@@ -9,14 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from deepstock import families
 from deepstock.benchmarks import run as benchmarks
 from deepstock.cli import main
-from deepstock.data import Dataset
 from deepstock.errors import ConfigError
-from deepstock.evaluation import base_stock_policy, evaluate_policy
-from deepstock.generators import dataset_meta, split_rows
-from deepstock.settings import Setting, get_setting
+from deepstock.problem import families
+from deepstock.problem.data import Dataset
+from deepstock.problem.evaluation import base_stock_policy, evaluate_policy
+from deepstock.problem.generators import dataset_meta, split_rows
+from deepstock.problem.settings import Setting, get_setting
 
 TOY = Setting("toy1", "toy", T=24, n_train=6, n_val=6, n_test=30, R=1, L=1, M=20.0)
 

@@ -148,7 +148,7 @@ def test_a_full_disk_while_saving_a_stage2_run_stops_the_cell_and_a_rerun_trains
 def test_out_of_memory_in_a_training_stops_the_cell_without_journaling_a_failure(
     data, tmp_path, capsys, monkeypatch
 ):
-    from deepstock.trainers.backends import TrainJob
+    from deepstock.training.backends import TrainJob
 
     def no_memory(*args, **kwargs):
         raise MemoryError
@@ -250,7 +250,7 @@ def test_restart_works_on_a_cell_whose_journal_starts_with_garbage(
 
 
 def test_all_failed_stage2_runs_say_how_to_retry_them(data, tmp_path, capsys, monkeypatch):
-    from deepstock.trainers.backends import TrainJob
+    from deepstock.training.backends import TrainJob
 
     real = TrainJob.train_population
 

@@ -19,11 +19,11 @@ import pytest
 import yaml
 
 from deepstock.cli import main
-from deepstock.data import load_dataset
 from deepstock.errors import ConfigError, DataError, DeepstockError
-from deepstock.families import setting_ids
-from deepstock.generators import generate_dataset
-from deepstock.settings import (
+from deepstock.problem.data import load_dataset
+from deepstock.problem.families import setting_ids
+from deepstock.problem.generators import generate_dataset
+from deepstock.problem.settings import (
     MAX_DATASET_GB_ENV,
     DataOptions,
     get_setting,
@@ -591,8 +591,8 @@ def test_the_benchmark_and_the_ds_network_refuse_an_order_cap_above_its_bound_fr
     import dataclasses
 
     from deepstock.benchmarks.run import run_benchmark
-    from deepstock.policies import build_ds_network
-    from deepstock.regularizations import get_regularization
+    from deepstock.training.policies import build_ds_network
+    from deepstock.training.regularizations import get_regularization
 
     data = generate_dataset("s1")
     huge = dataclasses.replace(data, setting=dataclasses.replace(data.setting, M=1e308))
@@ -622,9 +622,9 @@ def test_a_training_whose_loss_comes_out_non_finite_fails_in_one_line_and_writes
         s1_file, tmp_path, capsys, fake_trainers, monkeypatch, key, value):
     import dataclasses
 
-    import deepstock.trainers as trainers
-    import deepstock.trainers.backends as backends
-    from deepstock.trainers.common import NonFiniteMetric, metrics_dict
+    import deepstock.training as trainers
+    import deepstock.training.backends as backends
+    from deepstock.training.common import NonFiniteMetric, metrics_dict
 
     fake = backends.load_trainer  # the fake_trainers stand-in
 

@@ -12,17 +12,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from deepstock.envs import InventoryEnv
 from deepstock.errors import ConfigError
-from deepstock.losses import LossConfig
-from deepstock.regularizations import RegularizationParams
+from deepstock.problem.losses import LossConfig
 from deepstock.reports.figures import figure3_data
-from deepstock.trainers import jax_ddpg as jd
-from deepstock.trainers import save_run
-from deepstock.trainers.jax_common import agent as pick
-from deepstock.trainers.jax_common import make_setup
-from deepstock.trainers.sb3 import OPTIONS as SB3_OPTIONS
-from deepstock.trainers.sb3 import _LoggedDDPG
+from deepstock.training import jax_ddpg as jd
+from deepstock.training import save_run
+from deepstock.training.envs import InventoryEnv
+from deepstock.training.jax_common import agent as pick
+from deepstock.training.jax_common import make_setup
+from deepstock.training.regularizations import RegularizationParams
+from deepstock.training.sb3 import OPTIONS as SB3_OPTIONS
+from deepstock.training.sb3 import _LoggedDDPG
 from tests.test_sb3 import hp, make_dataset
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")

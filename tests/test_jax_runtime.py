@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from deepstock import jaxrt
 from deepstock.errors import ConfigError
+from deepstock.training import jaxrt
 
 ROOT = Path(__file__).resolve().parents[1]
 
 _PROBE = """
 import json, os
 from tests.test_sb3 import hp, make_dataset
-from deepstock.trainers import jax_ppo
+from deepstock.training import jax_ppo
 over = {"total_steps": 4096, "n_steps": 1024, "batch_size": 64, "eval_freq": 1024}
 r = jax_ppo.train_ppo(make_dataset(1), "base", hp("ppo", **over), 42)
 print(json.dumps({"cores": len(os.sched_getaffinity(0)), "test": r.test_loss,
@@ -78,7 +78,7 @@ def test_a_bad_core_setting_is_a_one_line_error_naming_the_variable(monkeypatch,
 
 
 def test_a_training_pins_its_process_and_a_plain_import_does_not(tmp_path):
-    code = ("import os; from deepstock import jaxrt; a = len(os.sched_getaffinity(0)); "
+    code = ("import os; from deepstock.training import jaxrt; a = len(os.sched_getaffinity(0)); "
             "jaxrt.setup(); print(a, len(os.sched_getaffinity(0)))")
     env = {**os.environ, jaxrt.CACHE_ENV: "off", "PYTHONPATH": str(ROOT)}
     env.pop(jaxrt.CORE_ENV, None)

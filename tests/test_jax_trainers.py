@@ -11,13 +11,13 @@ import pytest
 import torch
 from stable_baselines3.common.logger import configure
 
-from deepstock.trainers import jax_ddpg as jd
-from deepstock.trainers import jax_ppo as jp
-from deepstock.trainers import read_run, save_run
-from deepstock.trainers.backends import load_trainer
-from deepstock.trainers.jax_common import OPTIONS, keep_best, lr_values, make_setup, stack_values
-from deepstock.trainers.jax_common import agent as pick
-from deepstock.trainers.sb3 import build_model, ddpg_bias_shift, linear_schedule
+from deepstock.training import jax_ddpg as jd
+from deepstock.training import jax_ppo as jp
+from deepstock.training import read_run, save_run
+from deepstock.training.backends import load_trainer
+from deepstock.training.jax_common import OPTIONS, keep_best, lr_values, make_setup, stack_values
+from deepstock.training.jax_common import agent as pick
+from deepstock.training.sb3 import build_model, ddpg_bias_shift, linear_schedule
 from tests.test_sb3 import hp, make_dataset
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -358,7 +358,7 @@ def test_value_hyper_parameters_reuse_the_compiled_program():
 
 def test_cuda_without_a_gpu_is_a_one_line_error():
     from deepstock.errors import ConfigError
-    from deepstock.jaxrt import gpu_available
+    from deepstock.training.jaxrt import gpu_available
 
     if gpu_available():
         pytest.skip("a GPU is present")
@@ -370,7 +370,7 @@ _CACHE_PROBE = """
 import collections, json, jax
 events = collections.Counter()
 jax.monitoring.register_event_listener(lambda name, **kw: events.update([name]))
-from deepstock.trainers import jax_ppo
+from deepstock.training import jax_ppo
 from tests.test_sb3 import hp, make_dataset
 from tests.test_jax_trainers import SHORT_PPO
 r = jax_ppo.train_ppo(make_dataset(1), "base", hp("ppo", **SHORT_PPO), 42)
@@ -410,7 +410,7 @@ def test_a_run_shorter_than_eval_freq_evaluates_its_final_policy_once():
 
 
 def test_tanh_saturates_and_differentiates_like_torchs_float32_tanh():
-    from deepstock.trainers.jax_common import tanh
+    from deepstock.training.jax_common import tanh
 
     x = np.concatenate([np.linspace(-12, 12, 481), [7.9, 8.0, 8.3, 8.6, 9.0]]).astype(np.float32)
     t = torch.tensor(x, requires_grad=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from deepstock.cli import main
-from deepstock.generators import generate_dataset
 from deepstock.hparams import resolve_hparams, training_memory
+from deepstock.problem.generators import generate_dataset
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from deepstock.dynamics import Rollout
-from deepstock.losses import (
+from deepstock.problem.dynamics import Rollout
+from deepstock.problem.losses import (
     DEFAULT_LOSS,
     LossConfig,
     daily_cost,
@@ -163,8 +163,8 @@ def explicit_s1_base_stock_loss(demand: np.ndarray, S: float, M: float = 100.0) 
 
 @pytest.mark.parametrize("S", [18.0, 26.0, 31.5])
 def test_setting1_base_stock_through_evaluate_policy(S):
-    generators = pytest.importorskip("deepstock.generators")
-    from deepstock.evaluation import base_stock_policy, evaluate_policy
+    generators = pytest.importorskip("deepstock.problem.generators")
+    from deepstock.problem.evaluation import base_stock_policy, evaluate_policy
 
     ds = generators.generate_dataset("s1")
     test = ds.split("test")

@@ -10,17 +10,17 @@ import pandas as pd
 import pytest
 import yaml
 
-from deepstock import lost_sales
 from deepstock.benchmarks import run_benchmark
 from deepstock.cli import main
 from deepstock.errors import ConfigError
-from deepstock.evaluation import evaluate_policy
-from deepstock.families import get_family, setting_ids
-from deepstock.generators import generate_dataset
 from deepstock.hparams import get_scale, resolve_hparams
+from deepstock.problem import lost_sales
+from deepstock.problem.evaluation import evaluate_policy
+from deepstock.problem.families import get_family, setting_ids
+from deepstock.problem.generators import generate_dataset
+from deepstock.problem.settings import get_setting, setting_from_dict
 from deepstock.reports import lost_sales as report
-from deepstock.settings import get_setting, setting_from_dict
-from deepstock.trainers import train
+from deepstock.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
 ZIPKIN = yaml.safe_load((ROOT / "paper/literature/zipkin2008.yaml").read_text())["poisson_mean_5"]

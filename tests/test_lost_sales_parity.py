@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from deepstock.benchmarks import lost_sales_dp as dp
-from deepstock.dynamics import advance_day, simulate
-from deepstock.losses import LossConfig, daily_cost, trajectory_loss
+from deepstock.problem.dynamics import advance_day, simulate
+from deepstock.problem.losses import LossConfig, daily_cost, trajectory_loss
 
 H, P = 1.0, 4.0
 ZIPKIN = LossConfig(h=H, b=P)  # cost h·(on-hand left) + p·(lost units), no rescaling

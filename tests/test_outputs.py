@@ -33,10 +33,10 @@ import yaml
 
 from deepstock.cli import main
 from deepstock.errors import DataError
-from deepstock.generators import generate_dataset
+from deepstock.problem.generators import generate_dataset
 from deepstock.registry import METHODS as REGISTERED
-from deepstock.trainers import TrainResult, read_run, save_run
-from deepstock.trainers.backends import TrainJob
+from deepstock.training import TrainResult, read_run, save_run
+from deepstock.training.backends import TrainJob
 
 IS_ROOT = os.geteuid() == 0
 REAL_TRAIN = TrainJob.train
@@ -261,7 +261,7 @@ def dead_pid() -> int:
 
 def crash_before_metrics(monkeypatch) -> None:
     """Make save_run crash right after the weights are written, before metrics.json."""
-    import deepstock.trainers.common as common
+    import deepstock.training.common as common
 
     def crash(path, obj):
         assert (Path(path).parent / "model.pt").is_file()

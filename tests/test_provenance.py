@@ -84,7 +84,7 @@ def test_a_bad_numerics_mode_is_a_one_line_error_naming_the_variable():
 
 
 def test_a_training_run_records_its_provenance_in_metrics_json(tmp_path):
-    from deepstock.generators import generate_dataset
+    from deepstock.problem.generators import generate_dataset
 
     data = tmp_path / "s1.npz"
     generate_dataset("s1").save(data)

@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from deepstock.generators import generate_dataset
+from deepstock.problem.generators import generate_dataset
 
 _KILL_WORKERS = r'''
 import os, sys

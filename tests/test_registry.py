@@ -13,9 +13,9 @@ import yaml
 from deepstock import registry, workflow_axes
 from deepstock.cli import build_parser, main
 from deepstock.errors import ConfigError
-from deepstock.generators import generate_dataset
 from deepstock.hparams import SCALES, get_scale, resolve_hparams
-from deepstock.regularizations import Regularization, get_regularization
+from deepstock.problem.generators import generate_dataset
+from deepstock.training.regularizations import Regularization, get_regularization
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -115,7 +115,7 @@ def test_snakefile_wildcards_come_from_the_registry():
 
 
 def test_rl_runs_on_the_cpu_and_ds_where_asked_one_rule_for_all_callers():
-    from deepstock.trainers.backends import resolve_device
+    from deepstock.training.backends import resolve_device
 
     assert resolve_device("ddpg", "cuda") == "cpu"
     assert resolve_device("ppo", "auto") == "cpu"
@@ -126,7 +126,7 @@ def test_rl_runs_on_the_cpu_and_ds_where_asked_one_rule_for_all_callers():
 
 def test_every_method_takes_the_same_defaults_from_python_and_the_cli(tmp_path, swap_train):
     """`train(..., {})` is the resolved default set for every method, as `deepstock train`."""
-    import deepstock.trainers as trainers
+    import deepstock.training as trainers
 
     path = tmp_path / "s2.npz"
     generate_dataset("s2").save(path)
@@ -154,7 +154,7 @@ def test_every_method_takes_the_same_defaults_from_python_and_the_cli(tmp_path, 
 
 
 def test_a_trainer_refuses_an_incomplete_configuration_naming_the_missing_keys():
-    from deepstock.trainers.ds import train_ds
+    from deepstock.training.ds import train_ds
 
     with pytest.raises(ConfigError, match="lack .*learning_rate"):
         train_ds(generate_dataset("s1"), "base", {"epochs": 1}, 1)

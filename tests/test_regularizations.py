@@ -7,20 +7,20 @@ import numpy as np
 import pytest
 import torch
 
-from deepstock.data import Dataset
-from deepstock.dynamics import Observation, simulate
 from deepstock.errors import ConfigError
-from deepstock.evaluation import base_stock_policy, evaluate_policy
-from deepstock.losses import trajectory_loss
-from deepstock.policies import (
+from deepstock.problem.data import Dataset
+from deepstock.problem.dynamics import Observation, simulate
+from deepstock.problem.evaluation import base_stock_policy, evaluate_policy
+from deepstock.problem.losses import trajectory_loss
+from deepstock.problem.settings import get_setting
+from deepstock.training.policies import (
     DSNetwork,
     NumpyPolicy,
     TorchPolicy,
     build_ds_network,
     normalized_coeff,
 )
-from deepstock.regularizations import RegularizationParams, get_regularization
-from deepstock.settings import get_setting
+from deepstock.training.regularizations import RegularizationParams, get_regularization
 
 torch.set_num_threads(1)
 P = RegularizationParams(M=100.0)  # K_c = 28, coefficients clipped to [0, 1]

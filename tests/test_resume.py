@@ -17,10 +17,10 @@ import pandas as pd
 import pytest
 
 from deepstock.cli import main
-from deepstock.generators import generate_dataset
 from deepstock.hparams import decode_config
 from deepstock.journal import CellLock, file_sha256
-from deepstock.settings import DataOptions
+from deepstock.problem.generators import generate_dataset
+from deepstock.problem.settings import DataOptions
 
 TINY = ["--method", "ds", "--reg", "base", "--scale", "tiny", "--executor", "local", "--quiet"]
 
@@ -151,7 +151,7 @@ def test_stage2_runs_are_credited_only_to_the_configuration_that_produced_them(
     assert first["stage1_trial"] == 2
     monkeypatch.undo()
     trial1 = decode_config(_rows(out / "stage1.jsonl")[0]["config"])
-    from deepstock.trainers.backends import TrainJob
+    from deepstock.training.backends import TrainJob
 
     real = TrainJob.train
 

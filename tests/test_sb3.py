@@ -9,15 +9,15 @@ import pandas as pd
 import pytest
 import torch
 
-from deepstock.data import Dataset
-from deepstock.envs import InventoryEnv, window_returns
 from deepstock.errors import ConfigError
-from deepstock.evaluation import evaluate_policy
 from deepstock.hparams import resolve_hparams
-from deepstock.settings import get_setting
-from deepstock.trainers import save_run, train
-from deepstock.trainers.common import NoImprovementStopper
-from deepstock.trainers.sb3 import (
+from deepstock.problem.data import Dataset
+from deepstock.problem.evaluation import evaluate_policy
+from deepstock.problem.settings import get_setting
+from deepstock.training import save_run, train
+from deepstock.training.common import NoImprovementStopper
+from deepstock.training.envs import InventoryEnv, window_returns
+from deepstock.training.sb3 import (
     apply_ddpg_bias,
     apply_ppo_bias,
     build_model,
@@ -261,9 +261,9 @@ def test_the_ppo_bias_is_computed_in_float32_like_the_authors():
 
 def test_the_validation_return_is_each_episode_rounded_to_6_decimals_like_sb3s_monitor():
     """The authors' EvalCallback averages Monitor's round(sum(rewards), 6) per episode."""
-    from deepstock.evaluation import simulate_split
-    from deepstock.losses import DEFAULT_LOSS
-    from deepstock.trainers.sb3 import _ValEvaluator
+    from deepstock.problem.evaluation import simulate_split
+    from deepstock.problem.losses import DEFAULT_LOSS
+    from deepstock.training.sb3 import _ValEvaluator
 
     ds = make_dataset(seed=3)
     s = build_model("ppo", ds, "base", hp("ppo", "base", **SMALL_PPO), 4)

@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 
 from deepstock.cli import main
-from deepstock.generators import generate_dataset
 from deepstock.journal import describe_change
+from deepstock.problem.generators import generate_dataset
 from deepstock.tuning import (
     TuneOptions,
     config_seed,

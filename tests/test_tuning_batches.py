@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 from deepstock.errors import ConfigError
-from deepstock.generators import generate_dataset
 from deepstock.hparams import decode_config, encode_choice, get_scale
 from deepstock.journal import seal
+from deepstock.problem.generators import generate_dataset
 from deepstock.tuning import TuneOptions, config_seed, plan_cell, tune_cell
 
 JAX = dict(scale="tiny", executor="local", quiet=True, backend="jax")

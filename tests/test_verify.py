@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from deepstock.cli import main
-from deepstock.generators import generate_dataset
 from deepstock.journal import seal
+from deepstock.problem.generators import generate_dataset
 
 
 @pytest.fixture(scope="module")

@@ -17,11 +17,11 @@ from typing import Any
 import yaml
 
 from deepstock.errors import ConfigError
-from deepstock.families import get_family
 from deepstock.io import read_yaml
 from deepstock.limits import TRAIN_ENV, check_bytes
+from deepstock.problem.families import get_family
+from deepstock.problem.settings import Setting, get_setting
 from deepstock.registry import Param, check_supported, get_method
-from deepstock.settings import Setting, get_setting
 
 
 def schema_of(method: str) -> dict[str, Param]:

@@ -13,7 +13,7 @@ Guarantees of :func:`write_bytes` (and of the JSON, CSV and text helpers built o
   the temporary file is removed and the old file stays as it was.
 
 :func:`write_folder` replaces a whole folder in one step under the same rules (a run folder of
-:func:`deepstock.trainers.save_run`). Readers (:func:`read_json`, :func:`read_yaml`) turn a
+:func:`deepstock.training.save_run`). Readers (:func:`read_json`, :func:`read_yaml`) turn a
 missing, unreadable or unparsable file into a one-line error naming it.
 
 A write the storage refuses — no space left on the device (``ENOSPC``), a disk quota

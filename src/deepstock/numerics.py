@@ -7,7 +7,7 @@ count. :func:`configure` fixes, before torch, MKL, oneDNN or XLA load:
 - **threads**: one BLAS/OpenMP thread per process (``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``,
   ``OPENBLAS_NUM_THREADS`` = 1) and single-threaded XLA CPU programs
   (``--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1``; the JAX trainers also
-  pin their process to one core, :mod:`deepstock.jaxrt`). Parallelism comes from Snakemake jobs
+  pin their process to one core, :mod:`deepstock.training.jaxrt`). Parallelism comes from Snakemake jobs
   and Ray trials; several threads are slower for these small networks and have deadlocked
   vmapped PPO.
 - **instruction set** (``pinned`` mode, the default): torch's vectorized kernels

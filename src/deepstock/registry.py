@@ -10,7 +10,7 @@ columns, labels, colours and markers.
   training backends (:class:`Backend`: trainer function and whether it runs on a GPU), and the
   regularizations and setting families it supports. Table columns follow :data:`METHODS` order,
   the paper's (DDPG, PPO, DS).
-- A **regularization** is a :class:`~deepstock.regularizations.Regularization` (the mapping from
+- A **regularization** is a :class:`~deepstock.training.regularizations.Regularization` (the mapping from
   network output to order, with its label, colour and marker): :func:`register_regularization`
   adds one, and every consumer sees it — CLI, trainers, summary, tables and figures.
 - The **settings grid**: Settings 1-3 and Setting 4's (N, H) grid, T = 3 + 2H.
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deepstock.errors import ConfigError
-from deepstock.regularizations import Regularization
+from deepstock.training.regularizations import Regularization
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ class Param:
 
 # ----------------------------------------------------------------------------- hyper-parameters
 #: Upper bound of the order cap ``M`` (units per order), as a hyper-parameter and as a custom
-#: setting's field (deepstock.settings.setting_from_dict): 10^4 times the paper's largest (500).
+#: setting's field (deepstock.problem.settings.setting_from_dict): 10^4 times the paper's largest (500).
 #: Far above it the networks' float32 outputs, SB3's gymnasium boxes, the JAX losses (M² grows
 #: past float32) and the INDEP DP's grid (M + 1 order sizes) overflow or cannot be allocated;
 #: a larger value is a one-line ConfigError before any compute.
@@ -163,9 +163,9 @@ PPO_SCHEMA = {
 class Backend:
     """One implementation of methods: the module that holds its code and where it runs.
 
-    ``module`` defines ``TRAINERS``, a mapping method name -> :class:`deepstock.trainers.
+    ``module`` defines ``TRAINERS``, a mapping method name -> :class:`deepstock.training.
     backends.Trainer` (train, population, options, capabilities, GPU probe); it is imported in
-    one place only, :func:`deepstock.trainers.backends.load_trainer`, when a training needs it
+    one place only, :func:`deepstock.training.backends.load_trainer`, when a training needs it
     (DS never loads stable-baselines3, the RL methods never load the DS trainer).
     """
 
@@ -210,8 +210,8 @@ class Method:
 
 def _rl_backends(method: str) -> dict[str, Backend]:
     """An RL method's two backends: SB3 (the reference) and the compiled JAX one."""
-    return {"sb3": Backend("sb3", "deepstock.trainers.sb3", gpu=False),
-            "jax": Backend("jax", f"deepstock.trainers.jax_{method}", gpu=True, auto_gpu=False)}
+    return {"sb3": Backend("sb3", "deepstock.training.sb3", gpu=False),
+            "jax": Backend("jax", f"deepstock.training.jax_{method}", gpu=True, auto_gpu=False)}
 
 
 # ----------------------------------------------------------------------------- memory model
@@ -259,7 +259,7 @@ METHODS: dict[str, Method] = {
                _rl_backends("ppo"), "sb3", ppo_memory),
         Method("ds", "DS", "#C44E52", "o", DS_SCHEMA,
                Stopping("patience_epochs", "epochs"), "epochs",
-               {"torch": Backend("torch", "deepstock.trainers.ds_population", gpu=True)}, "torch",
+               {"torch": Backend("torch", "deepstock.training.ds_population", gpu=True)}, "torch",
                ds_memory),
     )
 }
@@ -355,7 +355,7 @@ def get_regularization(name: str) -> Regularization:
 
 def check_supported(method: str, reg: str, family) -> None:
     """One-line ConfigError unless ``method`` supports the regularization on the setting
-    ``family`` (a :class:`deepstock.families.Family`): the method's own lists, and Coeff
+    ``family`` (a :class:`deepstock.problem.families.Family`): the method's own lists, and Coeff
     features where the regularization reads them."""
     m, r = get_method(method), get_regularization(reg)
     if m.regs is not None and r.name not in m.regs:

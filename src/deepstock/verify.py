@@ -132,7 +132,7 @@ def dataset_for(winner: dict, data: str | None, tmp: Path) -> Path:
     fingerprint's (a one-line DataError naming both otherwise)."""
     want = winner["fingerprint"]["dataset_sha256"]
     if data is None:
-        from deepstock.generators import generate_dataset
+        from deepstock.problem.generators import generate_dataset
 
         path = tmp / f"{winner['setting']}.npz"
         generate_dataset(winner["setting"]).save(path)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from deepstock import lost_sales
 from deepstock.errors import ConfigError
-from deepstock.families import IID_IDS, get_family
 from deepstock.hparams import SCALES
+from deepstock.problem import lost_sales
+from deepstock.problem.families import IID_IDS, get_family
+from deepstock.problem.settings import get_setting
 from deepstock.registry import (
     EXECUTORS,
     METHODS,
@@ -21,7 +22,6 @@ from deepstock.registry import (
     TABLE_SETTINGS,
     check_supported,
 )
-from deepstock.settings import get_setting
 
 #: Groups a ``settings`` entry may name for a whole grid: ``s4`` (Setting 4), ``ls`` (lost sales).
 GROUPS: dict[str, tuple[str, ...]] = {"s4": IID_IDS, "ls": lost_sales.IDS}

@@ -12,8 +12,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from deepstock.generators import generate_dataset
 from deepstock.hparams import get_scale
+from deepstock.problem.generators import generate_dataset
 
 SEED = 42
 
@@ -47,7 +47,7 @@ def _losses(result) -> dict:
 
 def _training(method: str, backend: str) -> Callable[[], dict]:
     def run() -> dict:
-        from deepstock.trainers import train
+        from deepstock.training import train
 
         budget = get_scale("tiny").budget(method)
         return _losses(train(_dataset(), method, "base", budget, SEED, backend=backend,

@@ -3,7 +3,7 @@ import shlex
 
 from deepstock import registry
 from deepstock.hparams import conf_digest, get_scale
-from deepstock.settings import get_setting
+from deepstock.problem.settings import get_setting
 from deepstock.workflow_axes import expand_settings
 
 SCALE = get_scale(config["scale"])

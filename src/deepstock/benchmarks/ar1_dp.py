@@ -23,11 +23,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import norm
 
-from deepstock.data import Dataset
-from deepstock.dynamics import Observation, Policy, counted_days, order_days
 from deepstock.errors import ConfigError, DataError, DeepstockError
 from deepstock.limits import DP_ENV, check_bytes
-from deepstock.losses import DEFAULT_LOSS, LossConfig
+from deepstock.problem.data import Dataset
+from deepstock.problem.dynamics import Observation, Policy, counted_days, order_days
+from deepstock.problem.losses import DEFAULT_LOSS, LossConfig
 
 DEFAULT_DELTA = 0.25
 DEFAULT_NSD = 6.0
@@ -354,9 +354,9 @@ def rows_loss(
     policy: Policy, dataset: Dataset, rows: np.ndarray, *, loss: LossConfig = DEFAULT_LOSS
 ) -> np.ndarray:
     """Per-trajectory losses of ``policy`` on arbitrary dataset rows, via the shared simulator."""
-    from deepstock.data import Split
-    from deepstock.evaluation import rollout_split
-    from deepstock.losses import trajectory_loss
+    from deepstock.problem.data import Split
+    from deepstock.problem.evaluation import rollout_split
+    from deepstock.problem.losses import trajectory_loss
 
     rows = np.asarray(rows, dtype=np.int64)
     split = Split("rows", dataset.demand[rows], dataset.x[rows], dataset.coeff[rows], rows,

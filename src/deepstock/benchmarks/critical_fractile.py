@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import norm
 
-from deepstock.data import Dataset
-from deepstock.dynamics import Observation, Policy
 from deepstock.errors import ConfigError, DataError
-from deepstock.losses import DEFAULT_LOSS, LossConfig
+from deepstock.problem.data import Dataset
+from deepstock.problem.dynamics import Observation, Policy
+from deepstock.problem.losses import DEFAULT_LOSS, LossConfig
 
 IID_MEAN = 100.0  # hard-coded demand mean of the authors' generator (spec §5.3)
 AUTHORS_Z = 1.282  # the authors' constant (spec §6.2, §10)

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deepstock.data import Dataset
-from deepstock.dynamics import Observation, Policy, counted_days, order_days
 from deepstock.errors import ConfigError, DataError, DeepstockError
-from deepstock.losses import DEFAULT_LOSS, LossConfig
+from deepstock.problem.data import Dataset
+from deepstock.problem.dynamics import Observation, Policy, counted_days, order_days
+from deepstock.problem.losses import DEFAULT_LOSS, LossConfig
 
 PMF_KINDS = ("empirical", "true")
 

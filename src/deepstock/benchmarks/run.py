@@ -10,7 +10,7 @@ Methods (``auto`` picks the exact benchmark of the setting's family):
   workflow, the tuning are our choices). It is never picked by ``auto``; the workflow tunes it.
 
 Every reported loss is the policy's mean per-trajectory loss on a split through the shared
-simulator (:func:`deepstock.evaluation.evaluate_policy`); L* is the test loss.
+simulator (:func:`deepstock.problem.evaluation.evaluate_policy`); L* is the test loss.
 """
 
 from __future__ import annotations
@@ -24,14 +24,14 @@ from pathlib import Path
 import numpy as np
 
 from deepstock.benchmarks import ar1_dp, critical_fractile, indep_dp, lost_sales_dp
-from deepstock.data import SPLITS, Dataset
-from deepstock.dynamics import order_days
 from deepstock.errors import ConfigError, DeepstockError
-from deepstock.evaluation import evaluate_policy
-from deepstock.families import benchmark_methods, get_family
 from deepstock.io import check_target, ensure_folder, write_json
 from deepstock.limits import DP_ENV, check_bytes
-from deepstock.losses import DEFAULT_LOSS, LossConfig
+from deepstock.problem.data import SPLITS, Dataset
+from deepstock.problem.dynamics import order_days
+from deepstock.problem.evaluation import evaluate_policy
+from deepstock.problem.families import benchmark_methods, get_family
+from deepstock.problem.losses import DEFAULT_LOSS, LossConfig
 from deepstock.registry import M_MAX
 
 DS_SEED = 45  # the single-run seed of spec §7.5
@@ -257,7 +257,7 @@ def _ar1(dataset: Dataset, delta: float, nsd: float, loss: LossConfig) -> Benchm
 def _ds_on_test(
     dataset: Dataset, hparams: dict, seed: int, device: str, loss: LossConfig
 ) -> BenchmarkResult:
-    from deepstock.trainers import train
+    from deepstock.training import train
 
     result = train(dataset, "ds", "base", hparams, seed, device=device,
                    train_split="test", val_split="test")
@@ -314,7 +314,7 @@ def write_benchmark(result: BenchmarkResult, out: str | Path) -> Path:
     out = check_benchmark_out(out, tables=bool(result.tables))
     table_file = None
     if result.tables:
-        from deepstock.data import atomic_write_npz
+        from deepstock.problem.data import atomic_write_npz
 
         npz = out.with_suffix(".npz")
         atomic_write_npz(npz, {k: np.asarray(v) for k, v in result.tables.items()})

@@ -19,7 +19,7 @@ import json
 import math
 
 from deepstock.errors import ConfigError
-from deepstock.families import benchmark_methods
+from deepstock.problem.families import benchmark_methods
 
 
 def register(subparsers) -> None:
@@ -77,8 +77,8 @@ def check_options(args: argparse.Namespace) -> dict | None:
 def run(args: argparse.Namespace) -> int:
     from deepstock.benchmarks import run_benchmark, write_benchmark
     from deepstock.benchmarks.run import check_benchmark_out, resolve_method
-    from deepstock.data import load_dataset
     from deepstock.journal import dataset_provenance
+    from deepstock.problem.data import load_dataset
 
     hparams = check_options(args)
     dataset = load_dataset(args.data, expect_setting=args.setting)  # custom settings too

@@ -18,8 +18,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from deepstock.errors import ConfigError, DataError
-from deepstock.families import setting_ids
-from deepstock.settings import DataOptions, load_setting_file
+from deepstock.problem.families import setting_ids
+from deepstock.problem.settings import DataOptions, load_setting_file
 
 
 def register(subparsers) -> None:
@@ -57,7 +57,7 @@ def options_from_args(args: argparse.Namespace, base: DataOptions | None = None)
 
 
 def run(args: argparse.Namespace) -> int:
-    from deepstock import generators
+    from deepstock.problem import generators
 
     if args.list:
         for sid in setting_ids():

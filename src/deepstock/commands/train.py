@@ -164,13 +164,13 @@ def _options(args: argparse.Namespace, trainer) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from deepstock.data import load_dataset
     from deepstock.hparams import resolve_hparams
     from deepstock.io import read_json
     from deepstock.journal import dataset_provenance
-    from deepstock.trainers import save_run
-    from deepstock.trainers.backends import load_trainer, make_job
-    from deepstock.trainers.common import check_run_dir
+    from deepstock.problem.data import load_dataset
+    from deepstock.training import save_run
+    from deepstock.training.backends import load_trainer, make_job
+    from deepstock.training.common import check_run_dir
 
     seed = 45 if args.seed is None else args.seed
     backend = check_backend(args.method, args.backend)

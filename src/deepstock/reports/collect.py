@@ -32,9 +32,9 @@ import numpy as np
 import pandas as pd
 
 from deepstock.errors import ConfigError, DataError
-from deepstock.families import setting_ids
+from deepstock.problem.families import setting_ids
+from deepstock.problem.settings import get_setting
 from deepstock.reports.reported import paper_lstar
-from deepstock.settings import get_setting
 
 AR1_REFERENCES = ("ds_on_test", "paper", "dp")
 # the winner's successful stage-2 runs, as aligned JSON lists (reports.intervals resamples them)

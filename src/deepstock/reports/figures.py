@@ -31,7 +31,7 @@ from deepstock.io import write_bytes, write_csv  # noqa: E402
 from deepstock.reports.reported import paper_surpass  # noqa: E402
 from deepstock.reports.tables import METHOD_LABELS, reg_label  # noqa: E402
 from deepstock.reports.takeaways import NOT_TESTABLE, surpass_untestable  # noqa: E402
-from deepstock.trainers.common import read_run  # noqa: E402
+from deepstock.training.common import read_run  # noqa: E402
 
 DPI = 150
 METHODS = tuple(registry.METHODS)

@@ -24,9 +24,9 @@ import pandas as pd
 
 from deepstock.errors import DataError
 from deepstock.io import read_yaml
-from deepstock.losses import loss_gap
+from deepstock.problem.losses import loss_gap
+from deepstock.problem.settings import get_setting
 from deepstock.reports import intervals
-from deepstock.settings import get_setting
 
 TABLE_COLUMNS = ["setting", "dist", "L", "p", "g_star", "L_star", "base_stock_level",
                  "base_stock_gap", "zipkin_base_stock_gap", "method", "reg", "n_reps",
@@ -59,7 +59,7 @@ def rows_from_runs(root: str | Path) -> pd.DataFrame:
     """Rows like summary.csv's from single runs ``root/{setting}/{method}-{reg}/s{seed}``
     (``deepstock train``'s run folders): one row per (setting, method, reg), reporting the
     median-validation seed as the tuner does, with every seed's losses for the seed interval."""
-    from deepstock.trainers.common import RUN_MARKER
+    from deepstock.training.common import RUN_MARKER
 
     runs = []
     for path in sorted(Path(root).glob(f"*/*-*/s*/{RUN_MARKER}")):

@@ -17,7 +17,7 @@ One call of :func:`tune_cell` handles one cell (setting × method × regularizat
    its median seed (sort by val, index ⌊n/2⌋), whose run folder is copied to ``final/``.
 
 A **unit** (:func:`units_of`) is what one process trains at once: a single run, or a population of
-the cell's backend (:func:`deepstock.trainers.train_population`; each member's result equals its
+the cell's backend (:func:`deepstock.training.train_population`; each member's result equals its
 single run, tested per backend). On the local executor a batch is one unit; on Ray it is split
 into as many balanced units as run at once, each one Ray Tune trial.
 
@@ -48,7 +48,7 @@ the unit in flight (local) or the stage's Ray trials are in, and a rerun trains 
 
 Folders. The cell writes only known names in its folder: :data:`CELL_FILES` (and their
 temporary files ``.{name}.*.tmp``), ``.ray/`` (Ray's scratch, removed whole), ``final/`` and
-``stage2/<config key>_s<seed>/`` holding run files (:func:`deepstock.trainers.common.is_run_file`),
+``stage2/<config key>_s<seed>/`` holding run files (:func:`deepstock.training.common.is_run_file`),
 and the swap leftovers of those folders. ``final/`` and the stage-2 run folders are replaced
 whole, so one that holds a file deepstock did not write is refused, naming the file, before any
 training. ``restart`` removes exactly those names, without reading the journals (so it also
@@ -58,7 +58,7 @@ kept. Temporary files of a writer killed mid-write are removed when the next run
 
 The training backend (``TuneOptions.backend``; None = the method's default, registry) is resolved
 once per cell, trains every trial, and is recorded in the fingerprint and in ``winner.json``; the
-trials' device follows from it (:func:`deepstock.trainers.backends.resolve_device`).
+trials' device follows from it (:func:`deepstock.training.backends.resolve_device`).
 
 Executors (``auto``, the default, picks one: :func:`resolve_executor`): ``ray`` runs units as
 Ray Tune trials, one CPU each (a fractional GPU for ``device='cuda'``), ``min(cpus, units)`` at a

@@ -199,7 +199,7 @@ def units_of(plan: CellPlan, jobs: list[Job]) -> list[list[Job]]:
     concurrent trials), each one Ray task."""
     if not jobs:
         return []
-    from deepstock.trainers.backends import load_trainer
+    from deepstock.training.backends import load_trainer
 
     if load_trainer(plan.spec.method, plan.spec.backend).population is None:
         return [[job] for job in jobs]

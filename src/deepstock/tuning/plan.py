@@ -23,7 +23,7 @@ from deepstock.io import (
 )
 from deepstock.journal import Journal, JournalError, digest, file_sha256
 from deepstock.registry import EXECUTORS, get_method
-from deepstock.trainers.backends import resolve_device
+from deepstock.training.backends import resolve_device
 from deepstock.tuning.trials import CELL_FILES, RUN_FOLDER, SWAP_LEFTOVER, CellSpec
 
 
@@ -110,7 +110,7 @@ def plan_cell(setting: str, method: str, reg: str, data_path: str | Path,
               opts: TuneOptions) -> CellPlan:
     """Validate every input of a cell and compute its fingerprint; writes nothing."""
     from deepstock import __version__, numerics, provenance
-    from deepstock.data import load_dataset
+    from deepstock.problem.data import load_dataset
 
     check_options(opts)
     backend = get_method(method).backend(opts.backend).name
@@ -196,8 +196,8 @@ def run_folders(out: Path) -> list[Path]:
 def foreign_entry(out: Path) -> Path | None:
     """The first path deepstock did not write where the cell replaces folders whole: ``stage2``
     or a run folder that is a link or not a folder, or an entry of a run folder that is not a
-    run file (:func:`deepstock.trainers.common.is_run_file`); None if there is none."""
-    from deepstock.trainers.common import is_run_file
+    run file (:func:`deepstock.training.common.is_run_file`); None if there is none."""
+    from deepstock.training.common import is_run_file
 
     stage2 = out / "stage2"
     if os.path.lexists(stage2) and (stage2.is_symlink() or not stage2.is_dir()):
@@ -228,7 +228,7 @@ def clear_cell(out: Path) -> None:
     """Remove what the cell wrote (module docstring, "Folders") and nothing else, reading no
     journal; refuse (one line naming the file), removing nothing, if a folder it would replace
     holds a file deepstock did not write."""
-    from deepstock.trainers.common import is_run_file
+    from deepstock.training.common import is_run_file
 
     foreign = foreign_entry(out)
     if foreign is not None:

@@ -314,6 +314,6 @@ def replace_dir(src: Path, dst: Path) -> None:
             copy = shutil.copytree if item.is_dir() else shutil.copy2
             copy(item, tmp / item.name)
 
-    from deepstock.trainers.common import is_run_file
+    from deepstock.training.common import is_run_file
 
     write_folder(dst, fill, owned=is_run_file)

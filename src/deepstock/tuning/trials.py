@@ -92,7 +92,7 @@ DATASETS: dict[str, Any] = {}
 
 
 def load_cell_dataset(spec: CellSpec):
-    from deepstock.data import load_dataset
+    from deepstock.problem.data import load_dataset
 
     if spec.data_path not in DATASETS:
         DATASETS[spec.data_path] = load_dataset(spec.data_path, expect_setting=spec.setting)
@@ -100,10 +100,10 @@ def load_cell_dataset(spec: CellSpec):
 
 
 def cell_job(spec: CellSpec):
-    """The cell's typed job (:class:`deepstock.trainers.backends.TrainJob`) at its base
+    """The cell's typed job (:class:`deepstock.training.backends.TrainJob`) at its base
     hyper-parameters: built once per process from the plain spec a Ray worker receives; each
-    trial is :meth:`~deepstock.trainers.backends.TrainJob.with_hparams` of it."""
-    from deepstock.trainers.backends import make_job
+    trial is :meth:`~deepstock.training.backends.TrainJob.with_hparams` of it."""
+    from deepstock.training.backends import make_job
 
     return make_job(load_cell_dataset(spec).setting, spec.method, spec.reg, spec.base_hparams,
                     backend=spec.backend, device=spec.device, options=spec.train_options)
@@ -113,7 +113,7 @@ def run_jobs(spec: CellSpec, jobs: list[Job]) -> list[dict]:
     """Train one unit of jobs and return their journal rows in order; never raises.
 
     A unit of several jobs is one population of the cell's backend
-    (:func:`deepstock.trainers.train_population`); each row is what the job's own run gives.
+    (:func:`deepstock.training.train_population`); each row is what the job's own run gives.
     A failing job scores ``val_loss = inf`` with its error; if a population fails as a whole,
     its jobs are retried one by one, so that one bad configuration fails alone. A job stopped by
     an infrastructure fault (:func:`is_infrastructure_fault`, or its run folder cannot be
@@ -151,7 +151,7 @@ def result_row(spec: CellSpec, job: Job, searched: dict, seed: int, result, wall
                 population: int) -> dict:
     """The journal row of one finished training (and its run folder, if the job has one): failed
     for a non-finite validation loss, a fault row if the run folder cannot be written."""
-    from deepstock.trainers import save_run
+    from deepstock.training import save_run
 
     if not math.isfinite(result.best_val):
         return failed_row(spec, seed, FloatingPointError(
@@ -186,7 +186,7 @@ def fault_row(seed: int, exc: BaseException) -> dict:
 
 def run_is_complete(run_dir: Path, fingerprint: str) -> bool:
     """A run folder counts only with a readable ``metrics.json`` of this cell's fingerprint."""
-    from deepstock.trainers.common import read_run
+    from deepstock.training.common import read_run
 
     try:
         metrics = read_run(run_dir)

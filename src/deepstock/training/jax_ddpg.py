@@ -53,13 +53,11 @@ import numpy as np
 import optax
 import pandas as pd
 
-from deepstock import envs_jax, jaxrt
-from deepstock.data import Dataset
 from deepstock.errors import ConfigError
-from deepstock.regularizations import get_regularization
-from deepstock.trainers import TrainResult
-from deepstock.trainers.backends import Trainer
-from deepstock.trainers.jax_common import (
+from deepstock.problem.data import Dataset
+from deepstock.training import TrainResult, envs_jax, jaxrt
+from deepstock.training.backends import Trainer
+from deepstock.training.jax_common import (
     OPTIONS,
     Algorithm,
     Chunk,
@@ -75,7 +73,8 @@ from deepstock.trainers.jax_common import (
     torch_linear,
     train_population,
 )
-from deepstock.trainers.jax_common import agent as agent_of
+from deepstock.training.jax_common import agent as agent_of
+from deepstock.training.regularizations import get_regularization
 
 #: Hyper-parameters that are values in the compiled program (any mix trains in one population).
 VALUES = ("learning_rate", "lr_min", "lr_fraction", "gamma", "tau", "initial_action_bias",

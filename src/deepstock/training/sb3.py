@@ -1,4 +1,4 @@
-"""DDPG and PPO with stable-baselines3 on :class:`deepstock.envs.InventoryEnv` (spec §4, §7.1-7.4).
+"""DDPG and PPO with stable-baselines3 on :class:`deepstock.training.envs.InventoryEnv` (spec §4, §7.1-7.4).
 
 - Environment: one training env (uniform trajectory choice, seeded with the run seed) in
   ``DummyVecEnv([Monitor(env)])`` on CPU with one torch thread.
@@ -12,7 +12,7 @@
   sets the ``action_net`` bias (the Gaussian mean) to low + b₀·(high-low).
 - Evaluation (spec §7.2): every ``eval_freq`` env steps, the deterministic policy on the whole
   validation split in ONE batched rollout of the shared simulator; metric = mean episode return
-  (:func:`deepstock.envs.window_returns`). Checkpoint on strict improvement; stop like SB3's
+  (:func:`deepstock.training.envs.window_returns`). Checkpoint on strict improvement; stop like SB3's
   ``StopTrainingOnNoModelImprovement(patience_evals, min_evals)``; cap ``total_steps``; restore the
   best checkpoint (``checkpoint: best``) or keep the last. An evaluation of the initial policy is
   recorded as curve row ``step = 0`` but takes no part in selection or stopping.
@@ -41,17 +41,17 @@ from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import DummyVecEnv
 from torch import nn
 
-from deepstock.data import Dataset
-from deepstock.dynamics import Observation
-from deepstock.envs import InventoryEnv, network_policy, rl_context, window_returns
 from deepstock.errors import ConfigError
-from deepstock.evaluation import simulate_split
-from deepstock.losses import LossConfig, trajectory_loss
+from deepstock.problem.data import Dataset
+from deepstock.problem.dynamics import Observation
+from deepstock.problem.evaluation import simulate_split
+from deepstock.problem.losses import LossConfig, trajectory_loss
 from deepstock.registry import check_complete, get_method
-from deepstock.regularizations import RegularizationParams, get_regularization
-from deepstock.trainers import TrainResult
-from deepstock.trainers.backends import Trainer, resolve_device, rl_extras, selected_result
-from deepstock.trainers.common import NoImprovementStopper, seed_everything
+from deepstock.training import TrainResult
+from deepstock.training.backends import Trainer, resolve_device, rl_extras, selected_result
+from deepstock.training.common import NoImprovementStopper, seed_everything
+from deepstock.training.envs import InventoryEnv, network_policy, rl_context, window_returns
+from deepstock.training.regularizations import RegularizationParams, get_regularization
 
 OPTIONS: dict[str, Any] = {
     "train_split": "train", "val_split": "val", "critic_log_steps": 10000,

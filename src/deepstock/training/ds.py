@@ -2,8 +2,8 @@
 
 Per epoch: one pass over the training trajectories in shuffled mini-batches (torch generator
 seeded with the run seed, partial last batch kept), each batch rolled out through
-:func:`deepstock.dynamics.simulate` on torch tensors, objective = batch mean of
-:func:`deepstock.losses.trajectory_loss`, one Adam step per batch with grad-norm clip
+:func:`deepstock.problem.dynamics.simulate` on torch tensors, objective = batch mean of
+:func:`deepstock.problem.losses.trajectory_loss`, one Adam step per batch with grad-norm clip
 (``grad_clip``, 5.0) and a skipped step on a non-finite loss; then the train loss and val loss of
 the whole splits (no grad, one batched rollout each); ReduceLROnPlateau(min, ``plateau_patience``,
 ``scheduler_factor``) steps on the val loss; stop after ``patience_epochs`` epochs without strict
@@ -22,26 +22,30 @@ import numpy as np
 import pandas as pd
 import torch
 
-from deepstock.data import Dataset
-from deepstock.dynamics import simulate
 from deepstock.errors import ConfigError
-from deepstock.losses import LossConfig, trajectory_loss
-from deepstock.policies import (
+from deepstock.problem.data import Dataset
+from deepstock.problem.dynamics import simulate
+from deepstock.problem.losses import LossConfig, trajectory_loss
+from deepstock.problem.settings import Setting
+from deepstock.registry import check_complete
+from deepstock.training import TrainResult
+from deepstock.training.backends import resolve_device, selected_result
+from deepstock.training.common import seed_everything
+from deepstock.training.policies import (
     DSNetwork,
     NumpyPolicy,
     TorchPolicy,
     build_ds_network,
     normalized_coeff,
 )
-from deepstock.registry import check_complete
-from deepstock.regularizations import Regularization, RegularizationParams, get_regularization
-from deepstock.settings import Setting
-from deepstock.trainers import TrainResult
-from deepstock.trainers.backends import resolve_device, selected_result
-from deepstock.trainers.common import seed_everything
+from deepstock.training.regularizations import (
+    Regularization,
+    RegularizationParams,
+    get_regularization,
+)
 
 OPTIONS = {"train_split": "train", "val_split": "val", "population": "auto"}
-#: How :func:`deepstock.trainers.ds_population.train_ds_population` runs K agents; a single run
+#: How :func:`deepstock.training.ds_population.train_ds_population` runs K agents; a single run
 #: accepts the option and ignores it.
 POPULATION_MODES = ("auto", "vmap", "loop")
 
@@ -119,7 +123,7 @@ class Problem:
 class Agent:
     """The state of one DS run: network, Adam, ReduceLROnPlateau, the run's own shuffling
     generator, best-val checkpoint and the stopping rule. :func:`train_ds` drives one agent;
-    :mod:`deepstock.trainers.ds_population` drives a vmapped group of them."""
+    :mod:`deepstock.training.ds_population` drives a vmapped group of them."""
 
     def __init__(self, problem: Problem, cfg: dict, seed: int, dev: str) -> None:
         seed_everything(seed, threads=1 if dev == "cpu" else None)

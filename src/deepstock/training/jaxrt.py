@@ -32,7 +32,7 @@ settings before JAX's first computation: the XLA flags of :mod:`deepstock.numeri
 are not set yet (JAX reads them when its backend starts) and the unrolled threefry lowering (used
 by every trace after it). :func:`setup` calls it, then pins the process and enables the cache:
 the JAX trainers call :func:`setup` before they compute anything
-(:func:`deepstock.trainers.jax_common.make_setup`, in the CLI's process, the local tuner's or a
+(:func:`deepstock.training.jax_common.make_setup`, in the CLI's process, the local tuner's or a
 Ray worker's), and :func:`gpu_available` and :func:`device`, which start JAX's backend, call
 :func:`configure` first. The CLI also sets the flags first thing
 (:func:`deepstock.numerics.configure`), Ray workers receive them through their runtime

@@ -45,7 +45,7 @@ import numpy as np
 
 from deepstock.errors import ConfigError, DataError
 from deepstock.io import write_bytes
-from deepstock.settings import (
+from deepstock.problem.settings import (
     Setting,
     canonical_setting_id,
     check_dataset_bytes,
@@ -213,7 +213,7 @@ def _setting_of(path: Path, meta: dict) -> Setting:
 
     A built-in id (canonical only) is the built-in Setting; an embedded spec must then equal it
     field for field (a file whose spec disagrees with its id is refused). Any other id needs a
-    ``setting_spec`` of that id, validated by :func:`deepstock.settings.setting_from_spec`.
+    ``setting_spec`` of that id, validated by :func:`deepstock.problem.settings.setting_from_spec`.
     """
     sid = meta.get("setting")
     if not isinstance(sid, str):

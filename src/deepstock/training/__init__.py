@@ -2,14 +2,14 @@
 
 ``train(dataset, method, reg, hparams, seed)`` resolves the complete hyper-parameters
 (:func:`deepstock.hparams.resolve_hparams`: ``hparams`` are overrides of the cell's defaults),
-builds the typed :class:`~deepstock.trainers.backends.TrainJob` once and trains it;
+builds the typed :class:`~deepstock.training.backends.TrainJob` once and trains it;
 ``train_population(dataset, method, reg, [hparams...], [seed...])`` trains configuration k with
 seed k, in one program where the backend has a population trainer, and returns the K results
 in order. ``save_run`` writes a result to a run folder atomically and ``read_run`` reads a
-complete one back (see :mod:`deepstock.trainers.common`).
+complete one back (see :mod:`deepstock.training.common`).
 
-Every backend module declares ``TRAINERS`` (method -> :class:`~deepstock.trainers.backends.
-Trainer`) and is imported by :func:`~deepstock.trainers.backends.load_trainer` only, when a
+Every backend module declares ``TRAINERS`` (method -> :class:`~deepstock.training.backends.
+Trainer`) and is imported by :func:`~deepstock.training.backends.load_trainer` only, when a
 training needs it (DS never loads stable-baselines3). Every trainer has the signature
 ``fn(dataset, reg, hparams, seed, *, device, progress, **options) -> TrainResult``, seeds itself
 with :func:`seed_everything`, and reports the losses of the *selected* policy (best-val
@@ -20,12 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+from deepstock.training.common import read_run, save_run, seed_everything
 
-from deepstock.data import Dataset
-from deepstock.trainers.common import read_run, save_run, seed_everything
+if TYPE_CHECKING:  # annotations only: importing the package (registry does) stays light
+    import pandas as pd
+
+    from deepstock.problem.data import Dataset
 
 __all__ = ["TrainResult", "read_run", "save_run", "seed_everything", "train", "train_population"]
 
@@ -73,7 +75,7 @@ def train(
     ``backend`` picks the method's implementation (registry; None = its default).
     """
     from deepstock.hparams import resolve_hparams
-    from deepstock.trainers.backends import make_job
+    from deepstock.training.backends import make_job
 
     config = resolve_hparams(method, dataset.setting, reg, overrides=hparams)
     job = make_job(dataset.setting, method, reg, config, backend=backend, device=device,
@@ -96,7 +98,7 @@ def train_population(
     """Train configuration k (overrides, resolved as :func:`train` does) with seed k; results in
     input order, each equal to what :func:`train` returns for that pair (tested per backend)."""
     from deepstock.hparams import resolve_hparams
-    from deepstock.trainers.backends import make_job
+    from deepstock.training.backends import make_job
 
     configs = [resolve_hparams(method, dataset.setting, reg, overrides=h) for h in hparams]
     job = make_job(dataset.setting, method, reg, configs[0], backend=backend, device=device,

@@ -40,11 +40,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from deepstock import envs_jax, jaxrt
-from deepstock.data import Dataset
-from deepstock.trainers import TrainResult
-from deepstock.trainers.backends import Trainer
-from deepstock.trainers.jax_common import (
+from deepstock.problem.data import Dataset
+from deepstock.training import TrainResult, envs_jax, jaxrt
+from deepstock.training.backends import Trainer
+from deepstock.training.jax_common import (
     OPTIONS,
     Algorithm,
     Chunk,

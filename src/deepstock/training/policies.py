@@ -4,7 +4,7 @@
   ``neurons_per_hidden_layer``; PyTorch default init, then every bias of the last Linear layer
   is set to b₀·M (``initial_action_bias``, spec §4), so the initial output is ≈ b₀·M.
 - :class:`TorchPolicy`: Observation (torch tensors) → regularization input → network → decoded
-  order, differentiable; used inside :func:`deepstock.dynamics.simulate` during DS training.
+  order, differentiable; used inside :func:`deepstock.problem.dynamics.simulate` during DS training.
 - :class:`NumpyPolicy`: the same mapping for numpy observations (evaluation, benchmarks). The
   network runs in float32 without gradients on a CPU copy; inputs and decoding are float64.
 
@@ -23,8 +23,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from deepstock.dynamics import Observation
-from deepstock.regularizations import Regularization, RegularizationParams, minmax_normalize
+from deepstock.problem.dynamics import Observation
+from deepstock.training.regularizations import (
+    Regularization,
+    RegularizationParams,
+    minmax_normalize,
+)
 
 
 class DSNetwork(nn.Module):
@@ -107,7 +111,7 @@ class NumpyPolicy:
     """No-grad numpy adapter of a trained network (float32 net, float64 in/out).
 
     ``z_table`` [n_dataset, T, 4] (normalized Coeff features of the whole dataset) lets Coeff/Both
-    policies run under :func:`deepstock.evaluation.evaluate_policy`, which passes ``obs.index``
+    policies run under :func:`deepstock.problem.evaluation.evaluate_policy`, which passes ``obs.index``
     but no ``z``.
     """
 

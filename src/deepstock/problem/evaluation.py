@@ -6,10 +6,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deepstock.data import Dataset, Split
-from deepstock.dynamics import Observation, Policy, Rollout, simulate
-from deepstock.losses import DEFAULT_LOSS, LossConfig, stockout_rate, trajectory_loss, turnover_time
-from deepstock.settings import Setting
+from deepstock.problem.data import Dataset, Split
+from deepstock.problem.dynamics import Observation, Policy, Rollout, simulate
+from deepstock.problem.losses import (
+    DEFAULT_LOSS,
+    LossConfig,
+    stockout_rate,
+    trajectory_loss,
+    turnover_time,
+)
+from deepstock.problem.settings import Setting
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 The same code runs on numpy arrays (evaluation, environments, benchmarks), on torch tensors
 (the differentiable simulator of DS) and on JAX arrays (the compiled RL environment,
-:mod:`deepstock.envs_jax`): every operation used here (``clip``, ``stack``, ``concatenate``,
+:mod:`deepstock.training.envs_jax`): every operation used here (``clip``, ``stack``, ``concatenate``,
 ``zeros_like``, arithmetic) has the same meaning in the three libraries, so there is no second
 copy of the dynamics. The Python loop is over days only; every day is one vectorized step over the batch.
 Only the bookkeeping differs (``_Record``): numpy writes each day into one preallocated buffer,

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deepstock.dynamics import Array, Observation, array_module
 from deepstock.errors import ConfigError
+from deepstock.problem.dynamics import Array, Observation, array_module
 
 N_COEFF = 4
 

@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from deepstock import __version__
-from deepstock.data import Dataset
 from deepstock.errors import ConfigError
-from deepstock.settings import (
+from deepstock.problem.data import Dataset
+from deepstock.problem.settings import (
     DataOptions,
     Setting,
     check_dataset_bytes,
@@ -345,7 +345,9 @@ def generate_dataset(setting: str | Setting, options: DataOptions | None = None)
     else:
         setting = get_setting(setting)
     check_dataset_bytes(dataset_bytes(setting), f"setting {setting.id!r} ({setting.T} days)")
-    from deepstock.families import get_family  # the families import this module's generators
+    from deepstock.problem.families import (
+        get_family,  # the families import this module's generators
+    )
 
     return get_family(setting.family).generate(setting, options)
 
@@ -359,7 +361,7 @@ def write_dataset(
 
 def describe(setting_id: str) -> str:
     """One-line description of a setting for ``deepstock data --list`` (its family's)."""
-    from deepstock.families import get_family
+    from deepstock.problem.families import get_family
 
     s = get_setting(setting_id)
     return get_family(s.family).describe(s)

@@ -1,18 +1,18 @@
 """DS populations: configuration k trained with seed k, K results in input order (spec §7.5).
 
-Every agent follows :func:`deepstock.trainers.ds.train_ds` step for step; option ``population``
+Every agent follows :func:`deepstock.training.ds.train_ds` step for step; option ``population``
 says how the K agents run:
 
 - ``loop``: K calls of ``train_ds``; each result is its single run bit for bit.
 - ``vmap``: one batched program per shape group (configurations equal in every key but
-  :data:`VALUES`, grouped by :func:`deepstock.trainers.common.group_by_shape`). Agent k's
+  :data:`VALUES`, grouped by :func:`deepstock.training.common.group_by_shape`). Agent k's
   network is built as ``train_ds`` builds it (``seed_everything(seed_k)``, then the network), so
   its initial θ_k is the single run's. Per epoch every active agent draws its permutation of the
   training trajectories from its own ``torch.Generator().manual_seed(seed_k)``, split into the
   group's ``batch_size``; mini-batch j gives agent k the rows B_kj. With the θ_k stacked on a
   leading axis, ``torch.func.vmap`` of the shared objective
   ℓ_k = mean_{i ∈ B_kj} trajectory_loss(simulate(D_i, π_{θ_k})) (one
-  :func:`deepstock.dynamics.simulate` rollout, the network run by
+  :func:`deepstock.problem.dynamics.simulate` rollout, the network run by
   ``torch.func.functional_call``) computes every ℓ_k at once, and one backward of Σ_k ℓ_k over
   the finite ℓ_k gives each agent its own gradient ∇_{θ_k} ℓ_k (agents share no parameter). Then,
   per agent as in ``train_ds``: a non-finite ℓ_k skips its step; otherwise grad-norm clip at its
@@ -21,7 +21,7 @@ says how the K agents run:
   split, and each agent steps its own ReduceLROnPlateau on its val loss, keeps its best-val state
   and stops after its ``patience_epochs`` epochs without strict improvement or at its
   ``epochs``; a stopped agent leaves the batch and no longer changes. The selected state of each
-  agent is reported through :func:`deepstock.evaluation.evaluate_policy`, as ``train_ds`` does;
+  agent is reported through :func:`deepstock.problem.evaluation.evaluate_policy`, as ``train_ds`` does;
   ``wall_s`` is the group's time until that agent's report. Batched kernels round differently
   from the single-agent ones, so a vmapped agent equals its single run to float32 rounding (the
   differences grow with the epochs), not bit for bit.
@@ -39,14 +39,14 @@ from typing import Any
 import torch
 from torch.func import functional_call, vmap
 
-from deepstock.data import Dataset
 from deepstock.errors import ConfigError
-from deepstock.policies import TorchPolicy
-from deepstock.regularizations import get_regularization
-from deepstock.trainers import TrainResult
-from deepstock.trainers.backends import Trainer, resolve_device
-from deepstock.trainers.common import cuda_available, group_by_shape
-from deepstock.trainers.ds import OPTIONS, Agent, Problem, ds_config, train_ds
+from deepstock.problem.data import Dataset
+from deepstock.training import TrainResult
+from deepstock.training.backends import Trainer, resolve_device
+from deepstock.training.common import cuda_available, group_by_shape
+from deepstock.training.ds import OPTIONS, Agent, Problem, ds_config, train_ds
+from deepstock.training.policies import TorchPolicy
+from deepstock.training.regularizations import get_regularization
 
 #: The hyper-parameters that may differ within a vmapped group (per-agent values).
 VALUES = ("learning_rate", "scheduler_factor", "plateau_patience", "patience_epochs", "epochs",

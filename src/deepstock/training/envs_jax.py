@@ -4,10 +4,10 @@ State and data are explicit: :class:`EnvSpec` holds the static constants (T, R, 
 the regularization and its parameters, the loss weight), :class:`EnvData` one split's arrays
 (demand, context x, Coeff features φ and the normalized RL context z — parameters, not
 constants, so one compiled program serves every dataset of a shape), :class:`EnvState` the
-E episodes in flight. The days are advanced by the shared :func:`deepstock.dynamics.advance_day`
-and rewarded by the shared :func:`deepstock.losses.window_reward`; orders are decoded and
-network inputs built by the shared :class:`~deepstock.regularizations.Regularization` — the very code
-:class:`deepstock.envs.InventoryEnv` runs, here on JAX arrays. A parity test holds the two
+E episodes in flight. The days are advanced by the shared :func:`deepstock.problem.dynamics.advance_day`
+and rewarded by the shared :func:`deepstock.problem.losses.window_reward`; orders are decoded and
+network inputs built by the shared :class:`~deepstock.training.regularizations.Regularization` — the very code
+:class:`deepstock.training.envs.InventoryEnv` runs, here on JAX arrays. A parity test holds the two
 environments to 1e-9 in float64 on every trajectory of Settings 1, 2 and a Setting 4 cell.
 
 - :func:`reset`: episode on dataset row ``row`` (I_0 = 0), days 0..R-1 with q = 0, t = R.
@@ -27,11 +27,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from deepstock.data import Dataset
-from deepstock.dynamics import Observation, advance_day
-from deepstock.envs import n_counted_decisions, n_decisions, rl_context
-from deepstock.losses import LossConfig, over_under, window_reward
-from deepstock.regularizations import RegularizationParams, get_regularization
+from deepstock.problem.data import Dataset
+from deepstock.problem.dynamics import Observation, advance_day
+from deepstock.problem.losses import LossConfig, over_under, window_reward
+from deepstock.training.envs import n_counted_decisions, n_decisions, rl_context
+from deepstock.training.regularizations import RegularizationParams, get_regularization
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ import re
 import numpy as np
 
 from deepstock.errors import ConfigError
-from deepstock.settings import DataOptions, Setting
+from deepstock.problem.settings import DataOptions, Setting
 
 DISTS = ("poisson", "geometric")
 LEAD_TIMES = (1, 2, 3, 4)
@@ -135,8 +135,8 @@ def _draws(rng: np.random.Generator, dist: str, mean: float, n: int, T: int) -> 
 
 def generate(setting: Setting, options: DataOptions):
     """Train, val and test demand paths, each split from its own stream (module docstring)."""
-    from deepstock.data import Dataset
-    from deepstock.generators import dataset_meta, split_rows
+    from deepstock.problem.data import Dataset
+    from deepstock.problem.generators import dataset_meta, split_rows
 
     sizes = {"train": setting.n_train, "val": setting.n_val, "test": setting.n_test}
     blocks = [_draws(np.random.default_rng([options.data_seed, 4, _CODES[setting.dist],

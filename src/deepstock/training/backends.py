@@ -22,6 +22,7 @@ from types import MappingProxyType
 from typing import Any
 
 from deepstock.errors import ConfigError
+from deepstock.problem.settings import Setting
 from deepstock.registry import (
     Backend,
     Method,
@@ -29,8 +30,7 @@ from deepstock.registry import (
     get_method,
     get_regularization,
 )
-from deepstock.regularizations import Regularization
-from deepstock.settings import Setting
+from deepstock.training.regularizations import Regularization
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -157,8 +157,8 @@ def selected_result(dataset, method: str, reg: str, seed: int, cfg: dict, policy
     caller, spec §7.2/§7.5) evaluated through the one simulator on the configured training and
     validation splits and on the test set, as a TrainResult. ``best_val`` None: that validation
     loss (checkpoint 'best' selects on it); ``fields``: the rest of the TrainResult."""
-    from deepstock.evaluation import evaluate_policy
-    from deepstock.trainers import TrainResult
+    from deepstock.problem.evaluation import evaluate_policy
+    from deepstock.training import TrainResult
 
     losses = {name: evaluate_policy(policy, dataset, split, loss=loss).loss
               for name, split in (("train", cfg["train_split"]), ("val", cfg["val_split"]),

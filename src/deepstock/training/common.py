@@ -37,7 +37,7 @@ from deepstock.io import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from deepstock.trainers import TrainResult
+    from deepstock.training import TrainResult
 
 
 

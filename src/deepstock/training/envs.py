@@ -2,11 +2,11 @@
 
 One ``step`` is one ordering decision. The environment keeps a per-episode scalar state (the
 pipeline I_t as a list of Python floats) for speed and advances it with the same one-day function
-as the batched simulator, :func:`deepstock.dynamics.advance_day`, and the same
-:func:`deepstock.losses.over_under`, rewarded by :func:`deepstock.losses.window_reward`
-(-mean c(E_u) in the authors' floating-point order); a parity test holds env and :func:`~deepstock.dynamics.simulate`
+as the batched simulator, :func:`deepstock.problem.dynamics.advance_day`, and the same
+:func:`deepstock.problem.losses.over_under`, rewarded by :func:`deepstock.problem.losses.window_reward`
+(-mean c(E_u) in the authors' floating-point order); a parity test holds env and :func:`~deepstock.problem.dynamics.simulate`
 to 1e-9. Actions are decoded by the shared mapping
-:meth:`deepstock.regularizations.Regularization.decode` (spec §4).
+:meth:`deepstock.training.regularizations.Regularization.decode` (spec §4).
 
 - reset: pick a trajectory (train mode: uniform with the env RNG; eval mode: cycle in id order,
   restarted by ``reset(seed=...)``), I_0 = 0, simulate days 0..R-1 with q = 0, observe at t = R.
@@ -26,11 +26,11 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from deepstock.data import Dataset
-from deepstock.dynamics import Observation, Rollout, advance_day, order_days
 from deepstock.errors import ConfigError
-from deepstock.losses import DEFAULT_LOSS, LossConfig, over_under, window_reward
-from deepstock.regularizations import (
+from deepstock.problem.data import Dataset
+from deepstock.problem.dynamics import Observation, Rollout, advance_day, order_days
+from deepstock.problem.losses import DEFAULT_LOSS, LossConfig, over_under, window_reward
+from deepstock.training.regularizations import (
     RegularizationParams,
     get_regularization,
     minmax_normalize,
@@ -209,7 +209,7 @@ class InventoryEnv(gym.Env):
 
 def _register() -> None:
     if ENV_ID not in gym.registry:
-        gym.register(id=ENV_ID, entry_point="deepstock.envs:InventoryEnv")
+        gym.register(id=ENV_ID, entry_point="deepstock.training.envs:InventoryEnv")
 
 
 _register()

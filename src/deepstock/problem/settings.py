@@ -21,7 +21,7 @@ from typing import Literal
 
 from deepstock.errors import ConfigError
 from deepstock.limits import DATASET_ENV, check_bytes, format_bytes  # noqa: F401
-from deepstock.losses import LossConfig
+from deepstock.problem.losses import LossConfig
 
 #: Fields a family may set beyond the paper's; left out of ``Setting.to_dict`` at their default,
 #: so the paper's datasets keep their bytes (their ``setting_spec`` predates these fields).
@@ -66,7 +66,7 @@ class Setting:
     @property
     def n_counted_days(self) -> int:
         """Number of days that enter every loss: t = R+L+warmup ... T-1 (the mask is
-        :func:`deepstock.dynamics.counted_days`)."""
+        :func:`deepstock.problem.dynamics.counted_days`)."""
         return self.T - self.first_counted
 
     @property
@@ -86,15 +86,15 @@ class Setting:
 
 
 def _families():
-    """The family registry; :mod:`deepstock.families` imports this module for Setting, so the
+    """The family registry; :mod:`deepstock.problem.families` imports this module for Setting, so the
     lookup is made when a function needs it, not at import."""
-    from deepstock import families
+    from deepstock.problem import families
 
     return families
 
 
 def setting_ids() -> tuple[str, ...]:
-    """Every built-in setting id, family by family (:func:`deepstock.families.setting_ids`)."""
+    """Every built-in setting id, family by family (:func:`deepstock.problem.families.setting_ids`)."""
     return _families().setting_ids()
 
 

@@ -13,10 +13,10 @@ A :class:`Family` bundles everything that differs between kinds of problem:
   (Coeff/Both need them), and the extra **fields of a custom-setting file** (``custom``).
 
 The paper's three families (INDEP, AR(1), IID) are declared here; the lost-sales family lives
-in :mod:`deepstock.lost_sales`. Adding a family is one module plus one entry in
+in :mod:`deepstock.problem.lost_sales`. Adding a family is one module plus one entry in
 :data:`FAMILIES` plus its YAML defaults and search space (docs/architecture.md).
 
-:mod:`deepstock.settings` defines :class:`Setting` and reads this registry lazily (this module
+:mod:`deepstock.problem.settings` defines :class:`Setting` and reads this registry lazily (this module
 imports it); nothing here runs at import beyond building the frozen declarations.
 """
 
@@ -27,10 +27,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from deepstock import generators, lost_sales
 from deepstock.errors import ConfigError
+from deepstock.problem import generators, lost_sales
+from deepstock.problem.settings import DataOptions, Setting
 from deepstock.registry import IID_H, IID_ID_FORMAT, IID_N, IID_T, iid_setting_id
-from deepstock.settings import DataOptions, Setting
 
 DYNAMICS = ("backlog", "lost_sales")
 

@@ -1,4 +1,4 @@
-"""Losses and metrics of spec §3, on a :class:`~deepstock.dynamics.Rollout` (numpy or torch)."""
+"""Losses and metrics of spec §3, on a :class:`~deepstock.problem.dynamics.Rollout` (numpy or torch)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from deepstock.dynamics import Array, Rollout, counted_days, positive_part
+from deepstock.problem.dynamics import Array, Rollout, counted_days, positive_part
 
 
 @dataclass(frozen=True)

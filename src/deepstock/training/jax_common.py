@@ -14,7 +14,7 @@ compiled once. ``deepstock train`` is a population of K = 1.
 The driver (:func:`run_population`) reproduces SB3's training loop around the compiled chunks
 (spec §7.2): the algorithm (:class:`Algorithm`) advances every agent to the next evaluation
 event (a step count divisible by ``eval_freq``), the deterministic policies are evaluated on the
-whole validation split in one batched program (:func:`deepstock.envs_jax.episode_returns`), each
+whole validation split in one batched program (:func:`deepstock.training.envs_jax.episode_returns`), each
 agent's SB3 ``StopTrainingOnNoModelImprovement`` counter is updated, its best-return parameters
 are kept, and an agent that stops is frozen (its state no longer changes). The loop ends when
 every agent has stopped or reached ``total_steps``. The selected policy of each agent (best or
@@ -38,16 +38,15 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from deepstock import envs_jax, jaxrt
-from deepstock.data import Dataset
-from deepstock.envs import network_policy, rl_context
 from deepstock.errors import ConfigError
-from deepstock.losses import LossConfig
+from deepstock.problem.data import Dataset
+from deepstock.problem.losses import LossConfig
 from deepstock.registry import check_complete, get_regularization
-from deepstock.regularizations import RegularizationParams
-from deepstock.trainers import TrainResult
-from deepstock.trainers.backends import resolve_device, rl_extras, selected_result
-from deepstock.trainers.common import NoImprovementStopper, group_by_shape
+from deepstock.training import TrainResult, envs_jax, jaxrt
+from deepstock.training.backends import resolve_device, rl_extras, selected_result
+from deepstock.training.common import NoImprovementStopper, group_by_shape
+from deepstock.training.envs import network_policy, rl_context
+from deepstock.training.regularizations import RegularizationParams
 
 OPTIONS: dict[str, Any] = {"train_split": "train", "val_split": "val",
                            "population": "auto"}
