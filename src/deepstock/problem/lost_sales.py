@@ -30,6 +30,7 @@ There is no context feature (x_t = 0) and no Coeff feature: Coeff and Both are r
 
 from __future__ import annotations
 
+import functools
 import re
 
 import numpy as np
@@ -70,6 +71,7 @@ def order_cap(dist: str, mean: float, h: float, p: float, L: int) -> float:
     return float(backorder_level(demand_pmf(dist, mean), h, p, L))
 
 
+@functools.cache  # M = S-bar costs a pmf and a convolution; get_setting is called per row
 def builtin(sid: str) -> Setting:
     m = _ID_RE.fullmatch(sid)
     dist, L, p = m.group(1), int(m.group(2)), int(m.group(3))

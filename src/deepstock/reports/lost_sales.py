@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from deepstock.errors import DataError
+from deepstock.errors import ConfigError, DataError
 from deepstock.io import read_yaml
 from deepstock.problem.losses import loss_gap
 from deepstock.problem.settings import get_setting
@@ -36,7 +36,7 @@ TABLE_COLUMNS = ["setting", "dist", "L", "p", "g_star", "L_star", "base_stock_le
 def is_lost_sales(setting: str) -> bool:
     try:
         return get_setting(setting).lost_sales
-    except Exception:  # a custom or unknown id in a summary: not one of ours
+    except ConfigError:  # a custom or unknown id in a summary: not one of ours
         return False
 
 

@@ -150,6 +150,25 @@ def make_job(setting: Setting, method: str, reg: str, hparams: Mapping[str, Any]
     return job.with_hparams(hparams)
 
 
+# ----------------------------------------------------------------------------- a run's config
+def complete_config(method: str, hparams: Mapping[str, Any], options: Mapping[str, Any],
+                    defaults: Mapping[str, Any],
+                    population_modes: Sequence[str] | None = None) -> dict:
+    """The complete, checked hyper-parameters plus a backend's run options: ``defaults`` are
+    its options and their values (trainers hold no hyper-parameter defaults); an unknown option,
+    or a ``population`` mode outside ``population_modes``, is a one-line ConfigError."""
+    import copy
+
+    unknown = set(options) - set(defaults)
+    if unknown:
+        raise ConfigError(f"unknown {method} option(s) {sorted(unknown)}; expected "
+                          f"{sorted(defaults)}")
+    if population_modes is not None and options.get("population", "auto") not in population_modes:
+        raise ConfigError(f"option 'population' must be one of {list(population_modes)}, got "
+                          f"{options['population']!r}")
+    return {**check_complete(method, copy.deepcopy(dict(hparams))), **defaults, **options}
+
+
 # ----------------------------------------------------------------------------- the shared tail
 def selected_result(dataset, method: str, reg: str, seed: int, cfg: dict, policy, loss, *,
                     best_val: float | None = None, **fields: Any):

@@ -22,14 +22,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from deepstock.errors import ConfigError
 from deepstock.problem.data import Dataset
 from deepstock.problem.dynamics import simulate
 from deepstock.problem.losses import LossConfig, trajectory_loss
 from deepstock.problem.settings import Setting
-from deepstock.registry import check_complete
 from deepstock.training import TrainResult
-from deepstock.training.backends import resolve_device, selected_result
+from deepstock.training.backends import complete_config, resolve_device, selected_result
 from deepstock.training.common import seed_everything
 from deepstock.training.policies import (
     DSNetwork,
@@ -73,13 +71,7 @@ class _SplitTensors:
 
 def ds_config(hparams: dict, options: dict) -> dict:
     """The complete hyper-parameters (resolved by ``deepstock.hparams``) plus the run options."""
-    unknown = set(options) - set(OPTIONS)
-    if unknown:
-        raise ConfigError(f"unknown DS option(s) {sorted(unknown)}; expected {sorted(OPTIONS)}")
-    if options.get("population", "auto") not in POPULATION_MODES:
-        raise ConfigError(f"option 'population' must be one of {list(POPULATION_MODES)}, got "
-                          f"{options['population']!r}")
-    return {**check_complete("ds", hparams), **OPTIONS, **options}
+    return complete_config("ds", hparams, options, OPTIONS, POPULATION_MODES)
 
 
 @dataclass

@@ -41,9 +41,14 @@ import pandas as pd
 from deepstock.errors import ConfigError
 from deepstock.problem.data import Dataset
 from deepstock.problem.losses import LossConfig
-from deepstock.registry import check_complete, get_regularization
+from deepstock.registry import get_regularization
 from deepstock.training import TrainResult, envs_jax, jaxrt
-from deepstock.training.backends import resolve_device, rl_extras, selected_result
+from deepstock.training.backends import (
+    complete_config,
+    resolve_device,
+    rl_extras,
+    selected_result,
+)
 from deepstock.training.common import NoImprovementStopper, group_by_shape
 from deepstock.training.envs import network_policy, rl_context
 from deepstock.training.regularizations import RegularizationParams
@@ -124,15 +129,9 @@ def linear_schedule(start, end, end_fraction, progress):
 
 
 # ---------------------------------------------------------------------- configurations
-def complete_config(method: str, hparams: dict, options: dict) -> dict:
+def jax_config(method: str, hparams: dict, options: dict) -> dict:
     """The complete, checked hyper-parameters plus the run options (trainers hold no defaults)."""
-    unknown = set(options) - set(OPTIONS)
-    if unknown:
-        raise ConfigError(f"unknown {method} option(s) {sorted(unknown)}; expected {sorted(OPTIONS)}")
-    if options.get("population", "auto") not in POPULATION_MODES:
-        raise ConfigError(f"option 'population' must be one of {list(POPULATION_MODES)}, got "
-                          f"{options['population']!r}")
-    return {**check_complete(method, dict(hparams)), **OPTIONS, **options}
+    return complete_config(method, hparams, options, OPTIONS, POPULATION_MODES)
 
 
 def over_agents(fn: Callable, batched: bool, n_shared: int) -> Callable:
@@ -242,7 +241,7 @@ def make_setup(method: str, dataset: Dataset, reg: str, hparams: Sequence[dict],
                seeds: Sequence[int], device: str, options: dict,
                value_keys: Sequence[str]) -> Setup:
     """Check the configurations (one shape group) and place the split arrays on the device."""
-    configs = [complete_config(method, h, options) for h in hparams]
+    configs = [jax_config(method, h, options) for h in hparams]
     if not configs or len(configs) != len(seeds):
         raise ConfigError(f"a {method} population needs one seed per configuration, got "
                           f"{len(configs)} configurations and {len(seeds)} seeds")
@@ -308,7 +307,7 @@ def train_population(method: str, build: Callable, values: Sequence[str], datase
                      progress: bool, options: dict) -> list[TrainResult]:
     """Train configuration k with seed k, one compiled program per shape group (``values``: the
     keys that may differ within a group); the results in input order."""
-    configs = [complete_config(method, h, options) for h in hparams]
+    configs = [jax_config(method, h, options) for h in hparams]
     results: list[TrainResult | None] = [None] * len(configs)
     for group in group_by_shape(configs, values):
         setup = make_setup(method, dataset, reg, [hparams[i] for i in group],

@@ -46,9 +46,15 @@ from deepstock.problem.data import Dataset
 from deepstock.problem.dynamics import Observation
 from deepstock.problem.evaluation import simulate_split
 from deepstock.problem.losses import LossConfig, trajectory_loss
-from deepstock.registry import check_complete, get_method
+from deepstock.registry import get_method
 from deepstock.training import TrainResult
-from deepstock.training.backends import Trainer, resolve_device, rl_extras, selected_result
+from deepstock.training.backends import (
+    Trainer,
+    complete_config,
+    resolve_device,
+    rl_extras,
+    selected_result,
+)
 from deepstock.training.common import NoImprovementStopper, seed_everything
 from deepstock.training.envs import InventoryEnv, network_policy, rl_context, window_returns
 from deepstock.training.regularizations import RegularizationParams, get_regularization
@@ -232,10 +238,7 @@ class _LoggedDDPG(DDPG):
 # ---------------------------------------------------------------------- shared driver
 def _config(method: str, hparams: dict, options: dict) -> dict:
     """The complete hyper-parameters (resolved by ``deepstock.hparams``) plus the run options."""
-    unknown = set(options) - set(OPTIONS)
-    if unknown:
-        raise ConfigError(f"unknown {method} option(s) {sorted(unknown)}; expected {sorted(OPTIONS)}")
-    return {**check_complete(method, copy.deepcopy(hparams)), **OPTIONS, **options}
+    return complete_config(method, hparams, options, OPTIONS)
 
 
 @dataclass
