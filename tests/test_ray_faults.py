@@ -124,7 +124,8 @@ def test_a_dead_ray_worker_stops_the_cell_and_the_rerun_continues_as_the_uninter
     assert list(a["trial"]) == [1, 2, 3, 4]
     assert list(a["config"]) == list(b["config"])
     assert list(a["val_loss"]) == list(b["val_loss"])
-    assert _journaled_trials(tmp_path / "ray") == [1, 2, 3, 4]  # each trial journaled once
+    assert sorted(_journaled_trials(tmp_path / "ray")) == [1, 2, 3, 4]  # each once, in any order:
+    # trials of one batch finish, and are journaled, in the order Ray schedules them
     wa = json.loads((tmp_path / "ray" / "winner.json").read_text())
     wb = json.loads((tmp_path / "clean" / "winner.json").read_text())
     for key in ("searched", "stage1_trial", "reported_seed", "test_loss", "val_loss"):
