@@ -19,7 +19,7 @@ from deepstock.training import jax_ddpg as jd
 from deepstock.training import save_run
 from deepstock.training.envs import InventoryEnv
 from deepstock.training.jax_common import agent as pick
-from deepstock.training.jax_common import make_setup
+from deepstock.training.jax_common import init_population, make_setup
 from deepstock.training.regularizations import RegularizationParams
 from deepstock.training.sb3 import OPTIONS as SB3_OPTIONS
 from deepstock.training.sb3 import _LoggedDDPG
@@ -146,9 +146,11 @@ def test_the_first_logged_critic_loss_is_the_bellman_error_of_its_batch_recomput
     critic = r.extras["critic_log"]
     setup = make_setup("ddpg", make_dataset(1), "none", [hp("ddpg", "none", **TINY)], [42], "cpu",
                        {}, jd.VALUES)
-    algo = jd.build(setup, critic_log_steps=LOGGED)
-    learner = pick(algo.agents, 0)["learner"]  # no update before the first: the initial one
-    after, _ = algo.advance(algo.agents, 0, jnp.ones(1, bool))
+    shape = jd.Shape.of(setup)
+    agents, hpv = init_population(setup, jd.init_agent, shape, jd.ARRAYS)
+    learner = pick(agents, 0)["learner"]  # no update before the first: the initial one
+    after = jax.jit(jd.CHUNK, static_argnums=0)(shape, agents, hpv, setup.train, 0, 255,
+                                                jnp.ones(1, bool))  # up to the first evaluation
     size = int(critic["step"].iloc[0])  # transitions stored when the first update draws
     buffer = np.asarray(pick(after, 0)["buffer"])
     idx = np.asarray(jax.random.randint(jax.random.split(learner["key"])[1], (32,), 0, size))

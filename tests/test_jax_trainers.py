@@ -15,7 +15,14 @@ from deepstock.training import jax_ddpg as jd
 from deepstock.training import jax_ppo as jp
 from deepstock.training import read_run, save_run
 from deepstock.training.backends import load_trainer
-from deepstock.training.jax_common import OPTIONS, keep_best, lr_values, make_setup, stack_values
+from deepstock.training.jax_common import (
+    OPTIONS,
+    init_population,
+    keep_best,
+    lr_values,
+    make_setup,
+    stack_values,
+)
 from deepstock.training.jax_common import agent as pick
 from deepstock.training.sb3 import build_model, ddpg_bias_shift, linear_schedule
 from tests.test_sb3 import hp, make_dataset
@@ -33,6 +40,12 @@ def _setup(method, reg="base", seeds=(42,), **over):
     module = jd if method == "ddpg" else jp
     return make_setup(method, make_dataset(1), reg, [hp(method, reg, **over)] * len(seeds),
                       list(seeds), "cpu", {}, module.VALUES)
+
+
+def _agent(module, setup):
+    """Agent 0 of the population of ``setup`` as the module's training loop initializes it."""
+    shape = module.Shape.of(setup)
+    return pick(init_population(setup, module.init_agent, shape, module.ARRAYS)[0], 0)
 
 
 def _hparams(setup):
@@ -78,7 +91,7 @@ def test_the_ddpg_bias_shift_equals_the_sb3_backends(b0):
 
 def test_ddpg_layers_have_torch_default_bounds_and_a_shifted_online_actor():
     setup = _setup("ddpg", net_arch={"pi": [64, 64], "qf": [64, 64]})
-    learner = pick(jd.build(setup).agents, 0)["learner"]
+    learner = _agent(jd, setup)["learner"]
     for net in ("actor", "critic"):
         for w, b in learner[net][:-1] if net == "actor" else learner[net]:
             bound = 1 / math.sqrt(w.shape[0])
@@ -91,7 +104,7 @@ def test_ddpg_layers_have_torch_default_bounds_and_a_shifted_online_actor():
 
 def test_ppo_weights_are_orthogonal_with_sb3_gains_and_the_mean_starts_at_b0():
     setup = _setup("ppo", net_arch={"pi": [64, 64], "vf": [64, 64]})
-    params = pick(jp.build(setup).agents, 0)["params"]
+    params = _agent(jp, setup)["params"]
     w = np.asarray(params["pi"][1][0])
     np.testing.assert_allclose(w.T @ w, 2.0 * np.eye(64), atol=1e-4)
     w_mu = np.asarray(params["mu"][0])
@@ -104,7 +117,7 @@ def test_ppo_weights_are_orthogonal_with_sb3_gains_and_the_mean_starts_at_b0():
 # ------------------------------------------------------------------ networks and updates vs SB3
 def test_ddpg_actor_and_critic_equal_sb3s_networks_with_the_same_weights():
     setup = _setup("ddpg")
-    learner = pick(jd.build(setup).agents, 0)["learner"]
+    learner = _agent(jd, setup)["learner"]
     model = build_model("ddpg", setup.dataset, "base", _hparams(setup), 42).model
     _load(_linears(model.actor.mu), learner["actor"])
     _load(_linears(model.critic.qf0), learner["critic"])
@@ -121,7 +134,7 @@ def test_ddpg_actor_and_critic_equal_sb3s_networks_with_the_same_weights():
 
 def test_one_ddpg_update_equals_sb3s_train_on_the_same_batch(monkeypatch):
     setup = _setup("ddpg", learning_rate=3e-3, lr_min=3e-3, tau=0.05, gamma=0.9)
-    learner = pick(jd.build(setup).agents, 0)["learner"]
+    learner = _agent(jd, setup)["learner"]
     model = build_model("ddpg", setup.dataset, "base", _hparams(setup), 42).model
     for mod, key in ((model.actor.mu, "actor"), (model.actor_target.mu, "actor_t"),
                      (model.critic.qf0, "critic"), (model.critic_target.qf0, "critic_t")):
@@ -140,8 +153,8 @@ def test_one_ddpg_update_equals_sb3s_train_on_the_same_batch(monkeypatch):
     model._current_progress_remaining = 1.0
     model.set_logger(configure(None, []))
     model.train(gradient_steps=1, batch_size=n)
-    hpv = pick(stack_values(setup.configs, jd._ARRAYS), 0)
-    new = jd.update(learner, {k: jnp.asarray(v) for k, v in batch.items()}, hpv, 3e-3)
+    hpv = pick(stack_values(setup.configs, jd.ARRAYS), 0)
+    new, _ = jd.update(learner, {k: jnp.asarray(v) for k, v in batch.items()}, hpv, 3e-3)
     for mod, key in ((model.actor.mu, "actor"), (model.critic.qf0, "critic"),
                      (model.actor_target.mu, "actor_t"), (model.critic_target.qf0, "critic_t")):
         for lin, (w, b) in zip(_linears(mod), new[key], strict=True):
@@ -151,7 +164,7 @@ def test_one_ddpg_update_equals_sb3s_train_on_the_same_batch(monkeypatch):
 
 def _ppo_pair(**over):
     setup = _setup("ppo", **over)
-    agent = pick(jp.build(setup).agents, 0)
+    agent = _agent(jp, setup)
     model = build_model("ppo", setup.dataset, "base", _hparams(setup), 42).model
     pol = model.policy
     _load(_linears(pol.mlp_extractor.policy_net), agent["params"]["pi"])
@@ -222,8 +235,8 @@ def test_one_ppo_epoch_on_one_minibatch_equals_sb3s_train():
     rollout = {"obs": obs, "act": act, "rew": rew, "start": start, "value": val, "logp": logp}
     rollout = {k: jnp.asarray(v) for k, v in rollout.items()} | {
         "last_value": jnp.float32(0.5), "last_done": jnp.float32(0.0)}
-    hpv = pick(stack_values(setup.configs, jp._ARRAYS), 0)
-    new = jp.train(jp.Shape.of(setup), {**agent, "rollout": rollout}, hpv, 0)["params"]
+    hpv = pick(stack_values(setup.configs, jp.ARRAYS), 0)
+    new = jp.optimize(jp.Shape.of(setup), {**agent, "rollout": rollout}, hpv, 0)["params"]
     pol = model.policy
     for mod, key in ((pol.mlp_extractor.policy_net, "pi"), (pol.mlp_extractor.value_net, "vf")):
         for lin, (w, b) in zip(_linears(mod), new[key], strict=True):
@@ -234,28 +247,17 @@ def test_one_ppo_epoch_on_one_minibatch_equals_sb3s_train():
 
 
 # ------------------------------------------------------------------ where SB3 evaluates
-def test_ddpg_chunks_end_one_step_before_each_evaluation_and_cover_the_whole_budget():
-    sched = jd._Schedule(eval_freq=100, train_freq=1, total_steps=250)
-    runs, steps = [], 0
-    while steps < sched.total:
-        n, chunk = sched.advance(steps)
-        runs.append((n, chunk.steps, chunk.events))
-        steps = chunk.steps
-    assert runs == [(99, 100, [100]), (100, 200, [200]), (51, 250, [])]
-    assert sched.finish() == 0 and sched.done == 250
-    whole = jd._Schedule(eval_freq=100, train_freq=14, total_steps=200)
-    assert whole.total == 210  # SB3 collects whole training periods of 14 steps
+def test_ddpg_runs_whole_training_periods_as_sb3_does():
+    assert jd.whole_periods(250, 1) == 250
+    assert jd.whole_periods(200, 14) == 210  # SB3 collects whole training periods of 14 steps
 
 
 def test_ppo_chunks_stop_at_the_rollout_holding_an_evaluation():
-    sched = jp._Schedule(eval_freq=2048, n_steps=1024, total_steps=5000)
-    assert sched.total == 5120
-    assert [sched.advance(s)[0] for s in (0, 2048)] == [2, 2]
-    c, chunk = sched.advance(4096)
-    assert (c, chunk.steps, chunk.events) == (1, 5120, [])
-    many = jp._Schedule(eval_freq=512, n_steps=1024, total_steps=4096)
-    c, chunk = many.advance(1024)
-    assert (c, chunk.steps, chunk.events) == (1, 2048, [1536, 2048])
+    assert [jp.rollouts_to_event(s, 1024, 2048, 5120) for s in (0, 2048)] == [2, 2]
+    assert jp.rollouts_to_event(4096, 1024, 2048, 5120) == 1
+    assert jp.events_in(4096, 5120, 2048) == []
+    assert jp.rollouts_to_event(1024, 1024, 512, 4096) == 1
+    assert jp.events_in(1024, 2048, 512) == [1536, 2048]
 
 
 # ------------------------------------------------------------------ training runs

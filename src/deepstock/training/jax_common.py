@@ -1,4 +1,4 @@
-"""What the compiled DDPG and PPO share: networks, schedules, populations and the training driver.
+"""What the compiled DDPG and PPO share: networks, schedules, populations and validation.
 
 A **population** is K agents of one algorithm trained in one compiled program: the agent state
 (parameters, optimizer, buffers, environment, random key) and the value hyper-parameters (learning
@@ -11,14 +11,19 @@ population costs the sum of its agents' steps, not K times the longest; under ``
 computed and discarded. Shapes (network widths, batch, buffer, n_steps, ...) are shared by the group and
 compiled once. ``deepstock train`` is a population of K = 1.
 
-The driver (:func:`run_population`) reproduces SB3's training loop around the compiled chunks
-(spec §7.2): the algorithm (:class:`Algorithm`) advances every agent to the next evaluation
-event (a step count divisible by ``eval_freq``), the deterministic policies are evaluated on the
-whole validation split in one batched program (:func:`deepstock.training.envs_jax.episode_returns`), each
-agent's SB3 ``StopTrainingOnNoModelImprovement`` counter is updated, its best-return parameters
-are kept, and an agent that stops is frozen (its state no longer changes). The loop ends when
-every agent has stopped or reached ``total_steps``. The selected policy of each agent (best or
-last) is then evaluated on the train/val/test splits by the shared simulator, like SB3's.
+Each algorithm's module holds its own training loop (``train_group``), in execution order, as
+CleanRL and PureJaxRL do; what the loops share is here: a population's :class:`Setup` (checked
+configurations, the split arrays on the device), its stacked initialization, the compile cache,
+and :class:`Validation`, SB3's evaluation callback on the host (spec §7.2): at each evaluation
+event (a step count divisible by ``eval_freq``) the deterministic policies are evaluated on the
+whole validation split in one batched program (:func:`deepstock.training.envs_jax.episode_returns`),
+each agent's SB3 ``StopTrainingOnNoModelImprovement`` counter is updated, its best-return
+parameters are kept, and an agent that stops is frozen (the chunks' mask leaves its state
+unchanged). A loop ends when every agent has stopped or reached ``total_steps``; the selected
+policy of each agent (best or last) is then evaluated on the train/val/test splits by the shared
+simulator, like SB3's. Configuration has two carriers, as in gymnax: the algorithm's static
+``Shape`` (compiled in) and the value hyper-parameters ``hp`` (arrays [K]); the host loop reads
+only ``eval_freq`` and ``total_steps`` from the configurations.
 
 Initializations (SB3 defaults): DDPG layers as torch ``nn.Linear`` (weights and biases
 U(±1/√fan_in)); PPO orthogonal weights (gain √2 hidden, 0.01 action, 1 value) and zero biases.
@@ -173,42 +178,7 @@ def stack_values(configs: Sequence[dict], keys: Sequence[str]) -> dict[str, np.n
     return {k: np.asarray([float(c[k]) for c in configs], dtype=np.float32) for k in keys}
 
 
-# ---------------------------------------------------------------------- the algorithm interface
-@dataclass
-class Chunk:
-    """What the algorithm ran: the completed step count and the evaluation events inside."""
-
-    steps: int
-    events: list[int]
-
-
-@dataclass
-class Algorithm:
-    """One compiled algorithm bound to a population (built by the algorithm's module).
-
-    ``advance(agents, steps, active) -> (agents, Chunk)`` runs every active agent (mask [K]) to
-    just before the next evaluation of the current policy (or to the end); ``finish(agents,
-    steps, active)`` completes what SB3 does after its last evaluation (the final update); ``actor(agents)`` the deterministic
-    policy parameters; ``act(shape, params, obs)`` (a module-level function, so compiled
-    evaluators are cached per shape) maps them and float32 inputs [n, d] to actions in the box;
-    ``total`` the steps SB3 would run (``total_steps`` rounded up to whole rollouts or training
-    periods); ``logs(agents, k)``, if set, agent k's logs (added to its result's ``extras``) from
-    the final state.
-    """
-
-    method: str
-    shape: Any
-    agents: Any
-    advance: Callable
-    finish: Callable
-    actor: Callable
-    act: Callable
-    total: int
-    compile_seconds: float = 0.0
-    started: float = field(default_factory=time.perf_counter)  # set when built
-    logs: Callable | None = None
-
-
+# ---------------------------------------------------------------------- a population's setup
 @dataclass
 class Setup:
     """What a population needs, built once from the dataset and the configurations."""
@@ -302,18 +272,18 @@ def compile_chunk(fn: Callable, shape: Any, agents, hp, data, *example) -> tuple
     return _COMPILED[key], time.perf_counter() - t0
 
 
-def train_population(method: str, build: Callable, values: Sequence[str], dataset: Dataset,
-                     reg: str, hparams: Sequence[dict], seeds: Sequence[int], *, device: str,
-                     progress: bool, options: dict) -> list[TrainResult]:
-    """Train configuration k with seed k, one compiled program per shape group (``values``: the
-    keys that may differ within a group); the results in input order."""
+def train_groups(method: str, train_group: Callable, values: Sequence[str], dataset: Dataset,
+                 reg: str, hparams: Sequence[dict], seeds: Sequence[int], *, device: str,
+                 progress: bool, options: dict) -> list[TrainResult]:
+    """Train configuration k with seed k: ``train_group(setup, progress=...)`` once per group of
+    configurations of one shape (``values``: the keys that may differ within a group, compiled
+    once for the group); the results in input order."""
     configs = [jax_config(method, h, options) for h in hparams]
     results: list[TrainResult | None] = [None] * len(configs)
     for group in group_by_shape(configs, values):
         setup = make_setup(method, dataset, reg, [hparams[i] for i in group],
                            [seeds[i] for i in group], device, options, values)
-        for i, result in zip(group, run_population(setup, build(setup), progress=progress),
-                             strict=True):
+        for i, result in zip(group, train_group(setup, progress=progress), strict=True):
             results[i] = result
     return results  # type: ignore[return-value]
 
@@ -377,7 +347,7 @@ def agent(tree, k: int):
     return jax.tree_util.tree_map(lambda a: a[k], tree)
 
 
-# ---------------------------------------------------------------------- the driver
+# ---------------------------------------------------------------------- validation during training
 @dataclass
 class Tracker:
     """Per-agent evaluation history, early stopping and best parameters (spec §7.2)."""
@@ -421,55 +391,101 @@ class Tracker:
         return improved
 
 
-def run_population(setup: Setup, algo: Algorithm, *, progress: bool = False) -> list[TrainResult]:
-    """Train the population to the end (module docstring) and return one result per agent."""
-    t0 = time.perf_counter()
-    tracker = Tracker.start(setup.configs)
-    compiled = evaluator(algo.act, algo.shape)
+class Validation:
+    """SB3's evaluation callback of a population, on the host (spec §7.2), for the algorithm's
+    own training loop: :meth:`start` evaluates the initial policies (step 0, not counted);
+    :meth:`reached` records the step count after each compiled chunk and, at evaluation events,
+    evaluates the deterministic policies on the whole validation split in one batched program,
+    updates each agent's early-stopping counter (an agent that stops is frozen: ``active``
+    masks it out of later chunks) and keeps its best-return parameters; :meth:`finish` stops
+    the learning clock; :meth:`results` evaluates a policy never evaluated during training
+    (fewer steps than ``eval_freq``, as the SB3 trainer does), then selects each agent's
+    policy (best or last) and evaluates it on the train/val/test splits through the shared
+    simulator. ``act(shape, params, obs)`` is the algorithm's deterministic policy."""
 
-    def evaluate(actor):
-        return compiled(actor, setup.val)
+    def __init__(self, setup: Setup, act: Callable, shape: Any, *, total: int, started: float,
+                 compile_seconds: float, progress: bool) -> None:
+        self.setup, self.act, self.shape = setup, act, shape
+        self.tracker = Tracker.start(setup.configs)
+        self.started, self.compile_seconds = started, compile_seconds
+        self.eval_seconds = self.learn_seconds = 0.0
+        self._evaluate = evaluator(act, shape)
+        self._t0 = self._t_learn = time.perf_counter()
+        self._bar = _progress_bar(setup, total) if progress else None
 
-    agents, steps, eval_s = algo.agents, 0, 0.0
-    t_first = time.perf_counter()
-    returns, losses = jax.device_get(evaluate(algo.actor(agents)))  # compiles the evaluator
-    algo.compile_seconds += time.perf_counter() - t_first
-    tracker.record(0, returns, losses, lr_values(setup.configs, 0), time.perf_counter() - t0, counted=False)
-    tracker.best_params = algo.actor(agents)
-    bar = _progress_bar(setup, algo.total) if progress else None
-    t_learn = time.perf_counter()
-    while tracker.active.any() and steps < algo.total:
-        running = tracker.active.copy()
-        agents, chunk = algo.advance(agents, steps, running)
-        steps = chunk.steps
-        tracker.steps[tracker.active] = steps
-        if chunk.events:
-            t_eval = time.perf_counter()
-            actor = algo.actor(agents)
-            returns, losses = jax.device_get(evaluate(actor))
-            for event in chunk.events:
-                improved = tracker.record(event, returns, losses, lr_values(setup.configs, event),
-                                          time.perf_counter() - t0, counted=True)
-                tracker.best_params = keep_best(improved, actor, tracker.best_params)
-            eval_s += time.perf_counter() - t_eval
-        if bar is not None:
-            bar.update(steps - bar.n)
-    if tracker.active.any():
-        agents = algo.finish(agents, steps, tracker.active.copy())
-    learn_s = time.perf_counter() - t_learn
-    if bar is not None:
-        bar.close()
-    never = [k for k in range(len(setup.configs)) if tracker.stoppers[k].n_evals == 0]
-    if never:  # fewer steps than eval_freq: the final policy is the only one (as the SB3 trainer)
-        actor = algo.actor(agents)
-        returns, losses = jax.device_get(evaluate(actor))
-        step = int(tracker.steps[never[0]])
-        improved = tracker.record(step, returns, losses, lr_values(setup.configs, step),
-                                  time.perf_counter() - t0, counted=True, which=never)
-        tracker.best_params = keep_best(improved, actor, tracker.best_params)
-    timing = {"learn_seconds": learn_s, "eval_seconds": eval_s,
-              "compile_seconds": algo.compile_seconds, "wall_s": time.perf_counter() - algo.started}
-    return _results(setup, algo, agents, tracker, timing)
+    @property
+    def active(self) -> np.ndarray:
+        """The agents still training (a copy: the chunk's mask)."""
+        return self.tracker.active.copy()
+
+    def start(self, actor) -> None:
+        """Evaluate the initial policies (compiling the evaluator) at step 0, not counted."""
+        t = time.perf_counter()
+        returns, losses = jax.device_get(self._evaluate(actor, self.setup.val))
+        self.compile_seconds += time.perf_counter() - t
+        self.tracker.record(0, returns, losses, lr_values(self.setup.configs, 0),
+                            time.perf_counter() - self._t0, counted=False)
+        self.tracker.best_params = actor
+        self._t_learn = time.perf_counter()
+
+    def reached(self, steps: int, events: Sequence[int], actor) -> None:
+        """The active agents ran to ``steps``; the evaluation ``events`` (steps) inside the
+        chunk saw the policies ``actor``."""
+        self.tracker.steps[self.tracker.active] = steps
+        if events:
+            self._record(events, actor)
+        if self._bar is not None:
+            self._bar.update(steps - self._bar.n)
+
+    def _record(self, events: Sequence[int], actor, which: Sequence[int] | None = None) -> None:
+        t = time.perf_counter()
+        returns, losses = jax.device_get(self._evaluate(actor, self.setup.val))
+        for event in events:
+            improved = self.tracker.record(event, returns, losses,
+                                           lr_values(self.setup.configs, event),
+                                           time.perf_counter() - self._t0, counted=True,
+                                           which=which)
+            self.tracker.best_params = keep_best(improved, actor, self.tracker.best_params)
+        self.eval_seconds += time.perf_counter() - t
+
+    def finish(self) -> None:
+        """Training is over: stop the learning clock and the progress bar."""
+        self.learn_seconds = time.perf_counter() - self._t_learn
+        if self._bar is not None:
+            self._bar.close()
+
+    def results(self, actor, logs: Callable[[int], dict] | None = None) -> list[TrainResult]:
+        """One result per agent from the final policies ``actor`` (``logs(k)``: agent k's logs,
+        added to its ``extras``)."""
+        tracker = self.tracker
+        never = [k for k in range(len(self.setup.configs)) if tracker.stoppers[k].n_evals == 0]
+        if never:
+            self._record([int(tracker.steps[never[0]])], actor, which=never)
+        wall = time.perf_counter() - self.started
+        last, best = jax.device_get((actor, tracker.best_params))
+        return [self._result(k, agent(best if cfg["checkpoint"] == "best" else last, k),
+                             logs(k) if logs else {}, wall)
+                for k, cfg in enumerate(self.setup.configs)]
+
+    def _result(self, k: int, chosen, logs: dict, wall: float) -> TrainResult:
+        setup, tracker = self.setup, self.tracker
+        steps = int(tracker.steps[k])
+        extras = {
+            **rl_extras(best_step=tracker.best_step[k], n_evals=tracker.stoppers[k].n_evals,
+                        stopped_early=tracker.stopped_early[k], eval_seconds=self.eval_seconds,
+                        learn_seconds=self.learn_seconds, steps=steps,
+                        episode_length=setup.spec.episode_length),
+            "compile_seconds": self.compile_seconds, "population_size": len(setup.configs),
+            **setup.extras, **logs,
+        }
+        state = {name: np.asarray(a) for name, a in flatten(chosen).items()}
+        return selected_result(
+            setup.dataset, setup.method, setup.reg, setup.seeds[k], setup.configs[k],
+            numpy_policy(setup, self.act, self.shape, chosen), setup.loss,
+            best_val=-float(tracker.best_return[k]) / setup.spec.counted_decisions,
+            iterations=steps, wall_s=wall,
+            device=setup.device.platform, curve=pd.DataFrame(tracker.history[k]),
+            extras=extras, model_state=state, backend="jax")
 
 
 def _progress_bar(setup: Setup, total: int):
@@ -480,46 +496,19 @@ def _progress_bar(setup: Setup, total: int):
                 f"(jax, {k} agent{'s' * (k > 1)})", leave=False)
 
 
-def numpy_policy(setup: Setup, algo: Algorithm, params) -> Callable:
+def numpy_policy(setup: Setup, act: Callable, shape: Any, params) -> Callable:
     """The shared-simulator policy (numpy Observation -> orders) of one agent's parameters."""
     regz = get_regularization(setup.reg)
     z = rl_context(setup.dataset) if regz.uses_coeff else None
     cpu = jax.devices("cpu")[0]
     params = jax.device_put(params, cpu)
-    fn = predictor(algo.act, algo.shape)
+    fn = predictor(act, shape)
 
     def predict(inputs: np.ndarray) -> np.ndarray:
         with jax.default_device(cpu):
             return np.asarray(fn(params, jnp.asarray(inputs, jnp.float32)))
 
     return network_policy(predict, setup.reg, setup.params, z=z)
-
-
-def _results(setup: Setup, algo: Algorithm, agents, tracker: Tracker,
-             timing: dict) -> list[TrainResult]:
-    last, best = jax.device_get((algo.actor(agents), tracker.best_params))
-    results = []
-    for k, cfg in enumerate(setup.configs):
-        chosen = agent(best if cfg["checkpoint"] == "best" else last, k)
-        policy = numpy_policy(setup, algo, chosen)
-        steps = int(tracker.steps[k])
-        extras = {
-            **rl_extras(best_step=tracker.best_step[k], n_evals=tracker.stoppers[k].n_evals,
-                        stopped_early=tracker.stopped_early[k],
-                        eval_seconds=timing["eval_seconds"],
-                        learn_seconds=timing["learn_seconds"], steps=steps,
-                        episode_length=setup.spec.episode_length),
-            "compile_seconds": timing["compile_seconds"], "population_size": len(setup.configs),
-            **setup.extras, **(algo.logs(agents, k) if algo.logs else {}),
-        }
-        state = {name: np.asarray(a) for name, a in flatten(chosen).items()}
-        results.append(selected_result(
-            setup.dataset, setup.method, setup.reg, setup.seeds[k], cfg, policy, setup.loss,
-            best_val=-float(tracker.best_return[k]) / setup.spec.counted_decisions,
-            iterations=steps, wall_s=timing["wall_s"], device=setup.device.platform,
-            curve=pd.DataFrame(tracker.history[k]), extras=extras, model_state=state,
-            backend="jax"))
-    return results
 
 
 def flatten(tree, prefix: str = "") -> dict[str, Any]:

@@ -9,7 +9,7 @@ One iteration of every agent (SB3 ``OnPolicyAlgorithm.learn``):
   and whether o starts an episode; then V of the last next observation;
 - **GAE(λ)**: δ_t = r_t + γ V_{t+1} (1 - start_{t+1}) - V_t, A_t = δ_t + γλ (1 - start_{t+1})
   A_{t+1} (the last step uses the last value and its done flag); returns R_t = A_t + V_t;
-- **train** ``n_epochs`` epochs, each over a fresh random permutation in minibatches of
+- **optimize**: ``n_epochs`` epochs, each over a fresh random permutation in minibatches of
   ``batch_size`` (a last partial minibatch included): advantages normalized per minibatch
   ((A - mean) / (std + 1e-8), unbiased std, skipped for a single sample); loss = -mean
   min(A ρ, A clip(ρ, 1 ± ε)) + ``ent_coef`` · (-mean entropy) + ``vf_coef`` · mean (R - V)²,
@@ -21,10 +21,14 @@ One iteration of every agent (SB3 ``OnPolicyAlgorithm.learn``):
 Initialization: orthogonal weights (gain √2 in both MLPs, 0.01 ``action_net``, 1
 ``value_net``), zero biases, then the ``action_net`` bias = low + b₀ (high - low) (spec §4).
 
-The compiled unit runs c iterations (a ``fori_loop`` whose length is a value). SB3 evaluates at
-every step count divisible by ``eval_freq`` while collecting, i.e. the policy that collects the
-rollout holding the event, before training on it: a chunk trains the pending rollout (if any),
-then runs c - 1 whole iterations and collects the c-th rollout, which the next chunk trains.
+The file reads in execution order: the policy, one agent's initialization, the rollout, GAE, the
+loss, the epochs of updates, the compiled chunk and the training loop (:func:`train_group`). The
+chunk runs c iterations (a ``fori_loop`` whose length is a value; the population lifted by
+``jax_common.over_active``). SB3 evaluates at every step count divisible by ``eval_freq`` while
+collecting, i.e. the policy that collects the rollout holding the event, before training on it:
+a chunk trains the pending rollout (if any), then runs c - 1 whole iterations and collects the
+c-th rollout, which the next chunk trains; the loop evaluates (``jax_common.Validation``) between
+chunks.
 """
 
 from __future__ import annotations
@@ -45,9 +49,8 @@ from deepstock.training import TrainResult, envs_jax, jaxrt
 from deepstock.training.backends import Trainer
 from deepstock.training.jax_common import (
     OPTIONS,
-    Algorithm,
-    Chunk,
     Setup,
+    Validation,
     compile_chunk,
     init_population,
     linear_schedule,
@@ -55,13 +58,13 @@ from deepstock.training.jax_common import (
     orthogonal_linear,
     over_active,
     tanh,
-    train_population,
+    train_groups,
 )
 
 VALUES = ("learning_rate", "lr_min", "lr_fraction", "gamma", "gae_lambda", "clip_range",
           "clip_end_ratio", "ent_coef", "vf_coef", "max_grad_norm", "initial_action_bias",
           "total_steps", "patience_evals", "min_evals")
-_ARRAYS = ("learning_rate", "lr_min", "lr_fraction", "gamma", "gae_lambda", "clip_range",
+ARRAYS = ("learning_rate", "lr_min", "lr_fraction", "gamma", "gae_lambda", "clip_range",
            "clip_end_ratio", "ent_coef", "vf_coef", "max_grad_norm", "initial_action_bias",
            "total_steps")
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -203,7 +206,7 @@ def minibatch_loss(params: dict, batch: dict, mask, clip, hp: dict):
             + hp["vf_coef"] * value_loss)
 
 
-def train(shape: Shape, agent: dict, hp: dict, s) -> dict:
+def optimize(shape: Shape, agent: dict, hp: dict, s) -> dict:
     """``n_epochs`` epochs of minibatch updates on the collected rollout, s = steps at its end."""
     rollout = agent["rollout"]
     adv, ret = advantages(rollout, hp["gamma"], hp["gae_lambda"])
@@ -238,74 +241,74 @@ def train(shape: Shape, agent: dict, hp: dict, s) -> dict:
     return {**agent, "params": params, "opt": opt, "key": key}
 
 
-# ---------------------------------------------------------------------- compiled chunks
-def run_iterations(shape: Shape, agent: dict, hp: dict, data: envs_jax.EnvData, s0, c,
-                   train_first) -> dict:
-    """One agent: train the pending rollout (ending at step s0) if ``train_first``, then c - 1
-    iterations of collect + train, then collect the c-th rollout (left pending). The loop body
-    holds one ``train`` and one ``collect`` (iteration i trains the rollout ending at
-    s0 + i n_steps, then collects), so each is compiled once."""
+# ---------------------------------------------------------------------- the compiled chunk
+def iterations(shape: Shape, agent: dict, hp: dict, data: envs_jax.EnvData, s0, c,
+               optimize_first) -> dict:
+    """One agent: optimize on the pending rollout (ending at step s0) if ``optimize_first``,
+    then c - 1 iterations of collect + optimize, then collect the c-th rollout (left pending).
+    The loop body holds one :func:`optimize` and one :func:`collect` (iteration i optimizes on
+    the rollout ending at s0 + i n_steps, then collects), so each is compiled once."""
 
     def body(i, agent):
         s = s0 + i * shape.n_steps
-        agent = jax.lax.cond((i > 0) | train_first, lambda a: train(shape, a, hp, s),
+        agent = jax.lax.cond((i > 0) | optimize_first, lambda a: optimize(shape, a, hp, s),
                              lambda a: a, agent)
         return jax.lax.cond(i < c, lambda a: collect(shape, data, a), lambda a: a, agent)
 
     return jax.lax.fori_loop(0, jnp.maximum(c, 1), body, agent)
 
 
-def advance_population(shape: Shape, agents: dict, hp: dict, data: envs_jax.EnvData, s0, c,
-                       train_first, active) -> dict:
-    """:func:`run_iterations` for every active agent of the population (stacked on axis 0)."""
-    return over_active(lambda a, h, d, s, k, f: run_iterations(shape, a, h, d, s, k, f),
-                       shape.batched, 4)(agents, hp, active, data, s0, c, train_first)
+def chunk(shape: Shape, agents: dict, hp: dict, data: envs_jax.EnvData, s0, c, optimize_first,
+          active) -> dict:
+    """The compiled unit: :func:`iterations` for every active agent of the population (stacked
+    on axis 0)."""
+    return over_active(lambda a, h, d, s, k, f: iterations(shape, a, h, d, s, k, f),
+                       shape.batched, 4)(agents, hp, active, data, s0, c, optimize_first)
 
 
-class _Schedule:
-    """Which rollouts hold evaluation events (steps divisible by ``eval_freq``)."""
-
-    def __init__(self, eval_freq: int, n_steps: int, total_steps: int) -> None:
-        self.eval_freq, self.n = eval_freq, n_steps
-        self.total = math.ceil(total_steps / n_steps) * n_steps  # SB3 collects whole rollouts
-
-    def events(self, start: int, end: int) -> list[int]:
-        first = (start // self.eval_freq + 1) * self.eval_freq
-        return list(range(first, end + 1, self.eval_freq))
-
-    def advance(self, steps: int) -> tuple[int, Chunk]:
-        """Rollouts to collect from ``steps`` (up to the next one holding an event)."""
-        c = 1
-        while steps + c * self.n < self.total and not self.events(steps + (c - 1) * self.n,
-                                                                  steps + c * self.n):
-            c += 1
-        end = steps + c * self.n
-        return c, Chunk(end, self.events(end - self.n, end))
+# ---------------------------------------------------------------------- the training loop
+def events_in(start: int, end: int, eval_freq: int) -> list[int]:
+    """The evaluation events (multiples of ``eval_freq``) in the steps start + 1 .. end."""
+    first = (start // eval_freq + 1) * eval_freq
+    return list(range(first, end + 1, eval_freq))
 
 
-def build(setup: Setup) -> Algorithm:
-    """The compiled population of ``setup`` (one shape group)."""
+def rollouts_to_event(steps: int, n_steps: int, eval_freq: int, total: int) -> int:
+    """Rollouts to collect from ``steps``: up to the first one holding an event, or the end."""
+    c = 1
+    while steps + c * n_steps < total and not events_in(steps + (c - 1) * n_steps,
+                                                        steps + c * n_steps, eval_freq):
+        c += 1
+    return c
+
+
+def train_group(setup: Setup, *, progress: bool = False) -> list[TrainResult]:
+    """Train the population of ``setup`` (one shape group) to the end (module docstring)."""
     started = time.perf_counter()
     shape = Shape.of(setup)
-    agents, hp = init_population(setup, init_agent, shape, _ARRAYS)
-    compiled, compile_s = compile_chunk(advance_population, shape, agents, hp, setup.train,
-                                        np.int32(0), np.int32(1), np.bool_(False),
-                                        np.ones(len(setup.configs), bool))
-    schedule = _Schedule(int(setup.config["eval_freq"]), shape.n_steps,
-                         int(max(c["total_steps"] for c in setup.configs)))
+    n, eval_freq = shape.n_steps, int(setup.config["eval_freq"])
+    total = math.ceil(max(int(c["total_steps"]) for c in setup.configs) / n) * n  # whole rollouts
+    agents, hp = init_population(setup, init_agent, shape, ARRAYS)
+    program, compile_s = compile_chunk(chunk, shape, agents, hp, setup.train, np.int32(0),
+                                       np.int32(1), np.bool_(False),
+                                       np.ones(len(setup.configs), bool))
+    val = Validation(setup, act, shape, total=total, started=started, compile_seconds=compile_s,
+                     progress=progress)
 
-    def run(agents, steps: int, c: int, active):
-        return compiled(agents, hp, setup.train, np.int32(steps), np.int32(c),
-                        np.bool_(steps > 0), active)
+    def run(agents, steps: int, c: int):
+        return program(agents, hp, setup.train, np.int32(steps), np.int32(c),
+                       np.bool_(steps > 0), val.active)
 
-    def advance(agents, steps: int, active):
-        c, chunk = schedule.advance(steps)
-        return run(agents, steps, c, active), chunk
-
-    return Algorithm("ppo", shape, agents, advance,
-                     finish=lambda a, steps, active: run(a, steps, 0, active),
-                     actor=lambda a: a["params"], act=act, total=schedule.total,
-                     compile_seconds=compile_s, started=started)
+    val.start(agents["params"])
+    steps = 0
+    while val.active.any() and steps < total:
+        c = rollouts_to_event(steps, n, eval_freq, total)
+        agents, steps = run(agents, steps, c), steps + c * n
+        val.reached(steps, events_in(steps - n, steps, eval_freq), agents["params"])
+    if val.active.any():
+        agents = run(agents, steps, 0)  # optimize on the last rollout
+    val.finish()
+    return val.results(agents["params"])
 
 
 def train_ppo_population(dataset: Dataset, reg: str, hparams: Sequence[dict],
@@ -313,8 +316,8 @@ def train_ppo_population(dataset: Dataset, reg: str, hparams: Sequence[dict],
                          **options: Any) -> list[TrainResult]:
     """Train K PPO agents (configuration k with seed k); one compiled program per shape
     group. Returns the K results in input order, each as :func:`train_ppo` would return it."""
-    return train_population("ppo", build, VALUES, dataset, reg, hparams, seeds, device=device,
-                            progress=progress, options=options)
+    return train_groups("ppo", train_group, VALUES, dataset, reg, hparams, seeds, device=device,
+                        progress=progress, options=options)
 
 
 def train_ppo(dataset: Dataset, reg: str, hparams: dict, seed: int, *, device: str = "cpu",
