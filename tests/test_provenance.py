@@ -74,6 +74,31 @@ def test_native_numerics_keep_one_thread_but_no_instruction_set_pin():
     assert "max_isa" not in env["XLA_FLAGS"] and "multi_thread_eigen=false" in env["XLA_FLAGS"]
 
 
+def test_xla_parses_every_pinned_flag_to_the_end_of_the_string():
+    """XLA stops at a token that is not a --flag and ignores the rest without a word (a bare
+    ``intra_op_parallelism_threads=1`` once hid the ISA pin): an unknown flag placed after the
+    pinned ones must still be seen, and refused."""
+    flags = numerics.settings("pinned")["XLA_FLAGS"] + " --xla_cpu_no_such_flag_deepstock=1"
+    env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu"}
+    code = "import jax, jax.numpy as jnp; print(float(jnp.ones(3).sum()))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode != 0 and "xla_cpu_no_such_flag_deepstock" in out.stderr
+    ok = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                        env={**env, "XLA_FLAGS": numerics.settings("pinned")["XLA_FLAGS"]})
+    assert ok.returncode == 0 and ok.stdout.strip() == "3.0"
+
+
+def test_an_xla_flags_token_that_is_not_a_flag_is_a_one_line_error():
+    with pytest.raises(ConfigError, match=r"^XLA_FLAGS: 'intra_op_parallelism_threads=1' is not"):
+        numerics.configure({"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false "
+                                         "intra_op_parallelism_threads=1"})
+
+
+def test_pinned_numerics_turn_off_xlas_ynnpack_dot_fusion():
+    assert numerics.XLA_NO_YNN in numerics.settings("pinned")["XLA_FLAGS"]
+    assert "ynn" not in numerics.settings("native")["XLA_FLAGS"]
+
+
 def test_a_bad_numerics_mode_is_a_one_line_error_naming_the_variable():
     with pytest.raises(ConfigError, match=r"^DEEPSTOCK_NUMERICS='fast': expected one of"):
         numerics.configure({numerics.MODE_ENV: "fast"})

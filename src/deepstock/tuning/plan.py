@@ -146,9 +146,10 @@ def plan_cell(setting: str, method: str, reg: str, data_path: str | Path,
         "hparams": base,
         "search_space": {k: [d.dist, list(d.args)] for k, d in sorted(dims.items())},
         "device": device, "train_options": dict(opts.train_options), "version": __version__,
-        # the libraries' versions and the numerics mode decide bits: another stack is another
-        # cell (the commit and CPU of each row are recorded in the row, not here)
+        # the libraries' versions and the numerics (mode and its settings) decide bits: another
+        # stack or flag set is another cell (each row records its commit and CPU, not this)
         "stack_hash": provenance.stack_hash(), "numerics": numerics.mode(),
+        "numerics_settings": numerics.settings(numerics.mode()),
     }
     spec = CellSpec(setting=setting, method=method, reg=reg, data_path=data_path,
                     base_hparams=base, device=device, backend=backend,
