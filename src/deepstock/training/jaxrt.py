@@ -3,8 +3,8 @@
 - **One core per process** (``$DEEPSTOCK_JAX_CORE``): XLA's CPU runtime splits work over as many
   threads as the process may use cores, and the split changes float32 rounding, so the same
   seed trains a different agent on 1 and on 2 visible cores (PPO-Base, Setting 1, seed 42: test
-  0.8926 vs 0.8942 at the full budget). XLA ignores ``intra_op_parallelism_threads`` (still
-  set, with ``--xla_cpu_multi_thread_eigen=false``), so before JAX starts this module pins the
+  0.8926 vs 0.8942 at the full budget). ``--xla_cpu_multi_thread_eigen=false`` does not stop
+  it, so before JAX starts this module pins the
   process to one core of those it may use: the first that no other deepstock JAX process holds
   (an ``flock`` on ``{tmp}/deepstock-cores-{uid}/core-N.lock``, released when the process
   ends), else one by process id. Every JAX process then computes as on one core — the same
