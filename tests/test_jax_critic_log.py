@@ -19,7 +19,7 @@ from deepstock.training import jax_ddpg as jd
 from deepstock.training import save_run
 from deepstock.training.envs import InventoryEnv
 from deepstock.training.jax_common import agent as pick
-from deepstock.training.jax_common import init_population, make_setup
+from deepstock.training.jax_common import init_population, jax_config, make_setup
 from deepstock.training.regularizations import RegularizationParams
 from deepstock.training.sb3 import OPTIONS as SB3_OPTIONS
 from deepstock.training.sb3 import _LoggedDDPG
@@ -144,8 +144,8 @@ def _np_mlp(params, x):
 def test_the_first_logged_critic_loss_is_the_bellman_error_of_its_batch_recomputed_in_numpy():
     r = _logged("none")
     critic = r.extras["critic_log"]
-    setup = make_setup("ddpg", make_dataset(1), "none", [hp("ddpg", "none", **TINY)], [42], "cpu",
-                       {}, jd.VALUES)
+    setup = make_setup("ddpg", make_dataset(1), "none",
+                       [jax_config("ddpg", hp("ddpg", "none", **TINY), {})], [42], "cpu", jd.VALUES)
     shape = jd.Shape.of(setup)
     agents, hpv = init_population(setup, jd.init_agent, shape, jd.ARRAYS)
     learner = pick(agents, 0)["learner"]  # no update before the first: the initial one

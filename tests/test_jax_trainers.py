@@ -18,6 +18,7 @@ from deepstock.training.backends import load_trainer
 from deepstock.training.jax_common import (
     OPTIONS,
     init_population,
+    jax_config,
     keep_best,
     lr_values,
     make_setup,
@@ -38,8 +39,9 @@ SHORT_PPO = {**SMALL_PPO, "total_steps": 1024, "n_steps": 256, "batch_size": 64,
 
 def _setup(method, reg="base", seeds=(42,), **over):
     module = jd if method == "ddpg" else jp
-    return make_setup(method, make_dataset(1), reg, [hp(method, reg, **over)] * len(seeds),
-                      list(seeds), "cpu", {}, module.VALUES)
+    config = jax_config(method, hp(method, reg, **over), {})
+    return make_setup(method, make_dataset(1), reg, [config] * len(seeds), list(seeds), "cpu",
+                      module.VALUES)
 
 
 def _agent(module, setup):

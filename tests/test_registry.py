@@ -160,6 +160,25 @@ def test_a_trainer_refuses_an_incomplete_configuration_naming_the_missing_keys()
         train_ds(generate_dataset("s1"), "base", {"epochs": 1}, 1)
 
 
+def test_a_trial_is_validated_once_from_its_job_to_its_trainer(monkeypatch):
+    from deepstock.hparams import get_scale, resolve_hparams
+    from deepstock.training.backends import make_job
+
+    tiny = {**resolve_hparams("ds", "s1", "base"), **get_scale("tiny").budget("ds")}
+    job = make_job(generate_dataset("s1").setting, "ds", "base", tiny, device="cpu")
+    assert isinstance(job.hparams, registry.CheckedHParams)
+    calls = []
+    check = registry.check_complete
+    monkeypatch.setattr(registry, "check_complete",
+                        lambda method, config: calls.append(method) or check(method, config))
+    configs = [{**tiny, "learning_rate": 0.01}, {**tiny, "learning_rate": 0.02}]
+    results = job.train_population(generate_dataset("s1"), configs, [1, 2])
+    assert calls == ["ds", "ds"]  # with_hparams, once per trial; the trainer checks no more
+    assert [r.config["learning_rate"] for r in results] == [0.01, 0.02]
+    with pytest.raises(TypeError, match="made by registry.checked_hparams"):
+        registry.CheckedHParams("ds", tiny)  # cannot be made without the check
+
+
 def test_resolution_order_user_file_and_overrides_win_over_the_scale_budget(tmp_path):
     user = tmp_path / "h.yaml"
     user.write_text("epochs: 7\ngrad_clip: 2.0\n")

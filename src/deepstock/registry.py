@@ -22,8 +22,9 @@ YAML defaults and search space); see README "Extending".
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from deepstock.errors import ConfigError
@@ -280,6 +281,41 @@ def check_complete(method: str, config: dict) -> dict:
     if unknown:
         raise ConfigError(f"unknown {method} hyper-parameter {unknown[0]!r}")
     return {key: schema[key].check(key, value) for key, value in config.items()}
+
+
+class CheckedHParams(Mapping):
+    """Complete hyper-parameters that :func:`check_complete` accepted for ``method``
+    (read-only; built by :func:`checked_hparams` only). A trainer given one does not check it
+    again: a tuning trial is validated once, when its job is made."""
+
+    __slots__ = ("method", "_values")
+
+    def __init__(self, method: str, values: Mapping[str, Any], _token: object = None) -> None:
+        if _token is not _CHECKED:
+            raise TypeError("CheckedHParams are made by registry.checked_hparams")
+        self.method, self._values = method, MappingProxyType(dict(values))
+
+    def __getitem__(self, key: str) -> Any:
+        return self._values[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"CheckedHParams({self.method!r}, {dict(self._values)!r})"
+
+
+_CHECKED = object()
+
+
+def checked_hparams(method: str, config: Mapping[str, Any]) -> CheckedHParams:
+    """``config`` checked by :func:`check_complete` (unless it already is, for ``method``)."""
+    if isinstance(config, CheckedHParams) and config.method == method:
+        return config
+    return CheckedHParams(method, check_complete(method, dict(config)), _CHECKED)
 
 
 def get_method(name: str) -> Method:

@@ -25,8 +25,9 @@ from deepstock.errors import ConfigError
 from deepstock.problem.settings import Setting
 from deepstock.registry import (
     Backend,
+    CheckedHParams,
     Method,
-    check_complete,
+    checked_hparams,
     get_method,
     get_regularization,
 )
@@ -94,7 +95,7 @@ class TrainJob:
     backend: Backend
     trainer: Trainer
     device: str
-    hparams: Mapping[str, Any]
+    hparams: CheckedHParams
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     def with_hparams(self, values: Mapping[str, Any]) -> TrainJob:
@@ -103,7 +104,7 @@ class TrainJob:
 
     def train(self, dataset, seed: int, *, progress: bool = False):
         """Train on ``dataset`` (of this job's setting) with ``seed``; a TrainResult."""
-        return self.trainer.train(dataset, self.reg.name, dict(self.hparams), seed,
+        return self.trainer.train(dataset, self.reg.name, self.hparams, seed,
                                   device=self.device, progress=progress, **self.options)
 
     def train_population(self, dataset, configs: Sequence[Mapping[str, Any]],
@@ -114,7 +115,7 @@ class TrainJob:
         if self.trainer.population is None or len(jobs) == 1:
             return [j.train(dataset, s, progress=progress)
                     for j, s in zip(jobs, seeds, strict=True)]
-        return self.trainer.population(dataset, self.reg.name, [dict(j.hparams) for j in jobs],
+        return self.trainer.population(dataset, self.reg.name, [j.hparams for j in jobs],
                                        list(seeds), device=self.device, progress=progress,
                                        **self.options)
 
@@ -122,11 +123,18 @@ class TrainJob:
 def _replace_hparams(job: TrainJob, values: Mapping[str, Any]) -> TrainJob:
     from dataclasses import replace
 
+    return replace(job, hparams=_checked(job.method.name, values))
+
+
+def _checked(method: str, values: Mapping[str, Any]) -> CheckedHParams:
+    """``values`` checked (schema and memory model) unless they already are: once per trial."""
     from deepstock.hparams import check_memory
 
-    hparams = check_complete(job.method.name, dict(values))
-    check_memory(job.method.name, hparams)
-    return replace(job, hparams=MappingProxyType(hparams))
+    if isinstance(values, CheckedHParams) and values.method == method:
+        return values
+    checked = checked_hparams(method, values)
+    check_memory(method, dict(checked))
+    return checked
 
 
 def make_job(setting: Setting, method: str, reg: str, hparams: Mapping[str, Any], *,
@@ -144,10 +152,9 @@ def make_job(setting: Setting, method: str, reg: str, hparams: Mapping[str, Any]
     if unknown:
         raise ConfigError(f"the {b.name} {m.name} trainer has no option {unknown[0]!r} "
                           f"(its options: {sorted(trainer.options)})")
-    job = TrainJob(setting, m, get_regularization(reg), b, trainer,
-                   resolve_device(m, device, b), MappingProxyType({}),
-                   MappingProxyType(options))
-    return job.with_hparams(hparams)
+    return TrainJob(setting, m, get_regularization(reg), b, trainer,
+                    resolve_device(m, device, b), _checked(m.name, hparams),
+                    MappingProxyType(options))
 
 
 # ----------------------------------------------------------------------------- a run's config
@@ -166,7 +173,8 @@ def complete_config(method: str, hparams: Mapping[str, Any], options: Mapping[st
     if population_modes is not None and options.get("population", "auto") not in population_modes:
         raise ConfigError(f"option 'population' must be one of {list(population_modes)}, got "
                           f"{options['population']!r}")
-    return {**check_complete(method, copy.deepcopy(dict(hparams))), **defaults, **options}
+    checked = checked_hparams(method, hparams)  # no second check of a job's CheckedHParams
+    return {**copy.deepcopy(dict(checked)), **defaults, **options}
 
 
 # ----------------------------------------------------------------------------- the shared tail

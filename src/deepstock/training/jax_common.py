@@ -207,17 +207,16 @@ class Setup:
         return mode == "vmap" or (mode == "auto" and self.device.platform != "cpu")
 
 
-def make_setup(method: str, dataset: Dataset, reg: str, hparams: Sequence[dict],
-               seeds: Sequence[int], device: str, options: dict,
-               value_keys: Sequence[str]) -> Setup:
-    """Check the configurations (one shape group) and place the split arrays on the device."""
-    configs = [jax_config(method, h, options) for h in hparams]
+def make_setup(method: str, dataset: Dataset, reg: str, configs: Sequence[dict],
+               seeds: Sequence[int], device: str, value_keys: Sequence[str]) -> Setup:
+    """A population of one shape group: ``configs`` complete (:func:`jax_config`), one seed
+    each; places the split arrays on the device."""
     if not configs or len(configs) != len(seeds):
         raise ConfigError(f"a {method} population needs one seed per configuration, got "
                           f"{len(configs)} configurations and {len(seeds)} seeds")
     if len(group_by_shape(configs, value_keys)) != 1:
         raise ConfigError(f"a {method} population needs configurations of one shape; group them "
-                          "with jax_common.group_by_shape (train_population does)")
+                          "with jax_common.group_by_shape (train_groups does)")
     get_regularization(reg)
     jaxrt.setup()  # before JAX's first computation here: the XLA flags, threefry, the core pin
     dev = jaxrt.device(resolve_device(method, device, "jax"))
@@ -229,8 +228,8 @@ def make_setup(method: str, dataset: Dataset, reg: str, hparams: Sequence[dict],
     with jax.default_device(dev):
         train = envs_jax.env_data(dataset, cfg["train_split"], jnp.float32)
         val = envs_jax.env_data(dataset, cfg["val_split"], jnp.float32)
-    return Setup(method, dataset, reg, configs, [int(s) for s in seeds], dev, spec, train, val,
-                 params, loss)
+    return Setup(method, dataset, reg, list(configs), [int(s) for s in seeds], dev, spec, train,
+                 val, params, loss)
 
 
 # ---------------------------------------------------------------------- programs
@@ -281,8 +280,8 @@ def train_groups(method: str, train_group: Callable, values: Sequence[str], data
     configs = [jax_config(method, h, options) for h in hparams]
     results: list[TrainResult | None] = [None] * len(configs)
     for group in group_by_shape(configs, values):
-        setup = make_setup(method, dataset, reg, [hparams[i] for i in group],
-                           [seeds[i] for i in group], device, options, values)
+        setup = make_setup(method, dataset, reg, [configs[i] for i in group],
+                           [seeds[i] for i in group], device, values)
         for i, result in zip(group, train_group(setup, progress=progress), strict=True):
             results[i] = result
     return results  # type: ignore[return-value]
