@@ -98,7 +98,7 @@ def cpu_jobs(quick: bool, core: int, seeds: list[int] | None = None,
     for method, steps in (("ddpg", 2000 if quick else 4000), ("ppo", 4096 if quick else 8192)):
         if method not in methods:
             continue
-        for mode in ("map", "vmap"):
+        for mode in ("sequential", "vmap"):
             jobs.append(({"kind": "population", "method": method, "backend": "jax",
                           "agents": 25, "mode": mode, "steps": steps, "core": core}, "warm"))
     wide = {"ddpg": {"net_arch": {"pi": [32, 32], "qf": [32, 32]}},
@@ -181,7 +181,7 @@ def summarize(results: list[dict]) -> None:
             (ws, ns), (cs, cn), hs = totals["sb3"], totals["cold"], totals["warm"][0]
             print(f"{method} seeds {seeds}: total sb3 {ws:.1f} s ({ns} steps), jax cold {cs:.1f} s"
                   f" / warm {hs:.1f} s ({cn} steps): {ws / cs:.1f}x cold, {ws / hs:.1f}x warm")
-        for mode in ("map", "vmap"):
+        for mode in ("sequential", "vmap"):
             pop = get("population", method, "jax", mode=mode)
             if pop:
                 print(f"{method}: 25 agents ({mode}) {pop['agent_steps_per_s']:.0f} agent-steps/s")

@@ -65,7 +65,7 @@ def test_a_looped_population_equals_sequential_runs_bit_for_bit(noisy):
     pairs = [(configs[0], 1), (configs[1], 2), (configs[0], 5)]
     seq = [train_ds(noisy, "base", c, s, device="cpu") for c, s in pairs]
     loop = train_ds_population(noisy, "base", [c for c, _ in pairs], [s for _, s in pairs],
-                               device="cpu", population="loop")
+                               device="cpu", population="sequential")
     assert len({r.val_loss for r in seq}) == 3  # three different runs
     for a, b in zip(seq, loop, strict=True):
         assert (a.seed, a.backend, a.iterations) == (b.seed, b.backend, b.iterations)
@@ -75,7 +75,7 @@ def test_a_looped_population_equals_sequential_runs_bit_for_bit(noisy):
         assert a.model_state.keys() == b.model_state.keys()
         assert all(torch.equal(a.model_state[k], b.model_state[k]) for k in a.model_state)
         assert a.extras == b.extras
-        assert b.config["population"] == "loop"
+        assert b.config["population"] == "sequential"
         assert without_population(a.config) == without_population(b.config)
 
 
@@ -146,7 +146,7 @@ def test_a_vmapped_population_feeds_the_context_features_under_lost_sales(noisy)
         np.testing.assert_allclose(b.test_loss, a.test_loss, rtol=1e-4)
 
 
-@pytest.mark.parametrize("mode", ["loop", "vmap"])
+@pytest.mark.parametrize("mode", ["sequential", "vmap"])
 def test_a_population_needs_one_seed_per_configuration(noisy, population, mode):
     configs, _ = population
     with pytest.raises(ConfigError, match="one seed per configuration, got 4 configurations "
@@ -163,7 +163,7 @@ def test_an_unknown_population_mode_is_refused_by_population_and_single_runs(noi
     monkeypatch.setattr(ds_population, "_train_group", lambda *a, **k: pytest.fail("computed"))
     monkeypatch.setattr(ds_population, "train_ds", lambda *a, **k: pytest.fail("computed"))
     with pytest.raises(ConfigError, match=r"option 'population' must be one of \['auto', "
-                                          r"'vmap', 'loop'\], got 'jit'") as err:
+                                          r"'vmap', 'sequential'\], got 'jit'") as err:
         train_ds_population(noisy, "base", configs, seeds, device="cpu", population="jit")
     assert "\n" not in str(err.value)
     with pytest.raises(ConfigError, match="option 'population'"):

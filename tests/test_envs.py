@@ -163,7 +163,7 @@ def _assert_parity(ds: Dataset, split: str, reg: str, table: np.ndarray, *, lost
                   z=z[s.index], index=s.index, lost_sales=lost_sales, warmup=warmup)
     ell = np.asarray(trajectory_loss(ro, loss))
     returns = window_returns(ro, loss)
-    env = InventoryEnv(ds, split, reg, params=params, loss=loss)
+    env = InventoryEnv(ds, split, reg, reg_params=params, loss=loss)
     for i in range(len(s)):
         row = s.index[i]
 
@@ -251,7 +251,7 @@ def test_observation_is_the_shared_network_input(reg):
     ds = make_dataset(get_setting("s1"), seed=2)
     params = RegularizationParams(M=100.0)
     regz = get_regularization(reg)
-    env = InventoryEnv(ds, "train", reg, params=params)
+    env = InventoryEnv(ds, "train", reg, reg_params=params)
     z = rl_context(ds)
     obs, _ = env.reset(options={"index": 1})
     row = ds.split("train").index[1]
@@ -311,7 +311,7 @@ def test_batched_network_policy_equals_env_episodes():
         ro = simulate_split(policy, ds, "val")
         ell = np.asarray(trajectory_loss(ro))
         returns = window_returns(ro)
-        env = InventoryEnv(ds, "val", reg, params=params)
+        env = InventoryEnv(ds, "val", reg, reg_params=params)
         for i in range(len(ell)):
             rewards, infos, _ = run_episode(
                 env, lambda e, k: predict(e._obs_vector(e._t)[None])[0], index=i)

@@ -41,7 +41,7 @@ def _feedback(obs):
 def _env_episodes(ds, split, reg, act, *, loss=LossConfig()):
     """Rewards [n, steps], orders [n, steps] and episode losses [n] of InventoryEnv."""
     params = RegularizationParams(M=ds.setting.M)
-    env = InventoryEnv(ds, split, reg, params=params, loss=loss)
+    env = InventoryEnv(ds, split, reg, reg_params=params, loss=loss)
     rewards, orders, losses = [], [], []
     for i, row in enumerate(ds.split(split).index):
         obs, _ = env.reset(options={"index": i})

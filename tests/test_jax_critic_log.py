@@ -85,7 +85,7 @@ def _env_transitions(env: InventoryEnv, row: int, orders) -> pd.DataFrame:
     """The replay-log columns of the numpy env's episode on train row ``row`` when ``orders`` are
     placed (whatever the action), recorded as SB3's ``_LoggedDDPG`` records them."""
     env.reset(options={"index": row})
-    scale = env.params.M if env.reg.uses_coeff else 1.0
+    scale = env.reg_params.M if env.reg.uses_coeff else 1.0
     out = []
     for q in orders:
         env.decode = lambda action, q=q: q
@@ -103,7 +103,7 @@ def _episodes(reg: str) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
     replay, cfg = r.extras["replay_log"], r.config
     params = RegularizationParams(M=float(cfg["M"]), coeff_scale=float(cfg["coeff_scale"]),
                                   coeff_clip=tuple(cfg["coeff_clip"]))
-    env = InventoryEnv(make_dataset(1), "train", reg, mode="train", params=params,
+    env = InventoryEnv(make_dataset(1), "train", reg, mode="train", reg_params=params,
                        loss=LossConfig(h=float(cfg["loss_h"])))
     ends = np.flatnonzero(replay["done"].to_numpy()) + 1
     assert len(ends) >= 15 and np.all(np.diff([0, *ends]) == env.episode_length)

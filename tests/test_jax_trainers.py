@@ -309,7 +309,7 @@ def test_each_agent_keeps_its_improved_parameters_and_no_program_runs_when_all_a
 
 
 def test_a_cpu_population_returns_exactly_what_each_agent_returns_alone():
-    together, alone = _population_and_singles("map")
+    together, alone = _population_and_singles("sequential")
     for t, a in zip(together, alone, strict=True):
         assert t.iterations == a.iterations and t.extras["best_step"] == a.extras["best_step"]
         assert t.curve["val_loss"].tolist() == a.curve["val_loss"].tolist()

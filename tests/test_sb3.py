@@ -141,7 +141,7 @@ def test_batched_validation_equals_env_episodes(method, reg):
     s = build_model(method, ds, reg, hp(method, reg if reg != "coeff" else "base", **small), 4)
     ev = evaluate_policy(s.policy, ds, "val")  # ONE vectorized rollout
     returns = window_returns(ev.rollout)
-    env = InventoryEnv(ds, "val", reg, params=s.params)
+    env = InventoryEnv(ds, "val", reg, reg_params=s.reg_params)
     for i in range(len(ev.per_trajectory)):
         obs, _ = env.reset(options={"index": i})
         total, done = 0.0, False

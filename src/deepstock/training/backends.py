@@ -34,6 +34,12 @@ from deepstock.registry import (
 from deepstock.training.regularizations import Regularization
 
 DEVICES = ("auto", "cpu", "cuda")
+#: Train option ``population`` of every backend with a population trainer: how K agents run.
+#: ``sequential``: one after another, each its single run bit for bit (DS: K calls of its
+#: single trainer; JAX: ``lax.map`` of the single-agent program); ``vmap``: one batched program
+#: (the GPU's throughput; rounds differently from single runs); ``auto``: ``vmap`` on a GPU,
+#: ``sequential`` on a CPU.
+POPULATION_MODES = ("auto", "vmap", "sequential")
 
 
 @dataclass(frozen=True)
@@ -159,19 +165,18 @@ def make_job(setting: Setting, method: str, reg: str, hparams: Mapping[str, Any]
 
 # ----------------------------------------------------------------------------- a run's config
 def complete_config(method: str, hparams: Mapping[str, Any], options: Mapping[str, Any],
-                    defaults: Mapping[str, Any],
-                    population_modes: Sequence[str] | None = None) -> dict:
+                    defaults: Mapping[str, Any]) -> dict:
     """The complete, checked hyper-parameters plus a backend's run options: ``defaults`` are
     its options and their values (trainers hold no hyper-parameter defaults); an unknown option,
-    or a ``population`` mode outside ``population_modes``, is a one-line ConfigError."""
+    or a ``population`` mode outside :data:`POPULATION_MODES`, is a one-line ConfigError."""
     import copy
 
     unknown = set(options) - set(defaults)
     if unknown:
         raise ConfigError(f"unknown {method} option(s) {sorted(unknown)}; expected "
                           f"{sorted(defaults)}")
-    if population_modes is not None and options.get("population", "auto") not in population_modes:
-        raise ConfigError(f"option 'population' must be one of {list(population_modes)}, got "
+    if "population" in defaults and options.get("population", "auto") not in POPULATION_MODES:
+        raise ConfigError(f"option 'population' must be one of {list(POPULATION_MODES)}, got "
                           f"{options['population']!r}")
     checked = checked_hparams(method, hparams)  # no second check of a job's CheckedHParams
     return {**copy.deepcopy(dict(checked)), **defaults, **options}

@@ -27,7 +27,11 @@ from deepstock.problem.dynamics import simulate
 from deepstock.problem.losses import LossConfig, trajectory_loss
 from deepstock.problem.settings import Setting
 from deepstock.training import TrainResult
-from deepstock.training.backends import complete_config, resolve_device, selected_result
+from deepstock.training.backends import (
+    complete_config,
+    resolve_device,
+    selected_result,
+)
 from deepstock.training.common import seed_everything
 from deepstock.training.policies import (
     DSNetwork,
@@ -42,10 +46,10 @@ from deepstock.training.regularizations import (
     get_regularization,
 )
 
-OPTIONS = {"train_split": "train", "val_split": "val", "population": "auto"}
-#: How :func:`deepstock.training.ds_population.train_ds_population` runs K agents; a single run
+#: ``population`` (:data:`deepstock.training.backends.POPULATION_MODES`): how
+#: :func:`deepstock.training.ds_population.train_ds_population` runs K agents; a single run
 #: accepts the option and ignores it.
-POPULATION_MODES = ("auto", "vmap", "loop")
+OPTIONS = {"train_split": "train", "val_split": "val", "population": "auto"}
 
 
 class _SplitTensors:
@@ -71,7 +75,7 @@ class _SplitTensors:
 
 def ds_config(hparams: dict, options: dict) -> dict:
     """The complete hyper-parameters (resolved by ``deepstock.hparams``) plus the run options."""
-    return complete_config("ds", hparams, options, OPTIONS, POPULATION_MODES)
+    return complete_config("ds", hparams, options, OPTIONS)
 
 
 @dataclass
@@ -80,7 +84,7 @@ class Problem:
 
     setting: Setting
     regz: Regularization
-    params: RegularizationParams
+    reg_params: RegularizationParams
     loss: LossConfig
     z_table: np.ndarray | None
     train: _SplitTensors
@@ -88,12 +92,12 @@ class Problem:
 
     @classmethod
     def build(cls, dataset: Dataset, regz: Regularization, cfg: dict, dev: str) -> Problem:
-        params = RegularizationParams(
+        reg_params = RegularizationParams(
             M=float(cfg["M"]), coeff_scale=float(cfg["coeff_scale"]),
             coeff_clip=tuple(float(c) for c in cfg["coeff_clip"]),
         )
         z_table = normalized_coeff(dataset.coeff) if regz.uses_coeff else None
-        return cls(dataset.setting, regz, params, dataset.setting.loss(cfg["loss_h"]), z_table,
+        return cls(dataset.setting, regz, reg_params, dataset.setting.loss(cfg["loss_h"]), z_table,
                    _SplitTensors(dataset, cfg["train_split"], z_table, dev),
                    _SplitTensors(dataset, cfg["val_split"], z_table, dev))
 
@@ -101,7 +105,7 @@ class Problem:
         """A freshly initialized network (draws from torch's global generator)."""
         return build_ds_network(
             self.regz, self.setting.L, cfg["neurons_per_hidden_layer"],
-            b0=float(cfg["initial_action_bias"]), M=self.params.M,
+            b0=float(cfg["initial_action_bias"]), M=self.reg_params.M,
         ).to(dev)
 
     def objective(self, policy: Callable, rows: dict) -> torch.Tensor:
@@ -183,7 +187,7 @@ def train_ds(
     dev = resolve_device("ds", device, "torch")
     problem = Problem.build(dataset, get_regularization(reg), cfg, dev)
     agent = Agent(problem, cfg, seed, dev)
-    policy = TorchPolicy(agent.net, problem.regz, problem.params)
+    policy = TorchPolicy(agent.net, problem.regz, problem.reg_params)
 
     def full_loss(split: _SplitTensors) -> float:
         with torch.inference_mode():
@@ -225,7 +229,7 @@ def _result(dataset: Dataset, reg: str, seed: int, cfg: dict, problem: Problem, 
     if cfg["checkpoint"] == "best" and best_state is not None:
         net.load_state_dict(best_state)
     net.eval()
-    np_policy = NumpyPolicy(net, problem.regz, problem.params, problem.z_table)
+    np_policy = NumpyPolicy(net, problem.regz, problem.reg_params, problem.z_table)
     curve = pd.DataFrame(history)
     return selected_result(
         dataset, "ds", reg, seed, cfg, np_policy, problem.loss,

@@ -3,7 +3,7 @@
 Every agent follows :func:`deepstock.training.ds.train_ds` step for step; option ``population``
 says how the K agents run:
 
-- ``loop``: K calls of ``train_ds``; each result is its single run bit for bit.
+- ``sequential``: K calls of ``train_ds``; each result is its single run bit for bit.
 - ``vmap``: one batched program per shape group (configurations equal in every key but
   :data:`VALUES`, grouped by :func:`deepstock.training.common.group_by_shape`). Agent k's
   network is built as ``train_ds`` builds it (``seed_everything(seed_k)``, then the network), so
@@ -25,7 +25,7 @@ says how the K agents run:
   ``wall_s`` is the group's time until that agent's report. Batched kernels round differently
   from the single-agent ones, so a vmapped agent equals its single run to float32 rounding (the
   differences grow with the epochs), not bit for bit.
-- ``auto``: ``vmap`` on CUDA, ``loop`` on the CPU, where each agent is then its single run bit
+- ``auto``: ``vmap`` on CUDA, ``sequential`` on the CPU, where each agent is then its single run bit
   for bit (``vmap`` is faster on one CPU core as well: about 3x per agent-epoch for K = 8 on
   Settings 1 and 4, on par at K = 2).
 """
@@ -72,7 +72,7 @@ def train_ds_population(
     get_regularization(reg)
     dev = resolve_device("ds", device, "torch")
     mode = configs[0]["population"]
-    if mode == "loop" or (mode == "auto" and dev == "cpu"):
+    if mode == "sequential" or (mode == "auto" and dev == "cpu"):
         return [train_ds(dataset, reg, h, s, device=device, progress=progress, **options)
                 for h, s in zip(hparams, seeds, strict=True)]
 
@@ -99,7 +99,7 @@ def _objectives(problem: Problem, template: torch.nn.Module) -> tuple[Callable, 
 
     def one(params: dict, rows: dict) -> torch.Tensor:
         net = lambda inp: functional_call(template, params, (inp,))  # noqa: E731
-        policy = TorchPolicy(net, problem.regz, problem.params)
+        policy = TorchPolicy(net, problem.regz, problem.reg_params)
         return problem.objective(policy, {**dict.fromkeys(_ROWS), **rows})
 
     def lift(in_rows: int | None) -> Callable:

@@ -75,7 +75,7 @@ class InventoryEnv(gym.Env):
         reg: str = "none",
         *,
         mode: str | None = None,
-        params: RegularizationParams | None = None,
+        reg_params: RegularizationParams | None = None,
         loss: LossConfig | None = None,
     ) -> None:
         super().__init__()
@@ -87,7 +87,7 @@ class InventoryEnv(gym.Env):
         self.split_name = split
         self.mode = mode
         self.reg = get_regularization(reg)
-        self.params = params or RegularizationParams(M=st.M)
+        self.reg_params = reg_params or RegularizationParams(M=st.M)
         self.loss = loss or st.loss(DEFAULT_LOSS.h)
         self.lost_sales = st.lost_sales  # the setting's dynamics
         self.T, self.R, self.L = st.T, st.R, st.L
@@ -107,7 +107,7 @@ class InventoryEnv(gym.Env):
         if self.reg.uses_coeff:
             self.action_space = spaces.Box(0.0, 1.0, shape=(self.reg.output_dim,), dtype=np.float32)
         else:
-            self.action_space = spaces.Box(0.0, float(self.params.M), shape=(1,), dtype=np.float32)
+            self.action_space = spaces.Box(0.0, float(self.reg_params.M), shape=(1,), dtype=np.float32)
         self._cursor = 0
         self._row = 0
         self._t = 0
@@ -143,13 +143,13 @@ class InventoryEnv(gym.Env):
         tt = min(t, self.T - 1)
         if self._z is None:
             return np.array([self._x[self._row][tt], *self._pipe], dtype=np.float32)
-        m = self.params.M
+        m = self.reg_params.M
         return np.array([self._z[self._row, tt, 0], *(p / m for p in self._pipe)], dtype=np.float32)
 
     def decode(self, action: np.ndarray) -> float:
         """Order q_t for the current state through the shared regularization mapping (spec §4)."""
         out = np.asarray(action, dtype=np.float64).reshape(1, -1)
-        return float(self.reg.decode(out, self._observation(self._t), self.params)[0])
+        return float(self.reg.decode(out, self._observation(self._t), self.reg_params)[0])
 
     # ------------------------------------------------------------------ gymnasium API
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -219,7 +219,7 @@ _register()
 def network_policy(
     predict: Callable[[np.ndarray], np.ndarray],
     reg: str,
-    params: RegularizationParams,
+    reg_params: RegularizationParams,
     *,
     z: np.ndarray | None = None,
 ) -> Callable[[Observation], np.ndarray]:
@@ -236,9 +236,9 @@ def network_policy(
             if z is None or obs.index is None:
                 raise ConfigError(f"regularization {reg!r} needs the normalized context z")
             obs = Observation(obs.t, obs.x, obs.pipeline, obs.phi, obs.index, z[obs.index, obs.t])
-        inp = np.asarray(regularization.network_input(obs, params, rl=True), dtype=np.float32)
+        inp = np.asarray(regularization.network_input(obs, reg_params, rl=True), dtype=np.float32)
         actions = np.asarray(predict(inp), dtype=np.float64).reshape(inp.shape[0], -1)
-        return np.asarray(regularization.decode(actions, obs, params), dtype=np.float64)
+        return np.asarray(regularization.decode(actions, obs, reg_params), dtype=np.float64)
 
     return policy
 

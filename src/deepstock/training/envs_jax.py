@@ -42,7 +42,7 @@ class EnvSpec:
     R: int
     L: int
     reg: str
-    params: RegularizationParams
+    reg_params: RegularizationParams
     loss: LossConfig
     lost_sales: bool = False
     warmup: int = 0  # uncounted days after R + L (the setting's)
@@ -67,7 +67,7 @@ class EnvSpec:
     @property
     def action_high(self) -> float:
         """Upper bound of the action box (low is 0): M for None/Base, 1 for Coeff/Both."""
-        return 1.0 if get_regularization(self.reg).uses_coeff else float(self.params.M)
+        return 1.0 if get_regularization(self.reg).uses_coeff else float(self.reg_params.M)
 
 
 class EnvData(NamedTuple):
@@ -92,10 +92,10 @@ class EnvState(NamedTuple):
     cost_total: jax.Array
 
 
-def env_spec(dataset: Dataset, reg: str, params: RegularizationParams, loss: LossConfig) -> EnvSpec:
+def env_spec(dataset: Dataset, reg: str, reg_params: RegularizationParams, loss: LossConfig) -> EnvSpec:
     """The constants of ``dataset``'s setting: horizon, R, L, dynamics and warm-up."""
     st = dataset.setting
-    return EnvSpec(st.T, st.R, st.L, reg, params, loss, st.lost_sales, st.warmup)
+    return EnvSpec(st.T, st.R, st.L, reg, reg_params, loss, st.lost_sales, st.warmup)
 
 
 def env_data(dataset: Dataset, split: str, dtype=None) -> EnvData:
@@ -137,7 +137,7 @@ def observation(spec: EnvSpec, data: EnvData, state: EnvState) -> Observation:
 def observe(spec: EnvSpec, data: EnvData, state: EnvState) -> jax.Array:
     """Network input [E, obs_dim]: (x_t, I_t) or (z_t, I_t / M) (spec §4, RL version)."""
     obs = observation(spec, data, state)
-    return get_regularization(spec.reg).network_input(obs, spec.params, rl=True)
+    return get_regularization(spec.reg).network_input(obs, spec.reg_params, rl=True)
 
 
 def reset(spec: EnvSpec, data: EnvData, row: jax.Array) -> tuple[EnvState, jax.Array]:
@@ -162,7 +162,7 @@ def step(spec: EnvSpec, data: EnvData, state: EnvState, action: jax.Array):
     """
     reg = get_regularization(spec.reg)
     obs = observation(spec, data, state)
-    q = reg.decode(action.astype(state.pipe.dtype), obs, spec.params)
+    q = reg.decode(action.astype(state.pipe.dtype), obs, spec.reg_params)
     t, R, L = state.t, spec.R, spec.L
     first = t + L if spec.warmup == 0 else jnp.maximum(t + L, R + L + spec.warmup)  # t >= R
     window = (first, jnp.minimum(t + L + R, spec.T))

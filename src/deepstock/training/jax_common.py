@@ -3,7 +3,7 @@
 A **population** is K agents of one algorithm trained in one compiled program: the agent state
 (parameters, optimizer, buffers, environment, random key) and the value hyper-parameters (learning
 rate, gamma, tau, clip range, ... as float arrays) carry a leading axis K, and the single-agent
-chunk is lifted over it by :func:`over_agents`: ``jax.vmap`` on a GPU, ``lax.map`` on a CPU (each
+chunk is lifted over it by :func:`over_agents`: ``jax.vmap`` on a GPU, ``lax.map`` on a CPU (``sequential``: each
 agent then runs exactly the single-agent program: a population member equals its single run bit
 for bit). Training chunks are lifted by :func:`over_active`, which also takes the mask of agents
 still training: under ``lax.map`` a stopped agent is skipped (``lax.cond``), so on a CPU a
@@ -58,13 +58,11 @@ from deepstock.training.common import NoImprovementStopper, group_by_shape
 from deepstock.training.envs import network_policy, rl_context
 from deepstock.training.regularizations import RegularizationParams
 
+#: ``population`` (:data:`deepstock.training.backends.POPULATION_MODES`): ``sequential`` is
+#: ``lax.map`` (each agent runs exactly the single-agent program, so a population member equals
+#: its single run bit for bit; on one CPU core vmap adds only ~15 % throughput).
 OPTIONS: dict[str, Any] = {"train_split": "train", "val_split": "val",
                            "population": "auto"}
-#: How a population runs its agents: ``vmap`` (one batched program; the GPU's throughput),
-#: ``map`` (``lax.map``: each agent runs exactly the single-agent program, so a population member
-#: equals its single run bit for bit; on one CPU core vmap adds only ~15 % throughput), ``auto``
-#: (vmap on a GPU, map on a CPU).
-POPULATION_MODES = ("auto", "vmap", "map")
 
 Params = list  # [(W [in, out], b [out]), ...]
 
@@ -136,7 +134,7 @@ def linear_schedule(start, end, end_fraction, progress):
 # ---------------------------------------------------------------------- configurations
 def jax_config(method: str, hparams: dict, options: dict) -> dict:
     """The complete, checked hyper-parameters plus the run options (trainers hold no defaults)."""
-    return complete_config(method, hparams, options, OPTIONS, POPULATION_MODES)
+    return complete_config(method, hparams, options, OPTIONS)
 
 
 def over_agents(fn: Callable, batched: bool, n_shared: int) -> Callable:
@@ -192,7 +190,7 @@ class Setup:
     spec: envs_jax.EnvSpec
     train: envs_jax.EnvData
     val: envs_jax.EnvData
-    params: RegularizationParams
+    reg_params: RegularizationParams
     loss: LossConfig
     extras: dict = field(default_factory=dict)
 
@@ -202,7 +200,7 @@ class Setup:
 
     @property
     def batched(self) -> bool:
-        """Whether the population is vmapped (see :data:`POPULATION_MODES`)."""
+        """Whether the population is vmapped (``population``: vmap, or auto off the CPU)."""
         mode = self.config["population"]
         return mode == "vmap" or (mode == "auto" and self.device.platform != "cpu")
 
@@ -221,15 +219,15 @@ def make_setup(method: str, dataset: Dataset, reg: str, configs: Sequence[dict],
     jaxrt.setup()  # before JAX's first computation here: the XLA flags, threefry, the core pin
     dev = jaxrt.device(resolve_device(method, device, "jax"))
     cfg = configs[0]
-    params = RegularizationParams(M=float(cfg["M"]), coeff_scale=float(cfg["coeff_scale"]),
-                                  coeff_clip=tuple(float(c) for c in cfg["coeff_clip"]))
+    reg_params = RegularizationParams(M=float(cfg["M"]), coeff_scale=float(cfg["coeff_scale"]),
+                                      coeff_clip=tuple(float(c) for c in cfg["coeff_clip"]))
     loss = dataset.setting.loss(cfg["loss_h"])
-    spec = envs_jax.env_spec(dataset, reg, params, loss)
+    spec = envs_jax.env_spec(dataset, reg, reg_params, loss)
     with jax.default_device(dev):
         train = envs_jax.env_data(dataset, cfg["train_split"], jnp.float32)
         val = envs_jax.env_data(dataset, cfg["val_split"], jnp.float32)
     return Setup(method, dataset, reg, list(configs), [int(s) for s in seeds], dev, spec, train,
-                 val, params, loss)
+                 val, reg_params, loss)
 
 
 # ---------------------------------------------------------------------- programs
@@ -507,7 +505,7 @@ def numpy_policy(setup: Setup, act: Callable, shape: Any, params) -> Callable:
         with jax.default_device(cpu):
             return np.asarray(fn(params, jnp.asarray(inputs, jnp.float32)))
 
-    return network_policy(predict, setup.reg, setup.params, z=z)
+    return network_policy(predict, setup.reg, setup.reg_params, z=z)
 
 
 def flatten(tree, prefix: str = "") -> dict[str, Any]:

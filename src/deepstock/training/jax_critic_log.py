@@ -76,7 +76,7 @@ def frames(setup, log: dict) -> dict[str, pd.DataFrame]:
     columns and dtypes), trimmed to the updates and steps run."""
     log = jax.device_get(log)
     n, rows = int(log["updates"]), min(int(log["steps"]), log["replay"].shape[0])
-    scale = setup.params.M if get_regularization(setup.reg).uses_coeff else 1.0
+    scale = setup.reg_params.M if get_regularization(setup.reg).uses_coeff else 1.0
     critic = np.asarray(log["critic"][:n], np.float64)
     replay = np.asarray(log["replay"][:rows], np.float64)
     return {

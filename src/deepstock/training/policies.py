@@ -99,12 +99,12 @@ def normalized_coeff(coeff: np.ndarray) -> np.ndarray:
 class TorchPolicy:
     """Differentiable policy: ``decode(net(network_input(obs)))`` on torch observations."""
 
-    def __init__(self, net: nn.Module, reg: Regularization, params: RegularizationParams) -> None:
-        self.net, self.reg, self.params = net, reg, params
+    def __init__(self, net: nn.Module, reg: Regularization, reg_params: RegularizationParams) -> None:
+        self.net, self.reg, self.reg_params = net, reg, reg_params
 
     def __call__(self, obs: Observation) -> torch.Tensor:
-        out = self.net(self.reg.network_input(obs, self.params))
-        return self.reg.decode(out, obs, self.params)
+        out = self.net(self.reg.network_input(obs, self.reg_params))
+        return self.reg.decode(out, obs, self.reg_params)
 
 
 class NumpyPolicy:
@@ -119,20 +119,20 @@ class NumpyPolicy:
         self,
         net: nn.Module,
         reg: Regularization,
-        params: RegularizationParams,
+        reg_params: RegularizationParams,
         z_table: np.ndarray | None = None,
     ) -> None:
         self.net = copy.deepcopy(net).to("cpu").float().eval()
         for p in self.net.parameters():
             p.requires_grad_(False)
-        self.reg, self.params, self.z_table = reg, params, z_table
+        self.reg, self.reg_params, self.z_table = reg, reg_params, z_table
 
     def __call__(self, obs: Observation) -> np.ndarray:
         if self.reg.uses_coeff and obs.z is None and self.z_table is not None:
             if obs.index is None:
                 raise ValueError("Coeff/Both evaluation needs obs.z or obs.index")
             obs = replace(obs, z=self.z_table[obs.index, obs.t])
-        inp = np.asarray(self.reg.network_input(obs, self.params), dtype=np.float32)
+        inp = np.asarray(self.reg.network_input(obs, self.reg_params), dtype=np.float32)
         with torch.no_grad():
             out = self.net(torch.from_numpy(inp)).numpy().astype(np.float64)
-        return self.reg.decode(out, obs, self.params)
+        return self.reg.decode(out, obs, self.reg_params)

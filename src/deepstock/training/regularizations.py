@@ -59,7 +59,7 @@ class Regularization:
     def output_dim(self) -> int:
         return N_COEFF + 1 if self.uses_coeff else 1
 
-    def network_input(self, obs: Observation, params: RegularizationParams, *, rl: bool = False) -> Array:
+    def network_input(self, obs: Observation, reg_params: RegularizationParams, *, rl: bool = False) -> Array:
         """Input of the policy network.
 
         None/Base: the raw state s_t = (x_t, I_{t,0}, ..., I_{t,L}).
@@ -71,26 +71,26 @@ class Regularization:
         if obs.z is None:
             raise ConfigError(f"regularization {self.name!r} needs normalized features (obs.z)")
         z = obs.z[:, :1] if rl else obs.z
-        return _cat([z, obs.pipeline / params.M])
+        return _cat([z, obs.pipeline / reg_params.M])
 
     def input_dim(self, L: int, *, rl: bool = False) -> int:
         if not self.uses_coeff:
             return 2 + L
         return (1 if rl else N_COEFF) + L + 1
 
-    def decode(self, out: Array, obs: Observation, params: RegularizationParams) -> Array:
+    def decode(self, out: Array, obs: Observation, reg_params: RegularizationParams) -> Array:
         """Order batch [n] from network outputs ``out`` [n, output_dim] (or [n] when 1-d)."""
         if out.ndim == 2 and not self.uses_coeff:
             out = out[:, 0]
         if self.uses_coeff:
-            lo, hi = params.coeff_clip
+            lo, hi = reg_params.coeff_clip
             w = out[:, :N_COEFF].clip(min=lo, max=hi)
-            value = params.coeff_scale * (w * obs.phi).sum(1) + out[:, N_COEFF]
+            value = reg_params.coeff_scale * (w * obs.phi).sum(1) + out[:, N_COEFF]
         else:
             value = out
         if self.subtract_position:
             value = value - obs.position
-        return value.clip(min=0.0, max=params.M)
+        return value.clip(min=0.0, max=reg_params.M)
 
 
 def get_regularization(name: str) -> Regularization:

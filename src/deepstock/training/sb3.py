@@ -110,11 +110,11 @@ class SB3Policy:
     """Numpy Observation -> orders [n] from an SB3 model's deterministic ``predict`` (batched)."""
 
     def __init__(
-        self, model: BaseAlgorithm, reg: str, params: RegularizationParams,
+        self, model: BaseAlgorithm, reg: str, reg_params: RegularizationParams,
         z_table: np.ndarray | None = None,
     ) -> None:
-        self.model, self.reg, self.params = model, reg, params
-        self._policy = network_policy(self.predict, reg, params, z=z_table)
+        self.model, self.reg, self.reg_params = model, reg, reg_params
+        self._policy = network_policy(self.predict, reg, reg_params, z=z_table)
 
     def predict(self, inputs: np.ndarray) -> np.ndarray:
         actions, _ = self.model.predict(inputs, deterministic=True)
@@ -251,7 +251,7 @@ class SB3Setup:
     env: InventoryEnv
     venv: DummyVecEnv
     cfg: dict
-    params: RegularizationParams
+    reg_params: RegularizationParams
     loss: LossConfig
     policy: SB3Policy
     lr: LinearSchedule
@@ -266,12 +266,12 @@ def build_model(method: str, dataset: Dataset, reg: str, hparams: dict, seed: in
     dev = resolve_device(method, device, "sb3")
     seed_everything(seed, threads=1)
     regz = get_regularization(reg)
-    params = RegularizationParams(
+    reg_params = RegularizationParams(
         M=float(cfg["M"]), coeff_scale=float(cfg["coeff_scale"]),
         coeff_clip=tuple(float(c) for c in cfg["coeff_clip"]),
     )
     loss_cfg = dataset.setting.loss(cfg["loss_h"])
-    env = InventoryEnv(dataset, cfg["train_split"], reg, mode="train", params=params,
+    env = InventoryEnv(dataset, cfg["train_split"], reg, mode="train", reg_params=reg_params,
                        loss=loss_cfg)
     venv = DummyVecEnv([lambda: Monitor(env)])
     lr = linear_schedule(cfg["learning_rate"], cfg["lr_min"], cfg["lr_fraction"])
@@ -291,7 +291,7 @@ def build_model(method: str, dataset: Dataset, reg: str, hparams: dict, seed: in
         if log_critic:
             model._init_logs()
             model.critic_log_steps = int(cfg["critic_log_steps"])
-            model.position_scale = params.M if regz.uses_coeff else 1.0
+            model.position_scale = reg_params.M if regz.uses_coeff else 1.0
     else:
         clip = float(cfg["clip_range"])
         model = PPO(
@@ -304,8 +304,8 @@ def build_model(method: str, dataset: Dataset, reg: str, hparams: dict, seed: in
         )
         apply_ppo_bias(model, b0)
     z_table = rl_context(dataset) if regz.uses_coeff else None
-    policy = SB3Policy(model, reg, params, z_table)
-    return SB3Setup(method, reg, model, env, venv, cfg, params, loss_cfg, policy, lr)
+    policy = SB3Policy(model, reg, reg_params, z_table)
+    return SB3Setup(method, reg, model, env, venv, cfg, reg_params, loss_cfg, policy, lr)
 
 
 def _train_sb3(method: str, dataset: Dataset, reg: str, hparams: dict, seed: int, *,
