@@ -59,15 +59,15 @@ def _env_episodes(ds, split, reg, act, *, loss=LossConfig()):
 def _jax_episodes(ds, split, reg, act, *, loss=LossConfig()):
     """The same episodes in the JAX environment, every trajectory of the split in one batch."""
     params = RegularizationParams(M=ds.setting.M)
-    spec = envs_jax.env_spec(ds, reg, params, loss)
+    consts = envs_jax.env_constants(ds, reg, params, loss)
     data = envs_jax.env_data(ds, split)
     rows = jnp.arange(data.n)
     index = ds.split(split).index
-    state, obs = envs_jax.reset(spec, data, rows)
+    state, obs = envs_jax.reset(consts, data, rows)
     rewards, orders = [], []
-    for _ in range(spec.episode_length):
+    for _ in range(consts.episode_length):
         a = np.stack([act(index[i], int(state.t[i]), np.asarray(obs[i])) for i in range(data.n)])
-        state, obs, reward, done, info = envs_jax.step(spec, data, state, jnp.asarray(a))
+        state, obs, reward, done, info = envs_jax.step(consts, data, state, jnp.asarray(a))
         rewards.append(np.asarray(reward))
         orders.append(np.asarray(info["order"]))
     assert bool(done.all())
@@ -129,26 +129,26 @@ def test_uncounted_warm_up_days_earn_no_reward_in_both_envs(dynamics):
 
 def test_batched_deterministic_returns_equal_the_sum_of_env_rewards():
     ds = make_dataset(get_setting("s1"), seed=2)
-    spec = envs_jax.env_spec(ds, "base", RegularizationParams(M=ds.setting.M), LossConfig())
+    consts = envs_jax.env_constants(ds, "base", RegularizationParams(M=ds.setting.M), LossConfig())
 
     def act(obs):  # numpy or JAX input, rounded to float32 as InventoryEnv observes it
         obs = obs.astype(np.float32).astype(np.float64)
         return (40.0 - 0.5 * obs[:, 1:2] + 0.1 * obs[:, :1]).clip(0.0, 100.0)
 
     rewards, _, losses = _env_episodes(ds, "val", "base", lambda row, t, obs: act(obs[None])[0])
-    ret, ell = envs_jax.episode_returns(spec, envs_jax.env_data(ds, "val"), act)
+    ret, ell = envs_jax.episode_returns(consts, envs_jax.env_data(ds, "val"), act)
     np.testing.assert_allclose(ret, rewards.sum(1), rtol=0, atol=1e-9)
     np.testing.assert_allclose(ell, losses, rtol=0, atol=1e-9)
 
 
 def test_auto_reset_replaces_only_the_finished_episodes():
     ds = make_dataset(get_setting("s1"), seed=1)
-    spec = envs_jax.env_spec(ds, "none", RegularizationParams(M=ds.setting.M), LossConfig())
+    consts = envs_jax.env_constants(ds, "none", RegularizationParams(M=ds.setting.M), LossConfig())
     data = envs_jax.env_data(ds, "train")
-    state, obs = envs_jax.reset(spec, data, jnp.array([0, 1]))
+    state, obs = envs_jax.reset(consts, data, jnp.array([0, 1]))
     state = state._replace(t=jnp.array([29, 4]))
     done = jnp.array([True, False])
-    new, new_obs = envs_jax.auto_reset(spec, data, state, obs, done, jax.random.PRNGKey(0))
+    new, new_obs = envs_jax.auto_reset(consts, data, state, obs, done, jax.random.PRNGKey(0))
     assert int(new.t[0]) == ds.setting.R and float(new.cost_total[0]) == 0.0
     assert int(new.t[1]) == 4 and int(new.row[1]) == 1
     np.testing.assert_array_equal(new_obs[1], obs[1])

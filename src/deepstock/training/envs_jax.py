@@ -1,6 +1,6 @@
 """The inventory environment of spec §7.1 as pure JAX functions (gymnax style), batched over E envs.
 
-State and data are explicit: :class:`EnvSpec` holds the static constants (T, R, L, lost sales,
+State and data are explicit: :class:`EnvConstants` holds the static constants (T, R, L, lost sales,
 the regularization and its parameters, the loss weight), :class:`EnvData` one split's arrays
 (demand, context x, Coeff features φ and the normalized RL context z — parameters, not
 constants, so one compiled program serves every dataset of a shape), :class:`EnvState` the
@@ -35,7 +35,7 @@ from deepstock.training.regularizations import RegularizationParams, get_regular
 
 
 @dataclass(frozen=True)
-class EnvSpec:
+class EnvConstants:
     """Static constants of the environment (hashable: part of a compiled program's key)."""
 
     T: int
@@ -92,10 +92,10 @@ class EnvState(NamedTuple):
     cost_total: jax.Array
 
 
-def env_spec(dataset: Dataset, reg: str, reg_params: RegularizationParams, loss: LossConfig) -> EnvSpec:
+def env_constants(dataset: Dataset, reg: str, reg_params: RegularizationParams, loss: LossConfig) -> EnvConstants:
     """The constants of ``dataset``'s setting: horizon, R, L, dynamics and warm-up."""
     st = dataset.setting
-    return EnvSpec(st.T, st.R, st.L, reg, reg_params, loss, st.lost_sales, st.warmup)
+    return EnvConstants(st.T, st.R, st.L, reg, reg_params, loss, st.lost_sales, st.warmup)
 
 
 def env_data(dataset: Dataset, split: str, dtype=None) -> EnvData:
@@ -108,7 +108,7 @@ def env_data(dataset: Dataset, split: str, dtype=None) -> EnvData:
                      for a in (s.demand, s.x, s.phi, z)))
 
 
-def _days(spec: EnvSpec, data: EnvData, row, pipe, first_day, n_days: int, q, window):
+def _days(consts: EnvConstants, data: EnvData, row, pipe, first_day, n_days: int, q, window):
     """Advance ``pipe`` (a list of [E] columns) over days first_day + j, j < n_days, with the
     order q on day first_day (None = no order); days >= T are skipped. Returns the pipeline and
     the summed overage, underage and count of days inside ``window`` = (lo [E], hi [E])."""
@@ -116,10 +116,10 @@ def _days(spec: EnvSpec, data: EnvData, row, pipe, first_day, n_days: int, q, wi
     over, under, count = zero, zero, zero
     for j in range(n_days):
         u = first_day + j
-        live = u < spec.T
-        d = data.demand[row, jnp.minimum(u, spec.T - 1)]
-        _, e, lam, nxt = advance_day(pipe, q if j == 0 else None, d, spec.lost_sales, zero)
-        o, un = over_under(e, lam, spec.lost_sales)
+        live = u < consts.T
+        d = data.demand[row, jnp.minimum(u, consts.T - 1)]
+        _, e, lam, nxt = advance_day(pipe, q if j == 0 else None, d, consts.lost_sales, zero)
+        o, un = over_under(e, lam, consts.lost_sales)
         inside = live & (u >= window[0]) & (u < window[1])
         over, under = over + jnp.where(inside, o, 0.0), under + jnp.where(inside, un, 0.0)
         count = count + inside
@@ -127,32 +127,32 @@ def _days(spec: EnvSpec, data: EnvData, row, pipe, first_day, n_days: int, q, wi
     return pipe, over, under, count
 
 
-def observation(spec: EnvSpec, data: EnvData, state: EnvState) -> Observation:
+def observation(consts: EnvConstants, data: EnvData, state: EnvState) -> Observation:
     """The shared :class:`Observation` of the state (day clamped to T-1 at the terminal state)."""
-    tt = jnp.minimum(state.t, spec.T - 1)
+    tt = jnp.minimum(state.t, consts.T - 1)
     return Observation(t=tt, x=data.x[state.row, tt], pipeline=state.pipe,
                        phi=data.phi[state.row, tt], index=None, z=data.z[state.row, tt])
 
 
-def observe(spec: EnvSpec, data: EnvData, state: EnvState) -> jax.Array:
+def observe(consts: EnvConstants, data: EnvData, state: EnvState) -> jax.Array:
     """Network input [E, obs_dim]: (x_t, I_t) or (z_t, I_t / M) (spec §4, RL version)."""
-    obs = observation(spec, data, state)
-    return get_regularization(spec.reg).network_input(obs, spec.reg_params, rl=True)
+    obs = observation(consts, data, state)
+    return get_regularization(consts.reg).network_input(obs, consts.reg_params, rl=True)
 
 
-def reset(spec: EnvSpec, data: EnvData, row: jax.Array) -> tuple[EnvState, jax.Array]:
+def reset(consts: EnvConstants, data: EnvData, row: jax.Array) -> tuple[EnvState, jax.Array]:
     """Episodes on dataset rows ``row`` [E]: warm-up days 0..R-1 with q = 0, observe at t = R."""
     dtype = data.demand.dtype
     row = jnp.asarray(row, dtype=jnp.int32)
     zero = jnp.zeros(row.shape, dtype)
-    pipe = [zero] * (spec.L + 1)
+    pipe = [zero] * (consts.L + 1)
     none = (jnp.zeros(row.shape, jnp.int32),) * 2
-    pipe, _, _, _ = _days(spec, data, row, pipe, 0, spec.R, None, none)
-    state = EnvState(row, jnp.full(row.shape, spec.R, jnp.int32), jnp.stack(pipe, 1), zero)
-    return state, observe(spec, data, state)
+    pipe, _, _, _ = _days(consts, data, row, pipe, 0, consts.R, None, none)
+    state = EnvState(row, jnp.full(row.shape, consts.R, jnp.int32), jnp.stack(pipe, 1), zero)
+    return state, observe(consts, data, state)
 
 
-def step(spec: EnvSpec, data: EnvData, state: EnvState, action: jax.Array):
+def step(consts: EnvConstants, data: EnvData, state: EnvState, action: jax.Array):
     """One decision for every env: returns (state, obs, reward [E], terminated [E], info).
 
     ``action`` [E, action_dim] is in the action box (callers clip PPO samples, spec §7.4).
@@ -160,47 +160,47 @@ def step(spec: EnvSpec, data: EnvData, state: EnvState, action: jax.Array):
     Σ window costs / (T - R - L). The state of a terminated env is its final state: callers
     reset it (:func:`auto_reset`).
     """
-    reg = get_regularization(spec.reg)
-    obs = observation(spec, data, state)
-    q = reg.decode(action.astype(state.pipe.dtype), obs, spec.reg_params)
-    t, R, L = state.t, spec.R, spec.L
-    first = t + L if spec.warmup == 0 else jnp.maximum(t + L, R + L + spec.warmup)  # t >= R
-    window = (first, jnp.minimum(t + L + R, spec.T))
+    reg = get_regularization(consts.reg)
+    obs = observation(consts, data, state)
+    q = reg.decode(action.astype(state.pipe.dtype), obs, consts.reg_params)
+    t, R, L = state.t, consts.R, consts.L
+    first = t + L if consts.warmup == 0 else jnp.maximum(t + L, R + L + consts.warmup)  # t >= R
+    window = (first, jnp.minimum(t + L + R, consts.T))
     pipe = [state.pipe[:, i] for i in range(L + 1)]
-    pipe, o1, u1, n1 = _days(spec, data, state.row, pipe, t, R, q, window)
+    pipe, o1, u1, n1 = _days(consts, data, state.row, pipe, t, R, q, window)
     t_new = t + R
-    ahead, o2, u2, n2 = _days(spec, data, state.row, pipe, t_new, L, None, window)
+    ahead, o2, u2, n2 = _days(consts, data, state.row, pipe, t_new, L, None, window)
     over, under, days = o1 + o2, u1 + u2, n1 + n2
-    reward = jnp.where(days > 0, window_reward(over, under, jnp.maximum(days, 1), spec.loss), 0.0)
-    total = spec.loss.h * over + spec.loss.underage * under
-    terminated = (t_new >= spec.T) | (t_new + L >= spec.T)
+    reward = jnp.where(days > 0, window_reward(over, under, jnp.maximum(days, 1), consts.loss), 0.0)
+    total = consts.loss.h * over + consts.loss.underage * under
+    terminated = (t_new >= consts.T) | (t_new + L >= consts.T)
     pipe = [jnp.where(terminated, a, b) for a, b in zip(ahead, pipe, strict=True)]
     cost_total = state.cost_total + total
     new = EnvState(state.row, t_new, jnp.stack(pipe, 1), cost_total)
     info = {"order": q, "cost": total,
-            "episode_loss": cost_total / (spec.T - spec.R - spec.L - spec.warmup)}
-    return new, observe(spec, data, new), reward, terminated, info
+            "episode_loss": cost_total / (consts.T - consts.R - consts.L - consts.warmup)}
+    return new, observe(consts, data, new), reward, terminated, info
 
 
-def auto_reset(spec: EnvSpec, data: EnvData, state: EnvState, obs: jax.Array,
+def auto_reset(consts: EnvConstants, data: EnvData, state: EnvState, obs: jax.Array,
                done: jax.Array, key: jax.Array) -> tuple[EnvState, jax.Array]:
     """Replace every terminated env by a fresh episode on a uniformly drawn row (train env)."""
     row = jax.random.randint(key, done.shape, 0, data.n)
-    fresh, fresh_obs = reset(spec, data, row)
+    fresh, fresh_obs = reset(consts, data, row)
     pick = lambda a, b: jnp.where(done.reshape(done.shape + (1,) * (a.ndim - 1)), a, b)  # noqa: E731
     return jax.tree_util.tree_map(pick, fresh, state), pick(fresh_obs, obs)
 
 
-def episode_returns(spec: EnvSpec, data: EnvData, act) -> tuple[jax.Array, jax.Array]:
+def episode_returns(consts: EnvConstants, data: EnvData, act) -> tuple[jax.Array, jax.Array]:
     """Deterministic episodes of ``act`` (obs [n, d] -> actions [n, k]) on every row of
     ``data``, in one batch: (returns [n], episode losses [n])."""
-    state, obs = reset(spec, data, jnp.arange(data.n))
+    state, obs = reset(consts, data, jnp.arange(data.n))
 
     def decide(carry, _):
         state, obs, ret = carry
-        state, obs, reward, _, _ = step(spec, data, state, act(obs))
+        state, obs, reward, _, _ = step(consts, data, state, act(obs))
         return (state, obs, ret + reward), None
 
     ret = jnp.zeros(data.n, data.demand.dtype)
-    (state, _, ret), _ = jax.lax.scan(decide, (state, obs, ret), None, spec.episode_length)
-    return ret, state.cost_total / (spec.T - spec.R - spec.L)
+    (state, _, ret), _ = jax.lax.scan(decide, (state, obs, ret), None, consts.episode_length)
+    return ret, state.cost_total / (consts.T - consts.R - consts.L)

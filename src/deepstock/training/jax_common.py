@@ -187,7 +187,7 @@ class Setup:
     configs: list[dict]
     seeds: list[int]
     device: Any
-    spec: envs_jax.EnvSpec
+    consts: envs_jax.EnvConstants
     train: envs_jax.EnvData
     val: envs_jax.EnvData
     reg_params: RegularizationParams
@@ -222,11 +222,11 @@ def make_setup(method: str, dataset: Dataset, reg: str, configs: Sequence[dict],
     reg_params = RegularizationParams(M=float(cfg["M"]), coeff_scale=float(cfg["coeff_scale"]),
                                       coeff_clip=tuple(float(c) for c in cfg["coeff_clip"]))
     loss = dataset.setting.loss(cfg["loss_h"])
-    spec = envs_jax.env_spec(dataset, reg, reg_params, loss)
+    consts = envs_jax.env_constants(dataset, reg, reg_params, loss)
     with jax.default_device(dev):
         train = envs_jax.env_data(dataset, cfg["train_split"], jnp.float32)
         val = envs_jax.env_data(dataset, cfg["val_split"], jnp.float32)
-    return Setup(method, dataset, reg, list(configs), [int(s) for s in seeds], dev, spec, train,
+    return Setup(method, dataset, reg, list(configs), [int(s) for s in seeds], dev, consts, train,
                  val, reg_params, loss)
 
 
@@ -291,7 +291,7 @@ def evaluator(act: Callable, shape: Any) -> Callable:
     """Compiled batched validation of a population, one per (algorithm, shape): actor
     parameters [K, ...] and the split's data -> (mean return [K], mean episode loss [K])."""
     def one(params, _, data):
-        ret, ell = envs_jax.episode_returns(shape.spec, data,
+        ret, ell = envs_jax.episode_returns(shape.consts, data,
                                             lambda obs: act(shape, params, obs))
         return ret.mean(), ell.mean()
 
@@ -471,7 +471,7 @@ class Validation:
             **rl_extras(best_step=tracker.best_step[k], n_evals=tracker.stoppers[k].n_evals,
                         stopped_early=tracker.stopped_early[k], eval_seconds=self.eval_seconds,
                         learn_seconds=self.learn_seconds, steps=steps,
-                        episode_length=setup.spec.episode_length),
+                        episode_length=setup.consts.episode_length),
             "compile_seconds": self.compile_seconds, "population_size": len(setup.configs),
             **setup.extras, **logs,
         }
@@ -479,7 +479,7 @@ class Validation:
         return selected_result(
             setup.dataset, setup.method, setup.reg, setup.seeds[k], setup.configs[k],
             numpy_policy(setup, self.act, self.shape, chosen), setup.loss,
-            best_val=-float(tracker.best_return[k]) / setup.spec.counted_decisions,
+            best_val=-float(tracker.best_return[k]) / setup.consts.counted_decisions,
             iterations=steps, wall_s=wall,
             device=setup.device.platform, curve=pd.DataFrame(tracker.history[k]),
             extras=extras, model_state=state, backend="jax")

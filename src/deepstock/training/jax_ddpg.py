@@ -79,7 +79,7 @@ CRITIC_LOG_STEPS = 10000
 class Shape:
     """What one compiled DDPG program is specialized to."""
 
-    spec: envs_jax.EnvSpec
+    consts: envs_jax.EnvConstants
     pi: tuple[int, ...]
     qf: tuple[int, ...]
     batch_size: int
@@ -92,7 +92,7 @@ class Shape:
     @classmethod
     def of(cls, setup: Setup) -> Shape:
         c = setup.config
-        return cls(setup.spec, tuple(c["net_arch"]["pi"]), tuple(c["net_arch"]["qf"]),
+        return cls(setup.consts, tuple(c["net_arch"]["pi"]), tuple(c["net_arch"]["qf"]),
                    int(c["batch_size"]), int(c["buffer_size"]), int(c["train_freq"]),
                    int(c["gradient_steps"]), bool(c["ddpg_bias_on_target"]), setup.batched)
 
@@ -110,7 +110,7 @@ def actor_out(params, obs):
 
 def act(shape: Shape, params, obs):
     """Actions in the box [0, high] (SB3 ``predict``: unscale the tanh output)."""
-    return 0.5 * (actor_out(params, obs) + 1.0) * shape.spec.action_high
+    return 0.5 * (actor_out(params, obs) + 1.0) * shape.consts.action_high
 
 
 def q_value(params, obs, action):
@@ -119,15 +119,15 @@ def q_value(params, obs, action):
 
 def init_agent(shape: Shape, data: envs_jax.EnvData, hp: dict, key) -> dict:
     """One agent: networks, targets (copies before the bias shift), Adam states, empty buffer."""
-    spec = shape.spec
-    d, k = spec.obs_dim, spec.action_dim
+    consts = shape.consts
+    d, k = consts.obs_dim, consts.action_dim
     ka, kc, ke, key = jax.random.split(key, 4)
     actor = mlp_init(ka, [d, *shape.pi, k], torch_linear)
     critic = mlp_init(kc, [d + k, *shape.qf, 1], torch_linear)
     shift = bias_shift(hp["initial_action_bias"])
     actor_t = shift_last_bias(actor, shift) if shape.bias_on_target else actor
     actor = shift_last_bias(actor, shift)
-    env, obs = envs_jax.reset(spec, data, jax.random.randint(ke, (1,), 0, data.n))
+    env, obs = envs_jax.reset(consts, data, jax.random.randint(ke, (1,), 0, data.n))
     adam = optax.scale_by_adam()
     buffer = jnp.zeros((shape.buffer_size, 2 * d + k + 2))  # one row per transition
     kl, key = jax.random.split(key)
@@ -141,24 +141,24 @@ def env_step(shape: Shape, data: envs_jax.EnvData, agent: dict, hp: dict, s) -> 
     """Environment step s + 1 of one agent: act, step the env, store the transition, reset a
     finished episode; and the transition (next observation before the reset, order, reward,
     done)."""
-    spec = shape.spec
+    consts = shape.consts
     key, k_act, k_reset = jax.random.split(agent["key"], 3)
-    random = jax.random.uniform(k_act, (1, spec.action_dim), minval=-1.0, maxval=1.0)
+    random = jax.random.uniform(k_act, (1, consts.action_dim), minval=-1.0, maxval=1.0)
     policy = actor_out(agent["learner"]["actor"], agent["obs"])
     scaled = jnp.where(s < hp["learning_starts"], random, policy)
-    action = 0.5 * (scaled + 1.0) * spec.action_high
-    env, obs, reward, done, info = envs_jax.step(spec, data, agent["env"], action)
+    action = 0.5 * (scaled + 1.0) * consts.action_high
+    env, obs, reward, done, info = envs_jax.step(consts, data, agent["env"], action)
     row = jnp.concatenate([agent["obs"][0], scaled[0], reward, obs[0],
                            done.astype(reward.dtype)])
     buffer = agent["buffer"].at[s % shape.buffer_size].set(row)
     transition = {"next_obs": obs, "order": info["order"], "reward": reward, "done": done}
-    env, obs = envs_jax.auto_reset(spec, data, env, obs, done, k_reset)
+    env, obs = envs_jax.auto_reset(consts, data, env, obs, done, k_reset)
     return {**agent, "buffer": buffer, "env": env, "obs": obs, "key": key}, transition
 
 
 def unpack(shape: Shape, rows) -> dict:
     """Transitions [n, 2d + k + 2] -> obs, act, rew, next, done (one gather per update)."""
-    d, k = shape.spec.obs_dim, shape.spec.action_dim
+    d, k = shape.consts.obs_dim, shape.consts.action_dim
     return {"obs": rows[:, :d], "act": rows[:, d:d + k], "rew": rows[:, d + k],
             "next": rows[:, d + k + 1:2 * d + k + 1], "done": rows[:, -1]}
 

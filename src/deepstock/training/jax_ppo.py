@@ -74,7 +74,7 @@ _LOG_2PI = math.log(2.0 * math.pi)
 class Shape:
     """What one compiled PPO program is specialized to."""
 
-    spec: envs_jax.EnvSpec
+    consts: envs_jax.EnvConstants
     pi: tuple[int, ...]
     vf: tuple[int, ...]
     n_steps: int
@@ -85,7 +85,7 @@ class Shape:
     @classmethod
     def of(cls, setup: Setup) -> Shape:
         c = setup.config
-        return cls(setup.spec, tuple(c["net_arch"]["pi"]), tuple(c["net_arch"]["vf"]),
+        return cls(setup.consts, tuple(c["net_arch"]["pi"]), tuple(c["net_arch"]["vf"]),
                    int(c["n_steps"]), int(c["batch_size"]), int(c["n_epochs"]), setup.batched)
 
     @property
@@ -95,15 +95,15 @@ class Shape:
 
 # ---------------------------------------------------------------------- policy
 def init_params(shape: Shape, hp: dict, key) -> dict:
-    spec = shape.spec
-    d, k = spec.obs_dim, spec.action_dim
+    consts = shape.consts
+    d, k = consts.obs_dim, consts.action_dim
     kp, kv, km, kh = jax.random.split(key, 4)
     hidden = lambda gain: lambda kk, a, b: orthogonal_linear(kk, a, b, gain)  # noqa: E731
     w_mu, _ = orthogonal_linear(km, shape.pi[-1] if shape.pi else d, k, 0.01)
     w_v, b_v = orthogonal_linear(kh, shape.vf[-1] if shape.vf else d, 1, 1.0)
     return {"pi": mlp_init(kp, [d, *shape.pi], hidden(math.sqrt(2.0))),
             "vf": mlp_init(kv, [d, *shape.vf], hidden(math.sqrt(2.0))),
-            "mu": (w_mu, jnp.full((k,), hp["initial_action_bias"] * spec.action_high)),
+            "mu": (w_mu, jnp.full((k,), hp["initial_action_bias"] * consts.action_high)),
             "v": (w_v, b_v), "log_std": jnp.zeros((k,))}
 
 
@@ -135,15 +135,15 @@ def entropy(params: dict):
 
 def act(shape: Shape, params: dict, obs):
     """Deterministic action: the Gaussian mean clipped to the box (SB3 ``predict``)."""
-    return jnp.clip(mean_action(params, obs), 0.0, shape.spec.action_high)
+    return jnp.clip(mean_action(params, obs), 0.0, shape.consts.action_high)
 
 
 # ---------------------------------------------------------------------- one agent
 def init_agent(shape: Shape, data: envs_jax.EnvData, hp: dict, key) -> dict:
     kp, ke, key = jax.random.split(key, 3)
     params = init_params(shape, hp, kp)
-    env, obs = envs_jax.reset(shape.spec, data, jax.random.randint(ke, (1,), 0, data.n))
-    n, d, k = shape.n_steps, shape.spec.obs_dim, shape.spec.action_dim
+    env, obs = envs_jax.reset(shape.consts, data, jax.random.randint(ke, (1,), 0, data.n))
+    n, d, k = shape.n_steps, shape.consts.obs_dim, shape.consts.action_dim
     rollout = {"obs": jnp.zeros((n, d)), "act": jnp.zeros((n, k)), "rew": jnp.zeros(n),
                "start": jnp.zeros(n), "value": jnp.zeros(n), "logp": jnp.zeros(n),
                "last_value": jnp.zeros(()), "last_done": jnp.zeros(())}
@@ -153,17 +153,17 @@ def init_agent(shape: Shape, data: envs_jax.EnvData, hp: dict, key) -> dict:
 
 def collect(shape: Shape, data: envs_jax.EnvData, agent: dict) -> dict:
     """``n_steps`` environment steps with the current stochastic policy (module docstring)."""
-    spec, params = shape.spec, agent["params"]
+    consts, params = shape.consts, agent["params"]
 
     def one(carry, _):
         env, obs, start, key = carry
         key, k_act, k_reset = jax.random.split(key, 3)
         mean = mean_action(params, obs)
         a = mean + jnp.exp(params["log_std"]) * jax.random.normal(k_act, mean.shape)
-        env, nxt, reward, done, _ = envs_jax.step(spec, data, env, jnp.clip(a, 0.0, spec.action_high))
+        env, nxt, reward, done, _ = envs_jax.step(consts, data, env, jnp.clip(a, 0.0, consts.action_high))
         record = {"obs": obs[0], "act": a[0], "rew": reward[0], "start": start,
                   "value": value(params, obs)[0], "logp": log_prob(params, mean, a)[0]}
-        env, nxt = envs_jax.auto_reset(spec, data, env, nxt, done, k_reset)
+        env, nxt = envs_jax.auto_reset(consts, data, env, nxt, done, k_reset)
         return (env, nxt, done[0].astype(reward.dtype), key), record
 
     carry = (agent["env"], agent["obs"], agent["start"], agent["key"])
