@@ -17,21 +17,18 @@ import contextlib
 import math
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-
-from deepstock import registry  # noqa: E402
-from deepstock.errors import DeepstockError  # noqa: E402
-from deepstock.io import write_bytes, write_csv  # noqa: E402
-from deepstock.reports.reported import paper_surpass  # noqa: E402
-from deepstock.reports.tables import METHOD_LABELS, reg_label  # noqa: E402
-from deepstock.reports.takeaways import NOT_TESTABLE, surpass_untestable  # noqa: E402
-from deepstock.training.common import read_run  # noqa: E402
+from deepstock import registry
+from deepstock.errors import DeepstockError
+from deepstock.io import write_bytes, write_csv
+from deepstock.reports.reported import paper_surpass
+from deepstock.reports.tables import METHOD_LABELS, reg_label
+from deepstock.reports.takeaways import NOT_TESTABLE, surpass_untestable
+from deepstock.training.common import read_run
 
 DPI = 150
 METHODS = tuple(registry.METHODS)
@@ -76,7 +73,8 @@ def _gap_axis(ax, label: str) -> None:
 
 
 def save_figure(fig, out: Path, name: str) -> list[Path]:
-    """Write ``fig`` as ``out/name.png`` and ``.pdf``, each atomically; closes it."""
+    """Write ``fig`` (a ``matplotlib.figure.Figure``: no pyplot, so no global backend or figure
+    registry is touched) as ``out/name.png`` and ``.pdf``, each atomically."""
     import io
 
     paths = []
@@ -86,7 +84,6 @@ def save_figure(fig, out: Path, name: str) -> list[Path]:
         path = out / f"{name}.{ext}"
         write_bytes(path, buf.getvalue())
         paths.append(path)
-    plt.close(fig)
     return paths
 
 
@@ -97,7 +94,8 @@ def figure1(summary: pd.DataFrame, reported: dict | None, out: Path) -> list[Pat
     Bars: repetition means (Tables 6–8); dots: single repetitions; black diamonds: the paper.
     """
     _style()
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.8), sharey=False)
+    fig = Figure(figsize=(15, 4.8))
+    axes = fig.subplots(1, 3, sharey=False)
     paper = {}
     if reported is not None:
         for table in reported["tables_6_8"].values():
@@ -287,7 +285,8 @@ def figure2(results: Path, summary: pd.DataFrame, reported: dict | None, out: Pa
     _style()
     surpass = surpass if surpass is not None else surpass_table(results, summary, reported)
     regs = _regs(summary)
-    fig, axes = plt.subplots(1, len(regs), figsize=(6.5 * len(regs), 4.8), squeeze=False)
+    fig = Figure(figsize=(6.5 * len(regs), 4.8))
+    axes = fig.subplots(1, len(regs), squeeze=False)
     for ax, reg in zip(axes[0], regs, strict=True):
         _figure2_panel(ax, results, summary, surpass, reg)
     fig.suptitle("Figure 2: best-so-far validation loss during stage-1 tuning (Setting 1)", y=1.02)
@@ -299,7 +298,8 @@ def figure2_not_testable(reason: str, out: Path) -> list[Path]:
     """Figure 2's files when the run cannot test it: no curves, the reason, and where the
     reference run's Figure 2 is."""
     _style()
-    fig, ax = plt.subplots(figsize=(9, 3.2))
+    fig = Figure(figsize=(9, 3.2))
+    ax = fig.subplots()
     ax.axis("off")
     ax.text(0.5, 0.5, f"Figure 2: {NOT_TESTABLE}\n{reason}.\nNo stage-1 search to draw: the "
             "replication report shows the committed reference run's Figure 2\n"
@@ -456,7 +456,7 @@ def figure3(results: Path, out: Path) -> list[Path]:
     """Top: critic loss every 500 steps, None vs Base; bottom: replay-buffer on-hand vs step."""
     _style()
     data = figure3_data(results)
-    fig = plt.figure(figsize=(13, 8.5))
+    fig = Figure(figsize=(13, 8.5))
     gs = fig.add_gridspec(2, 2, height_ratios=[1, 1.1], hspace=0.38, wspace=0.12)
     top = fig.add_subplot(gs[0, :])
     drawn = False
@@ -517,7 +517,8 @@ def figure3(results: Path, out: Path) -> list[Path]:
 def figure4(summary: pd.DataFrame, reported: dict | None, out: Path) -> list[Path]:
     """DS-Base test gap and val gap vs T (H on the top axis), one line per N; paper dashed."""
     _style()
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    fig = Figure(figsize=(13, 4.8))
+    axes = fig.subplots(1, 2)
     xs = np.arange(len(registry.IID_T))
     method, reg = registry.TABLE9_CELL
     paper = reported["table9"]["N"] if reported is not None else {}

@@ -204,17 +204,17 @@ def _settings_bootstrap(diffs: np.ndarray) -> tuple[float, float]:
 def figure(table: pd.DataFrame, out: str | Path) -> list[Path]:
     """Gap (%) against L, one panel per (dist, p): each (method, reg) with its interval, the
     best base stock's exact gap dashed, and Zipkin's printed base-stock gap as crosses."""
-    import matplotlib.pyplot as plt
     import seaborn as sns
+    from matplotlib.figure import Figure
 
-    from deepstock.reports.figures import save_figure  # sets the Agg backend
+    from deepstock.reports.figures import save_figure
 
     sns.set_theme(style="whitegrid", context="paper")
     panels = list(dict.fromkeys(zip(table["dist"], table["p"], strict=True))) or [("", 0)]
     ncols = min(4, len(panels))
     nrows = -(-len(panels) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 2.8 * nrows + 0.6),
-                             squeeze=False, sharex=True)
+    fig = Figure(figsize=(3.2 * ncols, 2.8 * nrows + 0.6))
+    axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True)
     labels = table["method"].str.upper() + "-" + table["reg"].str.capitalize()
     palette = dict(zip(sorted(set(labels)), sns.color_palette("colorblind"), strict=False))
     legend: dict[str, object] = {}

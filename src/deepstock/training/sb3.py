@@ -257,10 +257,49 @@ class SB3Setup:
     lr: LinearSchedule
 
 
+def _ddpg(venv: DummyVecEnv, cfg: dict, common: dict, *, log_critic: bool,
+          position_scale: float) -> BaseAlgorithm:
+    """SB3 DDPG (no action noise) with the initial action bias; the critic log if asked."""
+    cls = _LoggedDDPG if log_critic else DDPG
+    model = cls(
+        "MlpPolicy", venv, buffer_size=int(cfg["buffer_size"]),
+        learning_starts=int(cfg["learning_starts"]), batch_size=int(cfg["batch_size"]),
+        tau=float(cfg["tau"]), train_freq=(int(cfg["train_freq"]), "step"),
+        gradient_steps=int(cfg["gradient_steps"]), action_noise=None, **common,
+    )
+    apply_ddpg_bias(model, float(cfg["initial_action_bias"]),
+                    on_target=bool(cfg["ddpg_bias_on_target"]))
+    if log_critic:
+        model._init_logs()
+        model.critic_log_steps = int(cfg["critic_log_steps"])
+        model.position_scale = position_scale
+    return model
+
+
+def _ppo(venv: DummyVecEnv, cfg: dict, common: dict, *, log_critic: bool,
+         position_scale: float) -> BaseAlgorithm:
+    """SB3 PPO with the clip-range schedule and the initial action bias (no critic log)."""
+    clip = float(cfg["clip_range"])
+    model = PPO(
+        "MlpPolicy", venv, n_steps=int(cfg["n_steps"]), batch_size=int(cfg["batch_size"]),
+        n_epochs=int(cfg["n_epochs"]), gae_lambda=float(cfg["gae_lambda"]),
+        clip_range=linear_schedule(clip, clip * float(cfg["clip_end_ratio"]),
+                                   cfg["lr_fraction"]),
+        ent_coef=float(cfg["ent_coef"]), vf_coef=float(cfg["vf_coef"]),
+        max_grad_norm=float(cfg["max_grad_norm"]), target_kl=None, **common,
+    )
+    apply_ppo_bias(model, float(cfg["initial_action_bias"]))
+    return model
+
+
+#: The SB3 model of each method this backend trains.
+MODELS = {"ddpg": _ddpg, "ppo": _ppo}
+
+
 def build_model(method: str, dataset: Dataset, reg: str, hparams: dict, seed: int, *,
                 device: str = "cpu", log_critic: bool = False, **options: Any) -> SB3Setup:
     """Seed, build the env and the SB3 model (spec §7.4) and apply the initial action bias."""
-    if "sb3" not in get_method(method).backends:
+    if "sb3" not in get_method(method).backends or method not in MODELS:
         raise ConfigError(f"method {method!r} has no SB3 backend")
     cfg = _config(method, hparams, options)
     dev = resolve_device(method, device, "sb3")
@@ -275,34 +314,11 @@ def build_model(method: str, dataset: Dataset, reg: str, hparams: dict, seed: in
                        loss=loss_cfg)
     venv = DummyVecEnv([lambda: Monitor(env)])
     lr = linear_schedule(cfg["learning_rate"], cfg["lr_min"], cfg["lr_fraction"])
-    b0 = float(cfg["initial_action_bias"])
     common = {"learning_rate": lr, "gamma": float(cfg["gamma"]), "seed": int(seed),
               "device": dev, "verbose": 0,
               "policy_kwargs": {"net_arch": {k: list(v) for k, v in cfg["net_arch"].items()}}}
-    if method == "ddpg":
-        cls = _LoggedDDPG if log_critic else DDPG
-        model = cls(
-            "MlpPolicy", venv, buffer_size=int(cfg["buffer_size"]),
-            learning_starts=int(cfg["learning_starts"]), batch_size=int(cfg["batch_size"]),
-            tau=float(cfg["tau"]), train_freq=(int(cfg["train_freq"]), "step"),
-            gradient_steps=int(cfg["gradient_steps"]), action_noise=None, **common,
-        )
-        apply_ddpg_bias(model, b0, on_target=bool(cfg["ddpg_bias_on_target"]))
-        if log_critic:
-            model._init_logs()
-            model.critic_log_steps = int(cfg["critic_log_steps"])
-            model.position_scale = reg_params.M if regz.uses_coeff else 1.0
-    else:
-        clip = float(cfg["clip_range"])
-        model = PPO(
-            "MlpPolicy", venv, n_steps=int(cfg["n_steps"]), batch_size=int(cfg["batch_size"]),
-            n_epochs=int(cfg["n_epochs"]), gae_lambda=float(cfg["gae_lambda"]),
-            clip_range=linear_schedule(clip, clip * float(cfg["clip_end_ratio"]),
-                                       cfg["lr_fraction"]),
-            ent_coef=float(cfg["ent_coef"]), vf_coef=float(cfg["vf_coef"]),
-            max_grad_norm=float(cfg["max_grad_norm"]), target_kl=None, **common,
-        )
-        apply_ppo_bias(model, b0)
+    model = MODELS[method](venv, cfg, common, log_critic=log_critic,
+                           position_scale=reg_params.M if regz.uses_coeff else 1.0)
     z_table = rl_context(dataset) if regz.uses_coeff else None
     policy = SB3Policy(model, reg, reg_params, z_table)
     return SB3Setup(method, reg, model, env, venv, cfg, reg_params, loss_cfg, policy, lr)
