@@ -127,7 +127,7 @@ def test_indep_fixtures_spec_6_1():
 def test_indep_dp_value_vs_monte_carlo():
     ds = dataset("s1")
     sol = solve_indep_dp(indep_pmf(ds, "true"))
-    lower = ds.params["lower"].astype(int)
+    lower = ds.demand_params["lower"].astype(int)
     rng = np.random.default_rng(2024)
     n = 100_000
     demand = (lower[None, :] + rng.integers(0, 5, size=(n, lower.size))).astype(float)
@@ -207,7 +207,7 @@ def test_iid_policy_monte_carlo_matches_expected_cost():
 def test_iid_benchmark_vs_constant_levels(sid):
     ds = dataset(sid)
     bench = run_benchmark(ds, "critical_fractile").losses["test"]
-    sig = ds.params["sigma"]
+    sig = ds.demand_params["sigma"]
     grid = np.arange(85.0, 145.0, 0.5)
     per = np.array([
         evaluate_policy(row_level_policy(np.full(sig.size, s), 500.0), ds, "test").per_trajectory
@@ -279,7 +279,7 @@ def test_ar1_dp_matches_independent_brute_force():
 
 def test_ar1_sku1_levels_value_and_monte_carlo():
     ds = dataset("s2")
-    phi, mu, sigma = (float(ds.params[k][0]) for k in ("phi", "mu", "sigma"))
+    phi, mu, sigma = (float(ds.demand_params[k][0]) for k in ("phi", "mu", "sigma"))
     sku = solve_ar1_sku(phi, mu, sigma)
     d = np.array([0.0, 5.0, 10.0, 15.0, 20.0])
     np.testing.assert_allclose(sku.level(2, d), [35.25, 39.5, 44.0, 48.25, 53.0], atol=0.5)

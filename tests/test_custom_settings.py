@@ -135,7 +135,7 @@ def test_indep_custom_shapes_and_distribution():
     assert d.split_idx["train"].tolist() == [0, 1, 2, 3]
     assert d.split_idx["val"].tolist() == [4, 5, 6]
     assert d.split_idx["test"].tolist() == [7, 8, 9, 10, 11, 12]
-    lower = d.params["lower"]
+    lower = d.demand_params["lower"]
     assert lower.shape == (61,)
     assert ((d.demand >= lower) & (d.demand <= lower + 4)).all()  # U{l_t..l_t+4}, spec §5.1
     assert (d.demand == np.round(d.demand)).all()
@@ -156,7 +156,7 @@ def test_ar1_custom_prefix_warmup_and_features():
     ref = generate_dataset("s2", FRESH)
     assert d.demand.shape == (9, 31)
     np.testing.assert_array_equal(d.demand, ref.demand[:9])  # per-SKU sequential draws
-    np.testing.assert_array_equal(d.params["phi"], ref.params["phi"][:9])
+    np.testing.assert_array_equal(d.demand_params["phi"], ref.demand_params["phi"][:9])
     assert d.split_idx["test"].tolist() == [5, 6, 7, 8]
     # R = 3: 4R = 12 warm-up days dropped; x_t is the previous raw day
     s3 = setting_from_dict(spec(family="ar1", T=20, R=3, L=0, n_train=2, n_val=1, n_test=2))
@@ -164,15 +164,15 @@ def test_ar1_custom_prefix_warmup_and_features():
     assert d3.demand.shape == (5, 20) and d3.meta["parameters"]["warmup_dropped"] == 12
     np.testing.assert_array_equal(d3.x[:, 1:], d3.demand[:, :-1])
     assert (d3.demand >= 0).all()
-    assert ((d3.params["phi"] >= 0.3) & (d3.params["phi"] <= 0.9)).all()
+    assert ((d3.demand_params["phi"] >= 0.3) & (d3.demand_params["phi"] <= 0.9)).all()
 
 
 def test_iid_custom_sigma_layout_and_days():
     s = setting_from_dict(spec(family="iid", T=11, n_train=3, n_val=4, n_test=7, M=500))
     d = generate_dataset(s, FRESH)
-    sig = d.params["sigma"][:3]
+    sig = d.demand_params["sigma"][:3]
     k = [0, 1, 2, 0, 1, 2, 0, 0, 0, 0, 1, 1, 1, 2]  # train, val cycling, test in blocks of 3
-    np.testing.assert_array_equal(d.params["sigma"], sig[k])
+    np.testing.assert_array_equal(d.demand_params["sigma"], sig[k])
     np.testing.assert_array_equal(d.x, np.repeat(sig[k][:, None], 11, axis=1))
     assert d.split_idx["val"].tolist() == [3, 4, 5, 6]
     assert d.split_idx["test"].tolist() == list(range(7, 14))

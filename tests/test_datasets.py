@@ -71,7 +71,7 @@ SKU21 = [13, 11, 12, 18, 12, 10, 17, 14, 10, 13, 11, 9, 12, 3, 3, 10, 6, 12, 9, 
 
 
 def test_indep_fixtures(s1):
-    assert s1.params["lower"].tolist() == LOWER
+    assert s1.demand_params["lower"].tolist() == LOWER
     assert s1.demand[0].tolist() == SKU1
     assert s1.demand[20].tolist() == SKU21
     assert s1.demand.sum() == 40078
@@ -108,7 +108,7 @@ def test_indep_feature_t():
 
 # ----------------------------------------------------------------- AR(1) (spec §5.2)
 def test_ar1_fixtures(s2):
-    p = s2.params
+    p = s2.demand_params
     assert (p["phi"][0], p["mu"][0], p["sigma"][0]) == (
         0.5247240713084176, 9.75357153204958, 6.391963650868431)
     assert (p["phi"][1], p["mu"][1], p["sigma"][1]) == (
@@ -124,7 +124,7 @@ def test_ar1_matches_scalar_call_sequence(s2):
     """Whole pool, parameters and Coeff noise equal the authors' scalar loop bit for bit."""
     params, raw, noise3, noise4 = authors_ar1(120)
     assert raw.max() == pytest.approx(38.767, abs=5e-4)
-    np.testing.assert_array_equal(np.stack([s2.params[k] for k in ("phi", "mu", "sigma")], 1), params)
+    np.testing.assert_array_equal(np.stack([s2.demand_params[k] for k in ("phi", "mu", "sigma")], 1), params)
     np.testing.assert_array_equal(s2.demand, raw[:, 8:])
     np.testing.assert_array_equal(s2.x, raw[:, 7:-1])
     for k in (0, 1, 64, 119):
@@ -166,7 +166,7 @@ SIGMAS = [10.618101782710436, 19.260714596148745, 15.979909127171076, 13.9798772
 @pytest.mark.parametrize("n", [5, 10, 20])
 def test_iid_sigma_prefix_chain_and_layout(n):
     d = generate_dataset(f"s4_n{n}_t19")
-    sig = d.params["sigma"]
+    sig = d.demand_params["sigma"]
     assert sig.shape == (102 * n,)
     assert sig[:n].tolist() == SIGMAS[:n]
     assert sig[n:2 * n].tolist() == SIGMAS[:n]
@@ -185,7 +185,7 @@ def test_iid_fixture_and_streams():
     ref = np.zeros_like(d.demand)
     for k in range(d.demand.shape[0]):
         for t in (3, 5):
-            ref[k, t] = max(0, rng.normal(100, d.params["sigma"][k]))
+            ref[k, t] = max(0, rng.normal(100, d.demand_params["sigma"][k]))
     np.testing.assert_array_equal(d.demand, ref)
     # Coeff noise: legacy stream re-seeded to 42 after the σ's; NaN -> 0 at t = 0
     rs = np.random.RandomState(42)
@@ -197,7 +197,7 @@ def test_iid_fixture_and_streams():
         ref_c[:, 3] += noise4[k]
         np.testing.assert_allclose(d.coeff[k], ref_c, rtol=0, atol=1e-12)
     other_h = generate_dataset("s4_n5_t19")
-    np.testing.assert_array_equal(other_h.params["sigma"], d.params["sigma"])
+    np.testing.assert_array_equal(other_h.demand_params["sigma"], d.demand_params["sigma"])
     assert other_h.demand[0, 3] == d.demand[0, 3]  # both restart default_rng(42) ...
     assert other_h.demand[1, 3] != d.demand[1, 3]  # ... but SKU 2 starts at another draw
 
@@ -242,8 +242,8 @@ def test_same_options_same_bytes_and_roundtrip(tmp_path):
         ref = generate_dataset(sid, opts)
         np.testing.assert_array_equal(back.coeff, ref.coeff)
         assert back.meta == json.loads(json.dumps(ref.meta))
-        for k in ref.params:
-            np.testing.assert_array_equal(back.params[k], ref.params[k])
+        for k in ref.demand_params:
+            np.testing.assert_array_equal(back.demand_params[k], ref.demand_params[k])
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["s2_a.npz", "s2_b.npz", "s4_n5_t7_a.npz", "s4_n5_t7_b.npz"])  # no temp files left
 
@@ -264,15 +264,15 @@ def test_fresh_seeds_differ(sid):
 
 def test_fresh_iid_prefix_chain():
     o = DataOptions(rng_mode="fresh", data_seed=5)
-    s5 = generate_dataset("s4_n5_t7", o).params["sigma"][:5]
-    s20 = generate_dataset("s4_n20_t7", o).params["sigma"][:20]
+    s5 = generate_dataset("s4_n5_t7", o).demand_params["sigma"][:5]
+    s20 = generate_dataset("s4_n20_t7", o).demand_params["sigma"][:20]
     np.testing.assert_array_equal(s5, s20[:5])
     assert ((s20 >= 5) & (s20 < 20)).all()
 
 
 def test_fresh_truncnorm_lower():
     d = generate_dataset("s1", DataOptions(rng_mode="fresh", data_seed=0, indep_lower="truncnorm"))
-    lower = d.params["lower"]
+    lower = d.demand_params["lower"]
     assert lower.shape == (31,) and ((lower >= 0) & (lower <= 100)).all()
     assert np.all(d.demand >= lower) and np.all(d.demand <= lower + 4)
     with pytest.raises(ConfigError):

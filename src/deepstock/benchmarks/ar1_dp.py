@@ -273,9 +273,9 @@ def ar1_params(dataset: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     out = []
     n = dataset.demand.shape[0]
     for name in ("phi", "mu", "sigma"):
-        if name not in dataset.params:
+        if name not in dataset.demand_params:
             raise DataError(f"the AR(1) DP needs the dataset parameter {name!r} per SKU")
-        v = np.asarray(dataset.params[name], dtype=np.float64).reshape(-1)
+        v = np.asarray(dataset.demand_params[name], dtype=np.float64).reshape(-1)
         if v.shape[0] != n:
             raise DataError(f"dataset parameter {name!r} has {v.shape[0]} values, expected {n}")
         out.append(v)

@@ -35,7 +35,7 @@ def fractile_z(iid_z: str | float = "1.282", loss: LossConfig = DEFAULT_LOSS) ->
 
 def sku_sigmas(dataset: Dataset) -> np.ndarray:
     """σ_k of every dataset row (parameter ``sigma`` [n])."""
-    sigma = dataset.params.get("sigma")
+    sigma = dataset.demand_params.get("sigma")
     if sigma is None:
         raise DataError("the IID benchmark needs the dataset parameter 'sigma' (σ_k per SKU)")
     sigma = np.asarray(sigma, dtype=np.float64).reshape(-1)

@@ -88,9 +88,9 @@ def indep_pmf(dataset: Dataset, kind: str = "empirical") -> np.ndarray:
             pmf[t] = np.bincount(d[:, t], minlength=pmf.shape[1]) / d.shape[0]
         return pmf
     if kind == "true":
-        if "lower" not in dataset.params:
+        if "lower" not in dataset.demand_params:
             raise DataError("INDEP DP pmf 'true' needs the dataset parameter 'lower' (ℓ_t)")
-        lower = np.asarray(dataset.params["lower"], dtype=np.float64).reshape(-1)
+        lower = np.asarray(dataset.demand_params["lower"], dtype=np.float64).reshape(-1)
         if lower.shape[0] != T or np.any(lower < 0) or np.any(lower != np.rint(lower)):
             raise DataError(f"INDEP parameter 'lower' must be {T} non-negative integers")
         lower = lower.astype(np.int64)

@@ -108,7 +108,7 @@ def check_indep_dp_memory(dataset: Dataset) -> None:
     n = params["hi"].default - params["lo"].default + 1
     demand = np.asarray(dataset.demand, dtype=np.float64)
     d_max = float(np.nanmax(demand)) if demand.size else 0.0
-    lower = dataset.params.get("lower") if isinstance(dataset.params, dict) else None
+    lower = dataset.demand_params.get("lower") if isinstance(dataset.demand_params, dict) else None
     if lower is not None:
         d_max = max(d_max, float(np.max(np.asarray(lower, dtype=np.float64))) + 4)
     M = int(dataset.setting.M)

@@ -86,7 +86,7 @@ class Dataset:
     coeff: np.ndarray
     ids: np.ndarray
     split_idx: dict[str, np.ndarray]
-    params: dict[str, np.ndarray] = field(default_factory=dict)
+    demand_params: dict[str, np.ndarray] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
 
     @property
@@ -109,7 +109,7 @@ class Dataset:
         }
         for s in SPLITS:
             arrays[f"{s}_idx"] = np.asarray(self.split_idx[s], dtype=np.int64)
-        for k, v in self.params.items():
+        for k, v in self.demand_params.items():
             arrays[f"param_{k}"] = np.asarray(v)
         arrays["meta"] = np.array(json.dumps(self.meta, sort_keys=True))
         return arrays
@@ -348,6 +348,6 @@ def load_dataset(path: str | os.PathLike, expect_setting: str | None = None) -> 
         **floats,
         ids=np.asarray(arrays["ids"], dtype=np.int64),
         split_idx={s: np.asarray(arrays[f"{s}_idx"], dtype=np.int64) for s in SPLITS},
-        params={k[len("param_"):]: v for k, v in arrays.items() if k.startswith("param_")},
+        demand_params={k[len("param_"):]: v for k, v in arrays.items() if k.startswith("param_")},
         meta=meta,
     )

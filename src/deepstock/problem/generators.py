@@ -188,7 +188,7 @@ def generate_indep(setting: Setting, options: DataOptions) -> Dataset:
         ids=np.arange(1, n + 1, dtype=np.int64),
         split_idx=split_rows(setting.n_train, setting.n_val, setting.n_train + setting.n_val,
                           setting.n_test),
-        params={"lower": lower},
+        demand_params={"lower": lower},
         meta=dataset_meta(setting, "indep", parameters, options),
     )
 
@@ -260,7 +260,7 @@ def generate_ar1(setting: Setting, options: DataOptions) -> Dataset:
         coeff=_nan_to_zero(np.ascontiguousarray(coeff_raw[:, keep])),
         ids=np.arange(1, n + 1, dtype=np.int64),
         split_idx=split_rows(setting.n_train, setting.n_val, test_start, setting.n_test),
-        params={k: draws[k] for k in ("phi", "mu", "sigma")},
+        demand_params={k: draws[k] for k in ("phi", "mu", "sigma")},
         meta=dataset_meta(setting, "ar1", parameters, options),
     )
 
@@ -306,7 +306,7 @@ def generate_iid(setting: Setting, options: DataOptions) -> Dataset:
         coeff=coeff,
         ids=np.arange(1, n + 1, dtype=np.int64),
         split_idx=split_rows(N, setting.n_val, N + setting.n_val, setting.n_test),
-        params={"sigma": sigma},
+        demand_params={"sigma": sigma},
         meta=dataset_meta(setting, "iid", parameters, options),
     )
 

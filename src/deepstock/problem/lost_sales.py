@@ -154,7 +154,7 @@ def generate(setting: Setting, options: DataOptions):
         coeff=np.zeros((n, T, 4)), ids=np.arange(1, n + 1, dtype=np.int64),
         split_idx=split_rows(setting.n_train, setting.n_val, setting.n_train + setting.n_val,
                           setting.n_test),
-        params={}, meta=dataset_meta(setting, "lost_sales", parameters, options))
+        demand_params={}, meta=dataset_meta(setting, "lost_sales", parameters, options))
 
 
 def describe(s: Setting) -> str:
