@@ -17,6 +17,7 @@ from deepstock.training import read_run, save_run
 from deepstock.training.backends import load_trainer
 from deepstock.training.jax_common import (
     OPTIONS,
+    budget,
     init_population,
     jax_config,
     keep_best,
@@ -250,8 +251,9 @@ def test_one_ppo_epoch_on_one_minibatch_equals_sb3s_train():
 
 # ------------------------------------------------------------------ where SB3 evaluates
 def test_ddpg_runs_whole_training_periods_as_sb3_does():
-    assert jd.whole_periods(250, 1) == 250
-    assert jd.whole_periods(200, 14) == 210  # SB3 collects whole training periods of 14 steps
+    assert budget([{"total_steps": 250}], 1) == 250
+    assert budget([{"total_steps": 200}], 14) == 210  # SB3 runs whole periods of 14 steps
+    assert budget([{"total_steps": 5000}, {"total_steps": 3000}], 1024) == 5120  # the largest
 
 
 def test_ppo_chunks_stop_at_the_rollout_holding_an_evaluation():

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -106,7 +106,7 @@ class TrainJob:
 
     def with_hparams(self, values: Mapping[str, Any]) -> TrainJob:
         """The same job with other complete hyper-parameters (a tuning trial's), validated."""
-        return _replace_hparams(self, values)
+        return replace(self, hparams=_checked(self.method.name, values))
 
     def train(self, dataset, seed: int, *, progress: bool = False):
         """Train on ``dataset`` (of this job's setting) with ``seed``; a TrainResult."""
@@ -124,12 +124,6 @@ class TrainJob:
         return self.trainer.population(dataset, self.reg.name, [j.hparams for j in jobs],
                                        list(seeds), device=self.device, progress=progress,
                                        **self.options)
-
-
-def _replace_hparams(job: TrainJob, values: Mapping[str, Any]) -> TrainJob:
-    from dataclasses import replace
-
-    return replace(job, hparams=_checked(job.method.name, values))
 
 
 def _checked(method: str, values: Mapping[str, Any]) -> CheckedHParams:

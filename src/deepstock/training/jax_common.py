@@ -170,6 +170,12 @@ def over_active(fn: Callable, batched: bool, n_shared: int) -> Callable:
     return mapped
 
 
+def budget(configs: Sequence[dict], unit: int) -> int:
+    """The steps SB3 runs for a population: the largest ``total_steps``, rounded up to whole
+    units (DDPG's training periods of ``train_freq`` steps, PPO's rollouts of ``n_steps``)."""
+    return math.ceil(max(int(c["total_steps"]) for c in configs) / unit) * unit
+
+
 def stack_values(configs: Sequence[dict], keys: Sequence[str]) -> dict[str, np.ndarray]:
     """Value hyper-parameters as float32 host arrays [K] (one compiled program for any values;
     :func:`init_population` places them on the device)."""

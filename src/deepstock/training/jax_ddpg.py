@@ -34,7 +34,6 @@ it, so logging never changes the training.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -53,6 +52,7 @@ from deepstock.training.jax_common import (
     OPTIONS,
     Setup,
     Validation,
+    budget,
     compile_chunk,
     init_population,
     linear_schedule,
@@ -254,11 +254,6 @@ LOGGED_CHUNK = chunk_of(jax_critic_log.recording(step))
 
 
 # ---------------------------------------------------------------------- the training loop
-def whole_periods(total_steps: int, train_freq: int) -> int:
-    """The steps SB3 runs: ``total_steps`` rounded up to whole training periods."""
-    return math.ceil(total_steps / train_freq) * train_freq
-
-
 def train_group(setup: Setup, *, progress: bool = False,
                 critic_log_steps: int | None = None) -> list[TrainResult]:
     """Train the population of ``setup`` (one shape group) to the end; with the critic log of
@@ -266,7 +261,7 @@ def train_group(setup: Setup, *, progress: bool = False,
     started = time.perf_counter()
     shape = Shape.of(setup)
     eval_freq = int(setup.config["eval_freq"])
-    total = whole_periods(max(int(c["total_steps"]) for c in setup.configs), shape.train_freq)
+    total = budget(setup.configs, shape.train_freq)  # whole training periods
     agents, hp = init_population(setup, init_agent, shape, ARRAYS)
     chunk = CHUNK
     if critic_log_steps is not None:

@@ -51,6 +51,7 @@ from deepstock.training.jax_common import (
     OPTIONS,
     Setup,
     Validation,
+    budget,
     compile_chunk,
     init_population,
     linear_schedule,
@@ -287,7 +288,7 @@ def train_group(setup: Setup, *, progress: bool = False) -> list[TrainResult]:
     started = time.perf_counter()
     shape = Shape.of(setup)
     n, eval_freq = shape.n_steps, int(setup.config["eval_freq"])
-    total = math.ceil(max(int(c["total_steps"]) for c in setup.configs) / n) * n  # whole rollouts
+    total = budget(setup.configs, n)  # whole rollouts
     agents, hp = init_population(setup, init_agent, shape, ARRAYS)
     program, compile_s = compile_chunk(chunk, shape, agents, hp, setup.train, np.int32(0),
                                        np.int32(1), np.bool_(False),
